@@ -1,0 +1,1 @@
+"""Pure business rules of Gatekeeper: no I/O, no framework imports."""

@@ -1,0 +1,21 @@
+"""Typed business errors; adapters map them to wire error codes."""
+
+
+class DomainError(Exception):
+    code = "bad_request"
+
+
+class InvalidAmount(DomainError):
+    pass
+
+
+class InvalidRoom(DomainError):
+    pass
+
+
+class RoomForbidden(DomainError):
+    code = "forbidden"
+
+
+class InvalidRateLimitSpec(ValueError):
+    pass

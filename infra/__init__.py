@@ -1,0 +1,1 @@
+"""Adapters shared by ingress and workers: settings, PostgreSQL, RabbitMQ, Redis, logging."""

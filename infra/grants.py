@@ -1,0 +1,49 @@
+"""Admin credit movements: idempotent grants and the seed's balance reset."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import asyncpg
+
+from domain.credits import set_credits, top_up
+from infra import ledger
+
+
+@dataclass(frozen=True, slots=True)
+class GrantResult:
+    applied: bool
+    credits: int
+    words_left: int
+
+
+async def grant(
+    pool: asyncpg.Pool, user_id: str, credits: int, reason: str, idempotency_key: str, signup_credits: int
+) -> GrantResult:
+    """Add credits once per (user, idempotency key)."""
+    async with pool.acquire() as conn, conn.transaction():
+        await ledger.ensure_user(conn, user_id, signup_credits)
+        balance = await ledger.lock_balance(conn, user_id)
+        applied = await ledger.transfer(
+            conn, ledger.GRANTS, ledger.user_account(user_id), credits, "grant",
+            f"{user_id}:{idempotency_key}", reason,
+        )  # fmt: skip
+        if applied:
+            balance = top_up(balance, credits)
+            await ledger.store_balance(conn, user_id, balance)
+        return GrantResult(applied, balance.credits, balance.words_left)
+
+
+async def reset(pool: asyncpg.Pool, user_id: str, credits: int, reason: str, reference: str) -> GrantResult:
+    """Set the balance to exactly ``credits`` through one adjusting ledger entry."""
+    async with pool.acquire() as conn, conn.transaction():
+        await ledger.ensure_user(conn, user_id, 0)
+        balance = await ledger.lock_balance(conn, user_id)
+        new_balance, delta = set_credits(balance, credits)
+        account = ledger.user_account(user_id)
+        if delta > 0:
+            await ledger.transfer(conn, ledger.GRANTS, account, delta, "adjustment", reference, reason)
+        elif delta < 0:
+            await ledger.transfer(conn, account, ledger.GRANTS, -delta, "adjustment", reference, reason)
+        await ledger.store_balance(conn, user_id, new_balance)
+        return GrantResult(delta != 0, new_balance.credits, new_balance.words_left)

@@ -1,0 +1,1 @@
+"""Ingress nodes: hold client connections, authenticate, validate, rate-limit, publish commands."""

@@ -1,0 +1,69 @@
+"""The ingress application factory: every resource's lifetime is one cleanup context."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import socketio
+import structlog
+from aiohttp import web
+from redis.asyncio import Redis
+
+from infra import db
+from infra.settings import Settings
+from ingress.http_api import routes
+from ingress.presence import Presence
+from ingress.publisher import CommandPublisher
+from ingress.rate_limiter import RateLimiter
+from ingress.socket_server import AckAwareServer
+from ingress.sockets import ChatSockets
+from ingress.state import APP_STATE, IngressState
+from schemas.queues import ALL_QUEUES
+
+log = structlog.get_logger(__name__)
+
+MAX_FRAME_BYTES = 64 * 1024  # a 4000-character message fits many times over
+
+
+def init_app(settings: Settings) -> web.Application:
+    app = web.Application(client_max_size=MAX_FRAME_BYTES)
+    sio = AckAwareServer(
+        async_mode="aiohttp",
+        client_manager=socketio.AsyncRedisManager(
+            settings.effective_redis_url, channel=settings.key("socketio")
+        ),
+        cors_allowed_origins=list(settings.allowed_origins),
+        max_http_buffer_size=MAX_FRAME_BYTES,
+        ping_interval=25,
+        ping_timeout=20,
+        logger=False,
+        engineio_logger=False,
+    )
+    sio.attach(app)
+    app.router.add_routes(routes)
+
+    async def resources(app: web.Application) -> AsyncIterator[None]:
+        await db.migrate(settings.database_url)
+        pool = await db.create_pool(settings.database_url)
+        redis = Redis.from_url(settings.effective_redis_url, decode_responses=True)
+        publisher = CommandPublisher(settings.amqp_url, ALL_QUEUES, settings.publish_timeout_s)
+        presence = Presence(redis, settings.key_prefix, settings.node_id)
+        await publisher.start()
+        await presence.start()
+        state = IngressState(settings, pool, redis, publisher, presence)
+        app[APP_STATE] = state
+        ChatSockets(
+            sio, settings, presence, publisher,
+            RateLimiter(redis, settings.key_prefix, settings.rate_windows), redis, pool,
+        )  # fmt: skip
+        log.info("ingress.started", node=settings.node_id)
+        yield
+        log.info("ingress.stopping", node=settings.node_id)
+        await sio.shutdown()
+        await presence.stop()
+        await publisher.close()
+        await redis.aclose()
+        await pool.close()
+
+    app.cleanup_ctx.append(resources)
+    return app

@@ -1,0 +1,64 @@
+"""Who is calling: HS256 JWTs for users, a shared token for admins."""
+
+from __future__ import annotations
+
+import hmac
+from dataclasses import dataclass
+
+import jwt
+from aiohttp import web
+
+
+class Unauthorized(Exception):
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class Identity:
+    user_id: str
+    name: str
+    role: str | None = None
+
+    @property
+    def is_admin(self) -> bool:
+        return self.role == "admin"
+
+
+def decode_token(token: object, secret: str) -> Identity:
+    """Verify signature and expiry; identity comes only from the token's claims."""
+    if not isinstance(token, str) or not token:
+        raise Unauthorized("missing token")
+    try:
+        claims = jwt.decode(token, secret, algorithms=["HS256"], options={"require": ["sub"]})
+    except jwt.PyJWTError as exc:
+        raise Unauthorized(str(exc)) from None
+    sub = claims.get("sub")
+    if not isinstance(sub, str) or not 1 <= len(sub) <= 128:
+        raise Unauthorized("sub must be a string of 1-128 characters")
+    name = claims.get("name")
+    role = claims.get("role")
+    return Identity(
+        user_id=sub,
+        name=name if isinstance(name, str) and name else sub,
+        role=role if isinstance(role, str) else None,
+    )
+
+
+def bearer_token(request: web.Request) -> str | None:
+    header = request.headers.get("Authorization", "")
+    scheme, _, token = header.partition(" ")
+    return token.strip() if scheme.lower() == "bearer" and token else None
+
+
+def is_admin_request(request: web.Request, admin_token: str, jwt_secret: str) -> bool:
+    """An admin presents ``x-admin-token`` or a Bearer JWT with ``role: admin``."""
+    presented = request.headers.get("x-admin-token")
+    if presented is not None:
+        return hmac.compare_digest(presented.encode(), admin_token.encode())
+    token = bearer_token(request)
+    if token is None:
+        return False
+    try:
+        return decode_token(token, jwt_secret).is_admin
+    except Unauthorized:
+        return False

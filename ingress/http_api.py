@@ -1,0 +1,171 @@
+"""HTTP routes of every ingress node: health, credit stats and admin grants, chat stats."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from typing import Any
+
+from aiohttp import web
+from pydantic import BaseModel, ValidationError
+
+from domain.errors import DomainError
+from infra import grants, ledger
+from ingress.auth import Unauthorized, bearer_token, decode_token, is_admin_request
+from ingress.state import APP_STATE
+from schemas.http import CreditStats, GrantCredits, ResetCredits
+
+routes = web.RouteTableDef()
+SERVICE = "gatekeeper-ingress"
+
+
+def json_error(status: int, code: str, message: str) -> web.Response:
+    return web.json_response({"error": {"code": code, "message": message}}, status=status)
+
+
+async def _probe(name: str, check: Any, timeout_s: float = 1.0) -> tuple[str, str | None]:
+    try:
+        async with asyncio.timeout(timeout_s):
+            await check()
+        return name, None
+    except Exception as exc:
+        return name, f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+
+
+@routes.get("/health")
+async def health(request: web.Request) -> web.Response:
+    state = request.app[APP_STATE]
+
+    async def rabbitmq() -> None:
+        if not state.publisher.connected:
+            raise ConnectionError("not connected")
+
+    results = await asyncio.gather(
+        _probe("rabbitmq", rabbitmq),
+        _probe("redis", state.redis.ping),
+        _probe("postgres", lambda: state.pool.fetchval("SELECT 1")),
+    )
+    causes = {name: error for name, error in results if error}
+    body: dict[str, Any] = {
+        "status": "degraded" if causes else "ok",
+        "service": SERVICE,
+        "node": state.settings.node_id,
+        "timestamp": int(time.time() * 1000),
+        "uptime": round(time.monotonic() - state.started, 3),
+    }
+    if causes:
+        body["causes"] = causes
+    return web.json_response(body, status=503 if causes else 200)
+
+
+def _require_admin(request: web.Request) -> None:
+    s = request.app[APP_STATE].settings
+    if not is_admin_request(request, s.admin_token.get_secret_value(), s.jwt_secret.get_secret_value()):
+        raise web.HTTPForbidden(
+            text='{"error": {"code": "forbidden", "message": "admin only"}}', content_type="application/json"
+        )
+
+
+def _caller_may_read(request: web.Request, user_id: str) -> bool:
+    s = request.app[APP_STATE].settings
+    if is_admin_request(request, s.admin_token.get_secret_value(), s.jwt_secret.get_secret_value()):
+        return True
+    token = bearer_token(request)
+    if token is None:
+        return False
+    try:
+        return decode_token(token, s.jwt_secret.get_secret_value()).user_id == user_id
+    except Unauthorized:
+        return False
+
+
+async def _body(request: web.Request, model: type[BaseModel]) -> Any:
+    try:
+        return model.model_validate_json(await request.read())
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "body"
+        raise web.HTTPBadRequest(
+            text=web.json_response(
+                {"error": {"code": "bad_request", "message": f"{where}: {first['msg']}"}}
+            ).text,
+            content_type="application/json",
+        ) from None
+
+
+def _user_id(request: web.Request) -> str:
+    user_id = request.match_info["userId"]
+    if not 1 <= len(user_id) <= 128:
+        raise web.HTTPBadRequest(text='{"error": {"code": "bad_request", "message": "bad userId"}}')
+    return user_id
+
+
+@routes.get("/api/credits/stats/{userId}")
+async def credit_stats(request: web.Request) -> web.Response:
+    user_id = _user_id(request)
+    if not _caller_may_read(request, user_id):
+        return json_error(403, "forbidden", "only that user or an admin may read these stats")
+    state = request.app[APP_STATE]
+    async with state.pool.acquire() as conn:
+        stats = await ledger.account_stats(conn, user_id)
+    if stats is None:
+        return json_error(404, "unknown_user", f"no account for user {user_id!r}")
+    body = CreditStats(
+        userId=user_id,
+        credits=stats.balance.credits,
+        wordsLeft=stats.balance.live_words_left(time.time()),
+        wordsUsedTotal=stats.words_used_total,
+        creditsChargedTotal=stats.credits_charged_total,
+    )
+    return web.json_response(body.model_dump())
+
+
+@routes.post("/api/credits/grant/{userId}")
+async def grant_credits(request: web.Request) -> web.Response:
+    _require_admin(request)
+    user_id = _user_id(request)
+    body: GrantCredits = await _body(request, GrantCredits)
+    state = request.app[APP_STATE]
+    result = await grants.grant(
+        state.pool, user_id, body.credits, body.reason, body.idempotencyKey, state.settings.signup_credits
+    )
+    return web.json_response(
+        {
+            "userId": user_id,
+            "applied": result.applied,
+            "credits": result.credits,
+            "wordsLeft": result.words_left,
+        },
+        status=201 if result.applied else 200,
+    )
+
+
+@routes.post("/api/credits/reset/{userId}")
+async def reset_credits(request: web.Request) -> web.Response:
+    _require_admin(request)
+    user_id = _user_id(request)
+    body: ResetCredits = await _body(request, ResetCredits)
+    state = request.app[APP_STATE]
+    try:
+        result = await grants.reset(state.pool, user_id, body.credits, body.reason, f"reset:{uuid.uuid4()}")
+    except DomainError as exc:
+        return json_error(400, exc.code, str(exc))
+    return web.json_response({"userId": user_id, "credits": result.credits, "wordsLeft": result.words_left})
+
+
+@routes.get("/api/chat/stats")
+async def chat_stats(request: web.Request) -> web.Response:
+    state = request.app[APP_STATE]
+    cluster = await state.presence.cluster_stats()
+    names = ("accepted", "delivered", "blocked")
+    counts = await state.redis.mget([state.settings.key("stats", n) for n in names])
+    totals = {name: int(value or 0) for name, value in zip(names, counts, strict=True)}
+    return web.json_response(
+        {
+            **cluster,
+            "messagesAccepted": totals["accepted"],
+            "messagesDelivered": totals["delivered"],
+            "messagesBlocked": totals["blocked"],
+        }
+    )

@@ -1,0 +1,250 @@
+"""Socket.IO event handlers: authenticate, validate, rate-limit, then publish or fan out.
+
+No business rule lives here: charging, storing and delivering happen in the
+chat workers. Rooms are namespaced (``r/<roomId>``, ``u/<userId>``) so a client
+can never join another user's private channel by picking a room name.
+"""
+
+from __future__ import annotations
+
+import functools
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import asyncpg
+import structlog
+from pydantic import BaseModel, ValidationError
+from redis.asyncio import Redis
+
+from domain.errors import DomainError
+from domain.rooms import resolve_join, validate_room_id
+from infra.settings import Settings
+from ingress.auth import Identity, Unauthorized, decode_token
+from ingress.presence import Presence
+from ingress.publisher import CommandPublisher, PublishFailed
+from ingress.rate_limiter import RateLimiter
+from ingress.socket_server import AckAwareServer, ack_requested
+from schemas import commands, queues
+from schemas.channels import room_channel, user_channel
+from schemas.socket_events import JoinRoom, MarkRead, RoomRef, SendMessage
+
+log = structlog.get_logger(__name__)
+
+
+class Rejected(Exception):
+    def __init__(self, code: str, message: str, **extra: Any) -> None:
+        super().__init__(message)
+        self.code, self.message, self.extra = code, message, extra
+
+
+def _validation_message(exc: ValidationError) -> str:
+    first = exc.errors()[0]
+    where = ".".join(str(p) for p in first["loc"]) or "payload"
+    return f"{where}: {first['msg']}"
+
+
+Handler = Callable[..., Awaitable[dict[str, Any] | None]]
+
+
+class ChatSockets:
+    """Binds the chat protocol's events to one AsyncServer."""
+
+    def __init__(
+        self,
+        sio: AckAwareServer,
+        settings: Settings,
+        presence: Presence,
+        publisher: CommandPublisher,
+        limiter: RateLimiter,
+        redis: Redis,
+        pool: asyncpg.Pool,
+    ) -> None:
+        self.sio = sio
+        self.settings = settings
+        self.presence = presence
+        self.publisher = publisher
+        self.limiter = limiter
+        self.redis = redis
+        self.pool = pool
+        self._secret = settings.jwt_secret.get_secret_value()
+        sio.on("connect", self.connect)
+        sio.on("disconnect", self.disconnect)
+        for event, (handler, schema) in {
+            "joinRoom": (self.join_room, JoinRoom),
+            "leaveRoom": (self.leave_room, RoomRef),
+            "sendMessage": (self.send_message, SendMessage),
+            "typing-start": (functools.partial(self.typing, typing=True), RoomRef),
+            "typing-stop": (functools.partial(self.typing, typing=False), RoomRef),
+            "mark-read": (self.mark_read, MarkRead),
+        }.items():
+            sio.on(event, self._guarded(event, handler, schema))
+
+    # --- plumbing ---------------------------------------------------------------
+    def _guarded(
+        self, event: str, handler: Handler, schema: type[BaseModel]
+    ) -> Callable[..., Awaitable[Any]]:
+        """Validate the payload and turn every failure into a clear error for the sender only."""
+
+        async def run(sid: str, data: Any = None, *_: Any) -> dict[str, Any] | None:
+            try:
+                payload = schema.model_validate(data if data is not None else {})
+                identity = await self._identity(sid)
+                return await handler(sid, identity, payload)
+            except ValidationError as exc:
+                return await self._reject(sid, event, "bad_request", _validation_message(exc))
+            except DomainError as exc:
+                return await self._reject(sid, event, exc.code, str(exc))
+            except Rejected as exc:
+                return await self._reject(sid, event, exc.code, exc.message, **exc.extra)
+            except Exception:
+                log.exception("socket.handler_failed", event_name=event, sid=sid)
+                return await self._reject(sid, event, "internal", "internal error; nothing was charged")
+
+        return run
+
+    async def _reject(self, sid: str, event: str, code: str, message: str, **extra: Any) -> dict[str, Any]:
+        error = {"code": code, "message": message}
+        if not ack_requested.get():
+            await self.sio.emit("error", {**error, "event": event, **extra}, to=sid)
+        return {"status": "rejected", "error": error, **extra}
+
+    async def _identity(self, sid: str) -> Identity:
+        session = await self.sio.get_session(sid)
+        return session["identity"]
+
+    def _require_member(self, sid: str, room_id: str) -> None:
+        validate_room_id(room_id)
+        if not self.presence.is_member(sid, room_id):
+            raise Rejected("bad_request", f"unknown room {room_id!r}: join it first")
+
+    # --- connection -------------------------------------------------------------
+    async def connect(self, sid: str, environ: dict, auth: Any = None) -> None:
+        token = auth.get("token") if isinstance(auth, dict) else None
+        try:
+            identity = decode_token(token, self._secret)
+        except Unauthorized as exc:
+            log.info("socket.unauthorized", reason=str(exc))
+            raise ConnectionRefusedError("unauthorized") from None
+        await self.sio.save_session(sid, {"identity": identity})
+        await self.sio.enter_room(sid, user_channel(identity.user_id))
+        self.presence.connected(sid)
+        log.info("socket.connected", sid=sid, user_id=identity.user_id)
+
+    async def disconnect(self, sid: str, *_: Any) -> None:
+        session = await self.sio.get_session(sid)
+        identity: Identity | None = session.get("identity")
+        for room_id in await self.presence.disconnected(sid):
+            if identity is not None:
+                await self._announce_left(sid, identity, room_id)
+
+    # --- rooms ------------------------------------------------------------------
+    async def join_room(self, sid: str, who: Identity, payload: JoinRoom) -> dict[str, Any]:
+        room_type = resolve_join(payload.roomId, payload.roomType, who.user_id)
+        await self.sio.enter_room(sid, room_channel(payload.roomId))
+        member_count = await self.presence.joined(sid, who.user_id, payload.roomId)
+        history = await self._history(payload.roomId)
+        await self.sio.emit(
+            "roomJoined",
+            {
+                "roomId": payload.roomId,
+                "roomType": room_type.value,
+                "memberCount": member_count,
+                "history": history,
+            },
+            to=sid,
+        )
+        await self.sio.emit(
+            "userJoined",
+            {"roomId": payload.roomId, "userId": who.user_id, "username": who.name},
+            room=room_channel(payload.roomId),
+            skip_sid=sid,
+        )
+        return {"status": "accepted", "roomId": payload.roomId}
+
+    async def _history(self, room_id: str) -> list[dict[str, Any]]:
+        rows = await self.pool.fetch(
+            "SELECT payload FROM (SELECT seq, payload FROM messages WHERE room_id = $1"
+            " ORDER BY seq DESC LIMIT $2) recent ORDER BY seq",
+            room_id,
+            self.settings.history_size,
+        )
+        return [r["payload"] for r in rows]
+
+    async def leave_room(self, sid: str, who: Identity, payload: RoomRef) -> dict[str, Any]:
+        self._require_member(sid, payload.roomId)
+        await self.presence.left(sid, payload.roomId)
+        await self.sio.leave_room(sid, room_channel(payload.roomId))
+        await self.sio.emit("roomLeft", {"roomId": payload.roomId}, to=sid)
+        await self._announce_left(sid, who, payload.roomId)
+        return {"status": "accepted", "roomId": payload.roomId}
+
+    async def _announce_left(self, sid: str, who: Identity, room_id: str) -> None:
+        await self.sio.emit(
+            "userLeft",
+            {"roomId": room_id, "userId": who.user_id, "username": who.name},
+            room=room_channel(room_id),
+            skip_sid=sid,
+        )
+
+    # --- messages ---------------------------------------------------------------
+    async def _rate_limit(self, who: Identity) -> None:
+        decision = await self.limiter.hit(who.user_id, str(uuid.uuid4()))
+        if not decision.allowed:
+            raise Rejected(
+                "rate_limited",
+                f"too many messages; retry in {decision.retry_after_ms} ms",
+                retryAfterMs=decision.retry_after_ms,
+            )
+
+    async def _publish(self, actor: str, command: commands.Command) -> None:
+        try:
+            await self.publisher.publish(queues.CHAT_QUEUE, actor, command)
+        except PublishFailed:
+            raise Rejected(
+                "internal", "the message could not be queued; nothing was charged, retry"
+            ) from None
+
+    async def send_message(self, sid: str, who: Identity, payload: SendMessage) -> dict[str, Any]:
+        self._require_member(sid, payload.roomId)
+        await self._rate_limit(who)
+        command_id, message_id = commands.send_command_ids(who.user_id, payload.clientMessageId)
+        command = commands.SendChatMessage(
+            command_id=command_id,
+            message_id=message_id,
+            user_id=who.user_id,
+            username=who.name,
+            room_id=payload.roomId,
+            message=payload.message,
+            client_message_id=payload.clientMessageId,
+            accepted_at_ms=int(time.time() * 1000),
+        )
+        await self._publish(queues.SEND_MESSAGE_ACTOR, command)
+        await self.redis.incr(self.settings.key("stats", "accepted"))
+        log.info("message.accepted", command_id=command_id, room_id=payload.roomId, user_id=who.user_id)
+        return {"status": "accepted", "messageId": message_id, "clientMessageId": payload.clientMessageId}
+
+    async def typing(self, sid: str, who: Identity, payload: RoomRef, *, typing: bool) -> None:
+        self._require_member(sid, payload.roomId)
+        await self.sio.emit(
+            "userTyping",
+            {"roomId": payload.roomId, "userId": who.user_id, "username": who.name, "typing": typing},
+            room=room_channel(payload.roomId),
+            skip_sid=sid,
+        )
+
+    async def mark_read(self, sid: str, who: Identity, payload: MarkRead) -> dict[str, Any]:
+        self._require_member(sid, payload.roomId)
+        try:
+            message_id = str(uuid.UUID(payload.messageId))
+        except ValueError:
+            raise Rejected("bad_request", "messageId: not a message id") from None
+        command = commands.MarkMessageRead(
+            command_id=f"read:{who.user_id}:{payload.roomId}:{message_id}",
+            user_id=who.user_id,
+            room_id=payload.roomId,
+            message_id=message_id,
+        )
+        await self._publish(queues.MARK_READ_ACTOR, command)
+        return {"status": "accepted"}

@@ -1,0 +1,27 @@
+"""Typed application state shared by the HTTP routes and the socket handlers."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import asyncpg
+from aiohttp import web
+from redis.asyncio import Redis
+
+from infra.settings import Settings
+from ingress.presence import Presence
+from ingress.publisher import CommandPublisher
+
+
+@dataclass(slots=True)
+class IngressState:
+    settings: Settings
+    pool: asyncpg.Pool
+    redis: Redis
+    publisher: CommandPublisher
+    presence: Presence
+    started: float = field(default_factory=time.monotonic)
+
+
+APP_STATE = web.AppKey("state", IngressState)

@@ -1,0 +1,19 @@
+from pydantic import BaseModel, ConfigDict
+
+
+class Inbound(BaseModel):
+    """A payload from a client: unknown fields (such as a spoofed userId) are ignored."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore", strict=True)
+
+
+class Outbound(BaseModel):
+    """A payload we emit; serialized with by_alias so aliases reach the wire."""
+
+    model_config = ConfigDict(frozen=True, populate_by_name=True)
+
+
+class Command(BaseModel):
+    """A command on a queue: versioned, frozen, strict about its fields."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")

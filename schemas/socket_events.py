@@ -1,0 +1,105 @@
+"""Socket.IO events: what clients send and what they receive (protocol of seed 000)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from domain.rooms import RoomType
+from schemas.base import Inbound, Outbound
+
+MAX_MESSAGE_CHARS = 4000
+RoomId = str  # validated by domain.rooms; kept as str so the error names the rule
+
+# --- client -> server ---------------------------------------------------------
+
+
+class JoinRoom(Inbound):
+    roomId: RoomId
+    roomType: RoomType | None = None
+
+
+class RoomRef(Inbound):
+    roomId: RoomId
+
+
+class SendMessage(Inbound):
+    roomId: RoomId
+    message: str = Field(min_length=1, max_length=MAX_MESSAGE_CHARS)
+    clientMessageId: str | None = Field(default=None, min_length=1, max_length=128)
+
+
+class MarkRead(Inbound):
+    roomId: RoomId
+    messageId: str = Field(min_length=1, max_length=64)
+
+
+# --- server -> client ---------------------------------------------------------
+
+
+class ErrorBody(Outbound):
+    code: str
+    message: str
+
+
+class Ack(Outbound):
+    status: Literal["accepted", "rejected"]
+    messageId: str | None = None
+    error: ErrorBody | None = None
+    retryAfterMs: int | None = None
+
+
+class CreditInfo(Outbound):
+    charged: int
+    wordsLeft: int
+
+
+class NewMessage(Outbound):
+    messageId: str
+    id: str  # alias of messageId kept for the original server's clients
+    roomId: str
+    userId: str
+    username: str
+    message: str
+    content: str  # alias of message kept for the original server's clients
+    words: int
+    timestamp: int  # epoch milliseconds
+    kind: Literal["user", "inbound", "outbound", "ai", "tip"] = "user"
+    clientMessageId: str | None = None
+    creditInfo: CreditInfo | None = None
+
+
+class CreditError(Outbound):
+    code: Literal["insufficient_credits"] = "insufficient_credits"
+    message: str
+    clientMessageId: str | None
+    messageId: str
+    roomId: str
+    required: int
+    credits: int
+    wordsLeft: int
+    rechargeUrl: str
+
+
+class CreditWarning(Outbound):
+    message: str
+    credits: int
+    wordsLeft: int
+    wordsRemaining: int
+
+
+class CommandFailed(Outbound):
+    """Sent as ``error`` when a command accepted by ingress could not be applied (fail closed)."""
+
+    code: str
+    message: str
+    messageId: str | None = None
+    clientMessageId: str | None = None
+    roomId: str | None = None
+
+
+class MessageRead(Outbound):
+    roomId: str
+    messageId: str
+    userId: str

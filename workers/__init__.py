@@ -1,0 +1,1 @@
+"""Dramatiq workers: one queue per capability, each command applied idempotently."""

@@ -1,0 +1,36 @@
+"""``python -m workers --queues chat --processes 2 --threads 8`` runs a worker pool.
+
+Pending migrations are applied once, then dramatiq's own CLI forks and supervises the workers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+
+from dramatiq.cli import main as dramatiq_main
+from dramatiq.cli import make_argument_parser
+
+from infra import db
+from infra.logging import configure_logging
+from infra.settings import Settings
+from schemas.queues import ALL_QUEUES
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    settings = Settings()
+    configure_logging(settings.log_level, settings.log_format, service="workers")
+    args = make_argument_parser().parse_args(["workers.broker", "--skip-logging", *argv])
+    unknown = set(args.queues or ()) - set(ALL_QUEUES)
+    if unknown:
+        print(
+            f"unknown queue(s): {', '.join(sorted(unknown))}; known: {', '.join(ALL_QUEUES)}", file=sys.stderr
+        )
+        return 2
+    asyncio.run(db.migrate(settings.database_url))
+    return dramatiq_main(args) or 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,28 @@
+"""The dramatiq broker every worker process uses. Imported by dramatiq's CLI as the broker module.
+
+Creating the broker opens no connection; pika connects lazily, per thread, after the fork.
+"""
+
+from __future__ import annotations
+
+import dramatiq
+from dramatiq.brokers.rabbitmq import RabbitmqBroker
+from dramatiq.middleware import AsyncIO, Retries
+
+from infra.logging import configure_logging
+from infra.settings import Settings
+from workers.fail_closed import FailClosed
+from workers.resources import ResourceHolder
+
+settings = Settings()
+configure_logging(settings.log_level, settings.log_format, service="workers")
+resources = ResourceHolder(settings)
+
+broker = RabbitmqBroker(url=settings.amqp_url, confirm_delivery=True)
+broker.add_middleware(AsyncIO())
+# Added before Retries so its after_* hook runs after Retries has decided to give up.
+broker.add_middleware(FailClosed(resources), before=Retries)
+dramatiq.set_broker(broker)
+
+# Import the actors so that ``python -m dramatiq workers.broker`` registers them.
+from workers import chat  # noqa: E402, F401

@@ -1,0 +1,69 @@
+"""Actors of the ``chat`` queue."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import dramatiq
+import pydantic
+import structlog
+
+from infra import inbox
+from schemas.channels import user_channel
+from schemas.commands import MarkMessageRead, SendChatMessage
+from schemas.queues import CHAT_QUEUE, MARK_READ_ACTOR, SEND_MESSAGE_ACTOR
+from schemas.socket_events import CommandFailed
+from workers import chat_service
+from workers.broker import resources
+from workers.emits import emit, publish
+from workers.fail_closed import on_failure
+from workers.resources import Resources
+
+log = structlog.get_logger(__name__)
+
+# Transient faults (a database failover, a Redis blip) retry quickly; a command
+# that fails validation can never succeed and goes straight to dead letters.
+RETRY_POLICY: dict[str, Any] = {
+    "max_retries": 5,
+    "min_backoff": 200,
+    "max_backoff": 5_000,
+    "throws": (pydantic.ValidationError,),
+}
+
+
+@dramatiq.actor(queue_name=CHAT_QUEUE, actor_name=SEND_MESSAGE_ACTOR, **RETRY_POLICY)
+async def chat_send_message(command: dict[str, Any]) -> None:
+    cmd = SendChatMessage.model_validate(command)
+    res = await resources.get()
+    s = res.settings
+    outcome = await chat_service.send_message(
+        res.pool, cmd, s.credit_policy, s.signup_credits, s.recharge_url
+    )
+    await publish(res.emitter, outcome.emits)
+    if outcome.fresh:
+        counter = "delivered" if outcome.status == "applied" else "blocked"
+        await res.redis.incr(s.key("stats", counter))
+    log.info("command.done", command_id=cmd.command_id, status=outcome.status, duplicate=not outcome.fresh)
+
+
+@dramatiq.actor(queue_name=CHAT_QUEUE, actor_name=MARK_READ_ACTOR, **RETRY_POLICY)
+async def chat_mark_read(command: dict[str, Any]) -> None:
+    cmd = MarkMessageRead.model_validate(command)
+    res = await resources.get()
+    outcome = await chat_service.mark_read(res.pool, cmd)
+    await publish(res.emitter, outcome.emits)
+
+
+@on_failure(SEND_MESSAGE_ACTOR)
+async def _send_failed(res: Resources, command: dict[str, Any], exc: BaseException) -> None:
+    cmd = SendChatMessage.model_validate(command)
+    if not await inbox.record_failure(res.pool, cmd.command_id, cmd.type, cmd.user_id, repr(exc)):
+        return  # applied meanwhile by another delivery: nothing to report
+    notice = CommandFailed(
+        code="internal",
+        message="the message could not be processed; nothing was charged",
+        messageId=cmd.message_id,
+        clientMessageId=cmd.client_message_id,
+        roomId=cmd.room_id,
+    )
+    await publish(res.emitter, [emit("error", user_channel(cmd.user_id), notice.model_dump(mode="json"))])

@@ -1,0 +1,140 @@
+"""Apply chat commands: one transaction holds the inbox row, the charge and the stored message."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import asyncpg
+
+from domain.credits import Blocked, Charged, CreditPolicy, charge_words
+from domain.sanitize import sanitize_text
+from domain.words import count_words
+from infra import inbox, ledger
+from schemas.channels import room_channel, user_channel
+from schemas.commands import MarkMessageRead, SendChatMessage
+from schemas.socket_events import CreditError, CreditInfo, CreditWarning, MessageRead, NewMessage
+from workers.emits import Emit, emit
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What a command produced. ``fresh`` is False for a duplicate that changed nothing."""
+
+    fresh: bool
+    status: inbox.Status
+    emits: list[Emit]
+
+
+def _stored(stored: inbox.Stored) -> Outcome:
+    return Outcome(False, stored.status, list(stored.result.get("emits", [])))
+
+
+async def send_message(
+    pool: asyncpg.Pool, cmd: SendChatMessage, policy: CreditPolicy, signup_credits: int, recharge_url: str
+) -> Outcome:
+    now = cmd.accepted_at_ms / 1000
+    words = count_words(cmd.message)
+    async with pool.acquire() as conn, conn.transaction():
+        if (stored := await inbox.claim(conn, cmd.command_id, cmd.type, cmd.user_id)) is not None:
+            return _stored(stored)
+        await ledger.ensure_user(conn, cmd.user_id, signup_credits)
+        balance = await ledger.lock_balance(conn, cmd.user_id)
+        outcome = charge_words(balance, words, now, policy)
+        if isinstance(outcome, Blocked):
+            emits = [
+                emit("creditError", user_channel(cmd.user_id), _credit_error(cmd, outcome, recharge_url))
+            ]
+            await inbox.finish(conn, cmd.command_id, "rejected", {"emits": emits, "words": words})
+            return Outcome(True, "rejected", emits)
+
+        if outcome.credits_charged:
+            await ledger.transfer(
+                conn, ledger.user_account(cmd.user_id), ledger.REVENUE, outcome.credits_charged,
+                "charge", cmd.command_id, f"{words} words in {cmd.room_id}",
+            )  # fmt: skip
+        await ledger.store_balance(
+            conn, cmd.user_id, outcome.balance, words_used=words, credits_charged=outcome.credits_charged
+        )
+        message = _new_message(cmd, words, outcome)
+        await conn.execute(
+            "INSERT INTO messages (message_id, room_id, user_id, words, payload, created_at)"
+            " VALUES ($1, $2, $3, $4, $5, $6)",
+            cmd.message_id, cmd.room_id, cmd.user_id, words, message,
+            datetime.fromtimestamp(now, UTC),
+        )  # fmt: skip
+        emits = [emit("newMessage", room_channel(cmd.room_id), message)]
+        if outcome.warn_low_balance:
+            emits.append(emit("creditWarning", user_channel(cmd.user_id), _credit_warning(outcome, policy)))
+        await inbox.finish(
+            conn, cmd.command_id, "applied",
+            {"emits": emits, "words": words, "charged": outcome.credits_charged, "free": outcome.free_words},
+        )  # fmt: skip
+        return Outcome(True, "applied", emits)
+
+
+def _new_message(cmd: SendChatMessage, words: int, outcome: Charged) -> dict:
+    text = sanitize_text(cmd.message)
+    return NewMessage(
+        messageId=cmd.message_id,
+        id=cmd.message_id,
+        roomId=cmd.room_id,
+        userId=cmd.user_id,
+        username=sanitize_text(cmd.username),
+        message=text,
+        content=text,
+        words=words,
+        timestamp=cmd.accepted_at_ms,
+        kind="user",
+        clientMessageId=cmd.client_message_id,
+        creditInfo=CreditInfo(charged=outcome.credits_charged, wordsLeft=outcome.balance.words_left),
+    ).model_dump(mode="json")
+
+
+def _credit_error(cmd: SendChatMessage, blocked: Blocked, recharge_url: str) -> dict:
+    return CreditError(
+        message=(
+            f"Insufficient credits: this message has {blocked.words} words and needs {blocked.required}"
+            f" credit(s); you have {blocked.credits} credit(s) and {blocked.words_left} words left."
+        ),
+        clientMessageId=cmd.client_message_id,
+        messageId=cmd.message_id,
+        roomId=cmd.room_id,
+        required=blocked.required,
+        credits=blocked.credits,
+        wordsLeft=blocked.words_left,
+        rechargeUrl=recharge_url,
+    ).model_dump(mode="json")
+
+
+def _credit_warning(outcome: Charged, policy: CreditPolicy) -> dict:
+    remaining = outcome.balance.credits * policy.words_per_credit + outcome.balance.words_left
+    return CreditWarning(
+        message=f"Low balance: {remaining} words remaining. Top up to keep chatting.",
+        credits=outcome.balance.credits,
+        wordsLeft=outcome.balance.words_left,
+        wordsRemaining=remaining,
+    ).model_dump(mode="json")
+
+
+async def mark_read(pool: asyncpg.Pool, cmd: MarkMessageRead) -> Outcome:
+    async with pool.acquire() as conn, conn.transaction():
+        if (stored := await inbox.claim(conn, cmd.command_id, cmd.type, cmd.user_id)) is not None:
+            return _stored(stored)
+        stored_mark = await conn.fetchval(
+            "INSERT INTO read_marks (room_id, user_id, message_id)"
+            " SELECT room_id, $2, message_id FROM messages WHERE message_id = $3 AND room_id = $1"
+            " ON CONFLICT (room_id, user_id) DO UPDATE SET message_id = EXCLUDED.message_id, updated_at = now()"
+            " RETURNING true",
+            cmd.room_id, cmd.user_id, cmd.message_id,
+        )  # fmt: skip
+        if not stored_mark:
+            error = {"code": "bad_request", "message": f"unknown message {cmd.message_id} in {cmd.room_id}",
+                     "event": "mark-read", "roomId": cmd.room_id, "messageId": cmd.message_id}  # fmt: skip
+            emits = [emit("error", user_channel(cmd.user_id), error)]
+            await inbox.finish(conn, cmd.command_id, "rejected", {"emits": emits})
+            return Outcome(True, "rejected", emits)
+        read = MessageRead(roomId=cmd.room_id, messageId=cmd.message_id, userId=cmd.user_id)
+        emits = [emit("messageRead", room_channel(cmd.room_id), read.model_dump(mode="json"))]
+        await inbox.finish(conn, cmd.command_id, "applied", {"emits": emits})
+        return Outcome(True, "applied", emits)

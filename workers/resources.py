@@ -1,0 +1,55 @@
+"""Per-process connections, opened lazily on dramatiq's asyncio event-loop thread.
+
+Workers are forked by dramatiq's CLI, so nothing may connect at import time:
+a connection made before the fork would be shared by every child.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+
+import asyncpg
+import socketio
+from redis.asyncio import Redis
+
+from infra import db
+from infra.settings import Settings
+
+
+@dataclass(slots=True)
+class Resources:
+    settings: Settings
+    pool: asyncpg.Pool
+    redis: Redis
+    emitter: socketio.AsyncRedisManager
+
+
+class ResourceHolder:
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._resources: Resources | None = None
+        self._lock: asyncio.Lock | None = None
+
+    async def get(self) -> Resources:
+        if self._resources is not None:
+            return self._resources
+        if self._lock is None:
+            self._lock = asyncio.Lock()
+        async with self._lock:
+            if self._resources is None:
+                s = self._settings
+                pool = await db.create_pool(s.database_url, min_size=1, max_size=s.worker_db_pool_size)
+                redis = Redis.from_url(s.effective_redis_url, decode_responses=True)
+                emitter = socketio.AsyncRedisManager(
+                    s.effective_redis_url, channel=s.key("socketio"), write_only=True
+                )
+                self._resources = Resources(s, pool, redis, emitter)
+        return self._resources
+
+    async def close(self) -> None:
+        if self._resources is None:
+            return
+        await self._resources.pool.close()
+        await self._resources.redis.aclose()
+        self._resources = None
