@@ -47,9 +47,7 @@ async def finish(conn: asyncpg.Connection, command_id: str, status: Status, resu
     )
 
 
-async def record_failure(
-    pool: asyncpg.Pool, command_id: str, kind: str, user_id: str | None, error: str
-) -> bool:
+async def record_failure(pool: asyncpg.Pool, command_id: str, kind: str, user_id: str | None, error: str) -> bool:
     """Log a command that could not be applied; False if it was applied meanwhile."""
     return bool(
         await pool.fetchval(

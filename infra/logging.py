@@ -10,9 +10,7 @@ import structlog
 
 def configure_logging(level: str = "INFO", fmt: str = "json", **bound: str) -> None:
     """Route structlog and the standard library's loggers through one renderer."""
-    renderer = (
-        structlog.processors.JSONRenderer() if fmt == "json" else structlog.dev.ConsoleRenderer(colors=False)
-    )
+    renderer = structlog.processors.JSONRenderer() if fmt == "json" else structlog.dev.ConsoleRenderer(colors=False)
     shared = [
         structlog.contextvars.merge_contextvars,
         structlog.stdlib.add_log_level,

@@ -29,9 +29,7 @@ def init_app(settings: Settings) -> web.Application:
     app = web.Application(client_max_size=MAX_FRAME_BYTES)
     sio = AckAwareServer(
         async_mode="aiohttp",
-        client_manager=socketio.AsyncRedisManager(
-            settings.effective_redis_url, channel=settings.key("socketio")
-        ),
+        client_manager=socketio.AsyncRedisManager(settings.effective_redis_url, channel=settings.key("socketio")),
         cors_allowed_origins=list(settings.allowed_origins),
         max_http_buffer_size=MAX_FRAME_BYTES,
         ping_interval=25,

@@ -87,9 +87,7 @@ async def _body(request: web.Request, model: type[BaseModel]) -> Any:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"]) or "body"
         raise web.HTTPBadRequest(
-            text=web.json_response(
-                {"error": {"code": "bad_request", "message": f"{where}: {first['msg']}"}}
-            ).text,
+            text=web.json_response({"error": {"code": "bad_request", "message": f"{where}: {first['msg']}"}}).text,
             content_type="application/json",
         ) from None
 

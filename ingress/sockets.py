@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import asyncpg
+import socketio
 import structlog
 from pydantic import BaseModel, ValidationError
 from redis.asyncio import Redis
@@ -82,9 +83,7 @@ class ChatSockets:
             sio.on(event, self._guarded(event, handler, schema))
 
     # --- plumbing ---------------------------------------------------------------
-    def _guarded(
-        self, event: str, handler: Handler, schema: type[BaseModel]
-    ) -> Callable[..., Awaitable[Any]]:
+    def _guarded(self, event: str, handler: Handler, schema: type[BaseModel]) -> Callable[..., Awaitable[Any]]:
         """Validate the payload and turn every failure into a clear error for the sender only."""
 
         async def run(sid: str, data: Any = None, *_: Any) -> dict[str, Any] | None:
@@ -126,7 +125,7 @@ class ChatSockets:
             identity = decode_token(token, self._secret)
         except Unauthorized as exc:
             log.info("socket.unauthorized", reason=str(exc))
-            raise ConnectionRefusedError("unauthorized") from None
+            raise socketio.exceptions.ConnectionRefusedError("unauthorized") from None
         await self.sio.save_session(sid, {"identity": identity})
         await self.sio.enter_room(sid, user_channel(identity.user_id))
         self.presence.connected(sid)
@@ -202,9 +201,7 @@ class ChatSockets:
         try:
             await self.publisher.publish(queues.CHAT_QUEUE, actor, command)
         except PublishFailed:
-            raise Rejected(
-                "internal", "the message could not be queued; nothing was charged, retry"
-            ) from None
+            raise Rejected("internal", "the message could not be queued; nothing was charged, retry") from None
 
     async def send_message(self, sid: str, who: Identity, payload: SendMessage) -> dict[str, Any]:
         self._require_member(sid, payload.roomId)

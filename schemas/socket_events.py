@@ -17,7 +17,7 @@ RoomId = str  # validated by domain.rooms; kept as str so the error names the ru
 
 class JoinRoom(Inbound):
     roomId: RoomId
-    roomType: RoomType | None = None
+    roomType: RoomType | None = Field(default=None, strict=False)  # enum from its string value
 
 
 class RoomRef(Inbound):

@@ -24,9 +24,7 @@ def main(argv: list[str] | None = None) -> int:
     args = make_argument_parser().parse_args(["workers.broker", "--skip-logging", *argv])
     unknown = set(args.queues or ()) - set(ALL_QUEUES)
     if unknown:
-        print(
-            f"unknown queue(s): {', '.join(sorted(unknown))}; known: {', '.join(ALL_QUEUES)}", file=sys.stderr
-        )
+        print(f"unknown queue(s): {', '.join(sorted(unknown))}; known: {', '.join(ALL_QUEUES)}", file=sys.stderr)
         return 2
     asyncio.run(db.migrate(settings.database_url))
     return dramatiq_main(args) or 0

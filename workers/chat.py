@@ -36,9 +36,7 @@ async def chat_send_message(command: dict[str, Any]) -> None:
     cmd = SendChatMessage.model_validate(command)
     res = await resources.get()
     s = res.settings
-    outcome = await chat_service.send_message(
-        res.pool, cmd, s.credit_policy, s.signup_credits, s.recharge_url
-    )
+    outcome = await chat_service.send_message(res.pool, cmd, s.credit_policy, s.signup_credits, s.recharge_url)
     await publish(res.emitter, outcome.emits)
     if outcome.fresh:
         counter = "delivered" if outcome.status == "applied" else "blocked"

@@ -42,9 +42,7 @@ async def send_message(
         balance = await ledger.lock_balance(conn, cmd.user_id)
         outcome = charge_words(balance, words, now, policy)
         if isinstance(outcome, Blocked):
-            emits = [
-                emit("creditError", user_channel(cmd.user_id), _credit_error(cmd, outcome, recharge_url))
-            ]
+            emits = [emit("creditError", user_channel(cmd.user_id), _credit_error(cmd, outcome, recharge_url))]
             await inbox.finish(conn, cmd.command_id, "rejected", {"emits": emits, "words": words})
             return Outcome(True, "rejected", emits)
 

@@ -41,9 +41,7 @@ class ResourceHolder:
                 s = self._settings
                 pool = await db.create_pool(s.database_url, min_size=1, max_size=s.worker_db_pool_size)
                 redis = Redis.from_url(s.effective_redis_url, decode_responses=True)
-                emitter = socketio.AsyncRedisManager(
-                    s.effective_redis_url, channel=s.key("socketio"), write_only=True
-                )
+                emitter = socketio.AsyncRedisManager(s.effective_redis_url, channel=s.key("socketio"), write_only=True)
                 self._resources = Resources(s, pool, redis, emitter)
         return self._resources
 

@@ -1,0 +1,26 @@
+from infra import db
+
+
+async def test_migrations_are_idempotent_and_concurrent_safe(iso, pool):
+    import asyncio
+
+    results = await asyncio.gather(*(db.migrate(iso.database_url) for _ in range(3)))
+    assert results == [[], [], []]  # already applied by the session fixture
+    versions = await pool.fetch("SELECT version FROM schema_migrations")
+    assert [r["version"] for r in versions] == ["0001_ledger"]
+
+
+async def test_a_fresh_database_is_created_and_migrated(iso):
+    import asyncpg
+
+    from tests.support.isolation import drop_database
+
+    name = f"{iso.database}_fresh"
+    url = iso.database_url.rsplit("/", 1)[0] + f"/{name}"
+    try:
+        assert await db.migrate(url) == ["0001_ledger"]
+        conn = await asyncpg.connect(url)
+        assert await conn.fetchval("SELECT count(*) FROM accounts WHERE kind = 'system'") == 2
+        await conn.close()
+    finally:
+        await drop_database(name)
