@@ -11,7 +11,6 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-
 ROOT = Path(__file__).resolve().parents[2]
 LOG_DIR = ROOT / "tests" / "artifacts" / "logs"
 
@@ -60,7 +59,7 @@ class Processes:
     def _spawn(self, name: str, args: list[str], extra_env: dict[str, str] | None = None) -> Proc:
         LOG_DIR.mkdir(parents=True, exist_ok=True)
         log_path = LOG_DIR / f"{name}-{time.strftime('%H%M%S')}-{len(self.started)}.log"
-        log_file = open(log_path, "wb")  # noqa: SIM115  (owned by the child)
+        log_file = open(log_path, "wb")
         popen = subprocess.Popen(
             [sys.executable, *args],
             cwd=ROOT,

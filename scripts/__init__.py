@@ -1,0 +1,1 @@
+"""Operator tools: migrations, dev tokens, the local runner and the load test."""

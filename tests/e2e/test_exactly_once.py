@@ -1,0 +1,146 @@
+"""Exactly-once effects over the real broker: duplicates, redeliveries and a worker killed mid-flight."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import time
+import uuid
+
+import aio_pika
+import pytest
+
+from infra.amqp import encode_actor_message, topology
+from schemas.commands import SendChatMessage, send_command_ids
+from schemas.queues import CHAT_QUEUE, SEND_MESSAGE_ACTOR
+from tests.e2e.conftest import grant, stats
+from tests.e2e.test_chat import uid
+from tests.support import isolation
+from tests.support.clients import ChatClient
+from tests.support.processes import Processes
+
+
+def chat_command(user: str, room: str, words: int, client_id: str | None = None) -> SendChatMessage:
+    command_id, message_id = send_command_ids(user, client_id)
+    return SendChatMessage(
+        command_id=command_id, message_id=message_id, user_id=user, username=user, room_id=room,
+        message="w " * words, client_message_id=client_id, accepted_at_ms=int(time.time() * 1000),
+    )  # fmt: skip
+
+
+async def publish_raw(amqp_url: str, commands: list[SendChatMessage]) -> None:
+    """Publish straight into the queue, as a redelivery or a replay would, each with a fresh message id."""
+    connection = await aio_pika.connect(amqp_url)
+    async with connection:
+        channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
+        for name, arguments in topology(CHAT_QUEUE):
+            await channel.declare_queue(name, durable=True, arguments=arguments)
+        for cmd in commands:
+            message_id = str(uuid.uuid4())
+            body = encode_actor_message(
+                CHAT_QUEUE, SEND_MESSAGE_ACTOR, {"command": cmd.model_dump(mode="json")}, message_id
+            )
+            await channel.default_exchange.publish(
+                aio_pika.Message(body, delivery_mode=aio_pika.DeliveryMode.PERSISTENT, message_id=message_id),
+                routing_key=CHAT_QUEUE,
+                mandatory=True,
+            )
+
+
+async def test_the_same_command_published_five_times_charges_once(stack, stack_env, http, clients, ledger):
+    watcher = ChatClient(uid("watch"))
+    clients.append(watcher)
+    await watcher.connect(stack.ports[1])
+    room = uid("room")
+    await watcher.join(room)
+    user = uid("dup")
+    await grant(http, stack, user, 5, "g")
+    cmd = chat_command(user, room, 1500, client_id="once")
+    await publish_raw(stack_env["AMQP_URL"], [cmd] * 5)
+
+    await watcher.wait_for("newMessage", lambda m: m["messageId"] == cmd.message_id)
+    await wait_until(lambda: ledger.fetchval("SELECT attempts FROM inbox WHERE command_id = $1", cmd.command_id), 1)
+    await asyncio.sleep(1.0)  # let the four duplicates drain
+    s = await stats(http, stack, user)
+    assert (s["credits"], s["creditsChargedTotal"], s["wordsUsedTotal"]) == (3, 2, 1500)
+    assert await ledger.fetchval("SELECT count(*) FROM messages WHERE message_id = $1", uuid.UUID(cmd.message_id)) == 1
+    assert await ledger.fetchval("SELECT count(*) FROM ledger_transactions WHERE reference = $1", cmd.command_id) == 1
+    # Duplicates re-publish the stored result; clients dedupe on messageId.
+    assert {m["messageId"] for m in watcher.events["newMessage"]} == {cmd.message_id}
+
+
+async def wait_until(probe, expected, timeout: float = 60):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = await probe()
+        if value == expected:
+            return value
+        await asyncio.sleep(0.2)
+    raise TimeoutError(f"still {value!r}, expected {expected!r}")
+
+
+def queue_counts(vhost: str, queue: str) -> tuple[int, int]:
+    out = subprocess.run(
+        ["rabbitmqctl", "list_queues", "-q", "-p", vhost, "name", "messages_ready", "messages_unacknowledged"],
+        check=True, capture_output=True, text=True, timeout=60,
+    ).stdout  # fmt: skip
+    for line in out.splitlines():
+        parts = line.split()
+        if parts and parts[0] == queue:
+            return int(parts[1]), int(parts[2])
+    return 0, 0
+
+
+@pytest.fixture
+def own_vhost(iso):
+    """A vhost with no other consumers, so this test alone decides which worker holds what."""
+    vhost = f"{iso.vhost}_kill"
+    isolation.create_vhost(vhost)
+    yield f"{isolation.AMQP_BASE}/{vhost}", vhost
+    isolation.delete_vhost(vhost)
+
+
+async def test_kill_minus_9_with_unacked_messages_loses_and_doubles_nothing(stack_env, own_vhost, ledger):
+    amqp_url, vhost = own_vhost
+    env = {**stack_env, "AMQP_URL": amqp_url}
+    user = uid("kill")
+    room = uid("room")
+    from infra import grants
+
+    total, affordable = 1000, 700
+    await grants.grant(ledger, user, affordable, "test", "g", 0)
+    commands = [chat_command(user, room, 1000) for _ in range(total)]  # one credit each
+    await publish_raw(amqp_url, commands)
+    ids = [c.command_id for c in commands]
+
+    procs = Processes(env)
+    try:
+        first = procs.workers("chat", processes=1, threads=2)
+        done = lambda: ledger.fetchval("SELECT count(*) FROM inbox WHERE command_id = ANY($1)", ids)  # noqa: E731
+        deadline = time.monotonic() + 60
+        while await done() < 50 and time.monotonic() < deadline:
+            await asyncio.sleep(0.02)
+        ready, unacked = 0, 0
+        while unacked == 0 and time.monotonic() < deadline:
+            ready, unacked = await asyncio.to_thread(queue_counts, vhost, CHAT_QUEUE)
+        first.kill9()  # SIGKILL the pool and its forked workers mid-flight
+        applied_at_kill = await done()
+        assert unacked > 0, "the worker held no unacked messages when it was killed"
+        assert applied_at_kill < len(commands), "everything finished before the kill; nothing was tested"
+
+        procs.workers("chat", processes=1, threads=4)  # a fresh pool picks up the redelivered messages
+        await wait_until(done, len(commands), timeout=120)
+        await wait_until(lambda: asyncio.to_thread(queue_counts, vhost, CHAT_QUEUE), (0, 0), timeout=60)
+    finally:
+        procs.stop_all()
+
+    rows = await ledger.fetch("SELECT status, count(*) AS n FROM inbox WHERE command_id = ANY($1) GROUP BY 1", ids)
+    assert {r["status"]: r["n"] for r in rows} == {"applied": affordable, "rejected": total - affordable}
+    balance = await ledger.fetchrow(
+        "SELECT credits, credits_charged_total, words_used_total FROM accounts WHERE account_id = $1", f"user:{user}"
+    )
+    assert tuple(balance) == (0, affordable, affordable * 1000)
+    assert await ledger.fetchval("SELECT count(*) FROM messages WHERE room_id = $1", room) == affordable
+    charges = await ledger.fetchval("SELECT count(*) FROM ledger_transactions WHERE reference = ANY($1)", ids)
+    assert charges == affordable
+    print(f"killed with {ready} ready / {unacked} unacked, {applied_at_kill} applied at the kill")
