@@ -8,11 +8,21 @@ import sys
 import structlog
 
 
-def configure_logging(level: str = "INFO", fmt: str = "json", **bound: str) -> None:
-    """Route structlog and the standard library's loggers through one renderer."""
+def configure_logging(level: str = "INFO", fmt: str = "json", **static: str) -> None:
+    """Route structlog and the standard library's loggers through one renderer.
+
+    ``static`` fields (service, node) are added to every line, from every thread.
+    """
+
+    def add_static(_logger: object, _method: str, event: dict) -> dict:
+        for key, value in static.items():
+            event.setdefault(key, value)
+        return event
+
     renderer = structlog.processors.JSONRenderer() if fmt == "json" else structlog.dev.ConsoleRenderer(colors=False)
     shared = [
         structlog.contextvars.merge_contextvars,
+        add_static,
         structlog.stdlib.add_log_level,
         structlog.stdlib.add_logger_name,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
@@ -39,5 +49,3 @@ def configure_logging(level: str = "INFO", fmt: str = "json", **bound: str) -> N
     root.setLevel(level.upper())
     for noisy in ("aio_pika", "aiormq", "pika", "engineio.server", "socketio.server"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
-    if bound:
-        structlog.contextvars.bind_contextvars(**bound)

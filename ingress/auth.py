@@ -33,9 +33,10 @@ def decode_token(token: object, secret: str) -> Identity:
     except jwt.PyJWTError as exc:
         raise Unauthorized(str(exc)) from None
     sub = claims.get("sub")
-    if not isinstance(sub, str) or not 1 <= len(sub) <= 128:
+    if not isinstance(sub, str) or not 1 <= len(sub) <= 128 or "\x00" in sub:
         raise Unauthorized("sub must be a string of 1-128 characters")
     name = claims.get("name")
+    name = name.replace("\x00", "")[:128] if isinstance(name, str) else None
     role = claims.get("role")
     return Identity(
         user_id=sub,

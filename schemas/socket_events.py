@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from domain.rooms import RoomType
 from schemas.base import Inbound, Outbound
@@ -28,6 +28,13 @@ class SendMessage(Inbound):
     roomId: RoomId
     message: str = Field(min_length=1, max_length=MAX_MESSAGE_CHARS)
     clientMessageId: str | None = Field(default=None, min_length=1, max_length=128)
+
+    @field_validator("message", "clientMessageId")
+    @classmethod
+    def _no_nul(cls, value: str | None) -> str | None:
+        if value is not None and "\x00" in value:
+            raise ValueError("must not contain NUL characters")
+        return value
 
 
 class MarkRead(Inbound):

@@ -53,7 +53,11 @@ async def pool(iso: isolation.Isolation) -> AsyncIterator[asyncpg.Pool]:
 
 @pytest.fixture
 async def ledger(pool: asyncpg.Pool) -> AsyncIterator[asyncpg.Pool]:
-    """A test that moves money: the ledger invariants are checked when it ends."""
+    """The test database's pool; the ledger invariants are checked when the test ends.
+
+    Integration and end-to-end tests use it automatically (see their conftest),
+    so every test that can move money ends with the invariants checked.
+    """
     yield pool
     async with pool.acquire() as conn:
         await assert_ledger_invariants(conn)

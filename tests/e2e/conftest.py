@@ -38,6 +38,11 @@ def stack(stack_env: dict[str, str]) -> Iterator[Stack]:
         procs.stop_all()
 
 
+@pytest.fixture(autouse=True)
+def _ledger_invariants_after_each_test(ledger):
+    """Every end-to-end test ends with the ledger invariants checked."""
+
+
 @pytest.fixture
 async def http() -> AsyncIterator[aiohttp.ClientSession]:
     async with aiohttp.ClientSession() as session:

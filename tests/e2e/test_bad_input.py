@@ -33,7 +33,7 @@ async def test_a_token_signed_with_another_secret_is_refused(stack):
     client = socketio.AsyncClient(reconnection=False)
     errors: list = []
     client.on("connect_error", lambda data: errors.append(data))
-    forged = jwt.encode({"sub": "admin", "role": "admin"}, "some-other-secret-of-length", algorithm="HS256")
+    forged = jwt.encode({"sub": "admin", "role": "admin"}, "some-other-secret-that-is-long-enough", algorithm="HS256")
     with pytest.raises(socketio.exceptions.ConnectionError):
         await client.connect(f"http://127.0.0.1:{stack.ports[0]}", auth={"token": forged}, wait_timeout=5)
     assert errors == [{"message": "unauthorized"}]
@@ -71,6 +71,7 @@ async def test_malformed_payloads_are_rejected_and_the_socket_survives(stack, cl
         ("sendMessage", {"roomId": room}),
         ("sendMessage", "just a string"),
         ("sendMessage", {"roomId": room, "message": "x" * 4001}),
+        ("sendMessage", {"roomId": room, "message": "nul \x00 byte"}),
         ("sendMessage", {"roomId": "never-joined", "message": "hola"}),
         ("sendMessage", {"roomId": "bad room!", "message": "hola"}),
         ("joinRoom", {"roomId": "x" * 129}),

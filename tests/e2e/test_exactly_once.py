@@ -144,3 +144,28 @@ async def test_kill_minus_9_with_unacked_messages_loses_and_doubles_nothing(stac
     charges = await ledger.fetchval("SELECT count(*) FROM ledger_transactions WHERE reference = ANY($1)", ids)
     assert charges == affordable
     print(f"killed with {ready} ready / {unacked} unacked, {applied_at_kill} applied at the kill")
+
+
+async def test_a_command_that_keeps_failing_fails_closed(stack, stack_env, http, clients, ledger):
+    """PostgreSQL refuses NUL in text: a poison command that bypassed ingress validation.
+
+    The charge is written before the message row fails, so this also proves the rollback.
+
+    After its retries it is recorded as failed, its sender is told, and nothing is charged.
+    """
+    user = ChatClient(uid("poison"))
+    clients.append(user)
+    await grant(http, stack, user.user_id, 3, "g")
+    await user.connect(stack.ports[0])
+    room = uid("room")
+    await user.join(room)
+    cmd = chat_command(user.user_id, room + "\x00", 1500)
+    await publish_raw(stack_env["AMQP_URL"], [cmd])
+
+    error = await user.wait_for("error", timeout=60)
+    assert error["code"] == "internal" and error["messageId"] == cmd.message_id and error["roomId"] == cmd.room_id
+    row = await ledger.fetchrow("SELECT status, result FROM inbox WHERE command_id = $1", cmd.command_id)
+    assert row["status"] == "failed" and "CharacterNotInRepertoire" in row["result"]["error"]
+    s = await stats(http, stack, user.user_id)
+    assert (s["credits"], s["creditsChargedTotal"]) == (3, 0)
+    assert not user.events["newMessage"]
