@@ -4,7 +4,9 @@ It grants every load-test user credits through the admin HTTP API, connects
 ``--clients`` sockets round-robin across ``--nodes`` ingress nodes (client i
 joins room i % rooms, so rooms span nodes), sends for ``--duration`` seconds
 (closed loop: each client sends again as soon as its ack is back, with at most
-``--inflight`` sends outstanding; ``--rate`` caps the total), waits for
+``--inflight`` sends outstanding; ``--loop delivery`` waits for the message to
+come back instead, which measures what the workers sustain end to end rather
+than what ingress accepts; ``--rate`` caps the total), waits for
 in-flight deliveries to drain, then prints throughput, latencies, rejections
 and an integrity and ledger check. Exit code 1 on a ledger mismatch or a lost
 message, 2 when the run could not be set up.
@@ -63,6 +65,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--credits", type=int, default=None, help="credits granted per user (default: enough)")
     p.add_argument("--rate", type=float, default=None, help="cap on total sends per second (default: none)")
     p.add_argument("--inflight", type=int, default=1, help="max unacknowledged sends per client (default: 1)")
+    p.add_argument(
+        "--loop",
+        choices=("ack", "delivery"),
+        default="ack",
+        help="a client sends again once its ack (default) or its own newMessage is back",
+    )
     p.add_argument("--run-id", default=None, help="names users lt-<id>-<i> and rooms lt-<id>-room-<j>")
     p.add_argument("--ack-timeout", type=float, default=10.0, help="seconds to wait for one ack (default: 10)")
     p.add_argument("--drain", type=float, default=15.0, help="seconds to wait for deliveries (default: 15)")
@@ -105,6 +113,7 @@ def default_credits(args: argparse.Namespace, policy: CreditPolicy) -> int:
 @dataclass(slots=True)
 class Sent:
     client: int
+    client_message_id: str
     t_emit: float
     t_ack: float | None = None
     message_id: str | None = None
@@ -191,6 +200,7 @@ class LoadClient:
         self.budget_words = 0  # words this user can pay for; set after the grant
         self.committed = 0  # sends that may have been charged (not rejected)
         self.seq = itertools.count(1)
+        self.waiters: dict[str, asyncio.Future[None]] = {}  # clientMessageId -> own newMessage seen
         self.sio.on("connect", self._on_connect)
         self.sio.on("disconnect", self._on_disconnect)
         self.sio.on("newMessage", self._on_new_message)
@@ -293,6 +303,9 @@ class LoadTest:
         seen.receivers += 1
         if seen.user_id == client.user_id:
             seen.own_t = seen.own_t or now
+            waiter = client.waiters.pop(str(seen.client_message_id), None)
+            if waiter is not None and not waiter.done():
+                waiter.set_result(None)
         else:
             seen.other_t = seen.other_t or now
         self.delivered_event.set()
@@ -352,7 +365,10 @@ class LoadTest:
             if self.pacer is not None and not await self.pacer.wait(deadline):
                 return
             cmid = f"{self.nonce}-{client.index}-{next(client.seq)}"
-            sent = Sent(client.index, time.perf_counter())
+            waiter = asyncio.get_running_loop().create_future() if args.loop == "delivery" else None
+            if waiter is not None:
+                client.waiters[cmid] = waiter
+            sent = Sent(client.index, cmid, time.perf_counter())
             self.sent[cmid] = sent
             client.committed += 1
             try:
@@ -363,17 +379,22 @@ class LoadTest:
                 )
             except socketio.exceptions.TimeoutError:
                 sent.outcome = "timeout"
+                client.waiters.pop(cmid, None)
                 continue
             except socketio.exceptions.SocketIOError:
                 sent.outcome = "disconnected"
                 client.committed -= 1
+                client.waiters.pop(cmid, None)
                 return
             sent.t_ack = time.perf_counter()
             if isinstance(ack, dict) and ack.get("status") == "accepted" and isinstance(ack.get("messageId"), str):
                 sent.outcome = "accepted"
                 sent.message_id = ack["messageId"]
                 self.accepted[sent.message_id] = sent
+                if waiter is not None:
+                    await self.await_delivery(client, cmid, waiter, sent.t_emit + args.ack_timeout)
                 continue
+            client.waiters.pop(cmid, None)
             sent.outcome = "rejected"
             client.committed -= 1
             error = ack.get("error") if isinstance(ack, dict) else None
@@ -384,6 +405,14 @@ class LoadTest:
             else:
                 retry_s = 0.1  # do not spin on a persistent error
             await asyncio.sleep(max(0.0, min(retry_s, deadline - time.perf_counter())))
+
+    async def await_delivery(self, client: LoadClient, cmid: str, waiter: asyncio.Future[None], until: float) -> None:
+        try:
+            await asyncio.wait_for(waiter, max(0.0, until - time.perf_counter()))
+        except TimeoutError:
+            self.events["delivery_wait_timeout"] += 1
+        finally:
+            client.waiters.pop(cmid, None)
 
     def undelivered(self) -> int:
         """Accepted messages that have not yet reached every member of their room."""
@@ -424,7 +453,15 @@ class LoadTest:
             )
             last = (now, acc, dlv, rej)
 
+    def lost_command_ids(self) -> list[str]:
+        return [
+            f"msg:{self.clients[s.client].user_id}:{s.client_message_id}"
+            for mid, s in self.accepted.items()
+            if mid not in self.seen
+        ]
+
     async def stored_messages(self) -> dict[str, Any]:
+        """What PostgreSQL holds for this run, and what became of each lost command (by its inbox row)."""
         url = self.args.database_url or self.settings.database_url
         prefix = f"lt-{self.args.run_id}-%"
         conn = await asyncpg.connect(url, timeout=10)
@@ -439,9 +476,20 @@ class LoadTest:
                 " WHERE t.kind = 'charge' AND p.amount < 0 AND p.account_id LIKE $1",
                 f"user:{prefix}",
             )
+            lost = self.lost_command_ids()
+            statuses = dict(
+                await conn.fetch("SELECT command_id, status FROM inbox WHERE command_id = ANY($1::text[])", lost)
+            )
         finally:
             await conn.close()
-        return {"rows": total, "distinct": distinct, "ids": ids, "charge_postings": int(charged)}
+        lost_by_inbox = Counter(statuses.get(command_id, "absent") for command_id in lost)
+        return {
+            "rows": total,
+            "distinct": distinct,
+            "ids": ids,
+            "charge_postings": int(charged),
+            "lost_by_inbox": dict(lost_by_inbox),
+        }
 
     async def run(self) -> int:
         args = self.args
@@ -486,7 +534,11 @@ class LoadTest:
                 await reporter
                 undelivered = self.undelivered()
 
-                after = await self.user_stats(session)
+                try:
+                    after: list[UserStats] | None = await self.user_stats(session)
+                    stats_error = None
+                except Exception as exc:
+                    after, stats_error = None, f"{type(exc).__name__}: {exc}"
                 try:
                     stored: dict[str, Any] | None = await self.stored_messages()
                     db_error = None
@@ -494,12 +546,16 @@ class LoadTest:
                     stored, db_error = None, f"{type(exc).__name__}: {exc}"
             finally:
                 self.closing = True
-                await asyncio.wait_for(asyncio.gather(*(c.close() for c in self.clients)), 30)
+                try:
+                    await asyncio.wait_for(asyncio.gather(*(c.close() for c in self.clients)), 30)
+                except TimeoutError:
+                    print("[loadtest] some sockets did not close within 30 s", file=sys.stderr)
 
         summary = self.summarize(
             t0, t_end, cpu_window, receptions_in_window, drained_s, undelivered, credits, baseline, after, stored
         )
         summary["database_error"] = db_error
+        summary["ledger"]["stats_error"] = stats_error
         print_report(summary)
         if args.json:
             print(json.dumps(summary, indent=2, sort_keys=True))
@@ -516,7 +572,7 @@ class LoadTest:
         undelivered: int,
         credits: int,
         baseline: list[UserStats],
-        after: list[UserStats],
+        after: list[UserStats] | None,
         stored: dict[str, Any] | None,
     ) -> dict[str, Any]:
         args, window = self.args, t_end - t0
@@ -558,7 +614,7 @@ class LoadTest:
         mismatches: list[dict[str, Any]] = []
         expected_total = charged_total = 0
         replay_blocked = 0
-        for client, base, now in zip(self.clients, baseline, after, strict=True):
+        for client, base, now in zip(self.clients, baseline, after or [None] * len(self.clients), strict=True):
             balance = Balance(base.credits, base.words_left)
             expected_charged = 0
             messages = sorted(by_user.get(client.user_id, []), key=lambda s: s.timestamp_ms)
@@ -591,6 +647,7 @@ class LoadTest:
                 "stored_not_delivered": len(stored["ids"] - delivered_ids),
                 "delivered_not_stored": len(delivered_ids - stored["ids"]),
                 "charge_postings": stored["charge_postings"],
+                "lost_by_inbox_status": stored["lost_by_inbox"],
             }
         ledger_ok = (
             not mismatches
@@ -608,6 +665,7 @@ class LoadTest:
                 "words": args.words,
                 "duration_s": args.duration,
                 "inflight": args.inflight,
+                "loop": args.loop,
                 "rate_cap": args.rate,
                 "credits_per_user": credits,
                 "words_per_credit": self.policy.words_per_credit,
@@ -668,12 +726,13 @@ def print_report(s: dict[str, Any]) -> None:
     c, t, lat, integ, led = s["config"], s["throughput"], s["latency_ms"], s["integrity"], s["ledger"]
     ports = c["ports"]
     port_range = f"{ports[0]}" if len(ports) == 1 else f"{ports[0]}-{ports[-1]}"
-    rate = "closed loop" if c["rate_cap"] is None else f"cap {c['rate_cap']:g}/s"
+    rate = "no rate cap" if c["rate_cap"] is None else f"rate cap {c['rate_cap']:g}/s"
     print()
     print(f"Gatekeeper load test  run {s['run_id']}")
     print(
         f"  {c['host']}:{port_range} ({len(ports)} node(s))  clients {c['clients']}  rooms {c['rooms']}"
-        f"  words {c['words']}  inflight {c['inflight']}  {rate}  credits/user {c['credits_per_user']}"
+        f"  words {c['words']}  inflight {c['inflight']}  loop on {c['loop']}  {rate}"
+        f"  credits/user {c['credits_per_user']}"
     )
     print(
         f"  window {s['window_s']:.1f}s  drain {s['drain_s']:.1f}s  load generator CPU {_fmt(s['loadgen_cpu_pct'], 0)}%"
@@ -704,12 +763,20 @@ def print_report(s: dict[str, Any]) -> None:
         print(f"  events                  {', '.join(f'{k} {v}' for k, v in sorted(s['events'].items()))}")
     print()
     print(f"  lost (never delivered)  {integ['lost']}")
+    db = s["database"]
+    if integ["lost"] and db is not None:
+        by_status = ", ".join(f"{k} {v}" for k, v in sorted(db["lost_by_inbox_status"].items()))
+        print(f"    by inbox status       {by_status}")
+        if db["lost_by_inbox_status"].get("absent"):
+            print(
+                "    'absent': RabbitMQ confirmed the command but this deployment's workers never applied it"
+                " (still queued, or taken by another consumer of the same queue/vhost)"
+            )
     print(f"  incomplete fan-out      {integ['incomplete_fanout']}")
     print(f"  duplicated (raw, same socket)  {integ['raw_duplicates']}")
     for key in ("delivered_without_ack", "word_count_mismatches", "budget_stops", "foreign_messages"):
         if integ[key]:
             print(f"  {key.replace('_', ' '):<24}{integ[key]}")
-    db = s["database"]
     if db is None:
         print(f"  database check          unavailable ({s.get('database_error')})")
     else:
