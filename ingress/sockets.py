@@ -218,9 +218,16 @@ class ChatSockets:
             accepted_at_ms=int(time.time() * 1000),
         )
         await self._publish(queues.SEND_MESSAGE_ACTOR, command)
-        await self.redis.incr(self.settings.key("stats", "accepted"))
+        await self._count_accepted()
         log.info("message.accepted", command_id=command_id, room_id=payload.roomId, user_id=who.user_id)
         return {"status": "accepted", "messageId": message_id, "clientMessageId": payload.clientMessageId}
+
+    async def _count_accepted(self) -> None:
+        """A statistic: once RabbitMQ has the command, a Redis failure must not turn it into a rejection."""
+        try:
+            await self.redis.incr(self.settings.key("stats", "accepted"))
+        except Exception as exc:
+            log.warning("stats.count_failed", error=repr(exc))
 
     async def typing(self, sid: str, who: Identity, payload: RoomRef, *, typing: bool) -> None:
         self._require_member(sid, payload.roomId)
