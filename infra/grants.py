@@ -22,8 +22,7 @@ async def grant(
 ) -> GrantResult:
     """Add credits once per (user, idempotency key)."""
     async with pool.acquire() as conn, conn.transaction():
-        await ledger.ensure_user(conn, user_id, signup_credits)
-        balance = await ledger.lock_balance(conn, user_id)
+        balance = await ledger.lock_or_open(conn, user_id, signup_credits)
         applied = await ledger.transfer(
             conn, ledger.GRANTS, ledger.user_account(user_id), credits, "grant",
             f"{user_id}:{idempotency_key}", reason,
@@ -37,8 +36,7 @@ async def grant(
 async def reset(pool: asyncpg.Pool, user_id: str, credits: int, reason: str, reference: str) -> GrantResult:
     """Set the balance to exactly ``credits`` through one adjusting ledger entry."""
     async with pool.acquire() as conn, conn.transaction():
-        await ledger.ensure_user(conn, user_id, 0)
-        balance = await ledger.lock_balance(conn, user_id)
+        balance = await ledger.lock_or_open(conn, user_id, 0)
         new_balance, delta = set_credits(balance, credits)
         account = ledger.user_account(user_id)
         if delta > 0:

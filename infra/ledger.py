@@ -69,6 +69,15 @@ async def lock_balance(conn: asyncpg.Connection, user_id: str) -> Balance:
     )
 
 
+async def lock_or_open(conn: asyncpg.Connection, user_id: str, signup_credits: int) -> Balance:
+    """Lock the user's balance, opening the account first if this is the user's first command."""
+    try:
+        return await lock_balance(conn, user_id)
+    except UnknownAccount:
+        await ensure_user(conn, user_id, signup_credits)
+        return await lock_balance(conn, user_id)
+
+
 async def store_balance(
     conn: asyncpg.Connection,
     user_id: str,

@@ -38,8 +38,7 @@ async def send_message(
     async with pool.acquire() as conn, conn.transaction():
         if (stored := await inbox.claim(conn, cmd.command_id, cmd.type, cmd.user_id)) is not None:
             return _stored(stored)
-        await ledger.ensure_user(conn, cmd.user_id, signup_credits)
-        balance = await ledger.lock_balance(conn, cmd.user_id)
+        balance = await ledger.lock_or_open(conn, cmd.user_id, signup_credits)
         outcome = charge_words(balance, words, now, policy)
         if isinstance(outcome, Blocked):
             emits = [emit("creditError", user_channel(cmd.user_id), _credit_error(cmd, outcome, recharge_url))]
