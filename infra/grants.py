@@ -21,27 +21,28 @@ async def grant(
     pool: asyncpg.Pool, user_id: str, credits: int, reason: str, idempotency_key: str, signup_credits: int
 ) -> GrantResult:
     """Add credits once per (user, idempotency key)."""
+    account = ledger.user_account(user_id)
     async with pool.acquire() as conn, conn.transaction():
-        balance = await ledger.lock_or_open(conn, user_id, signup_credits)
+        balance = await ledger.lock_or_open(conn, account, signup_credits)
         applied = await ledger.transfer(
-            conn, ledger.GRANTS, ledger.user_account(user_id), credits, "grant",
+            conn, ledger.GRANTS, account, credits, "grant",
             f"{user_id}:{idempotency_key}", reason,
         )  # fmt: skip
         if applied:
             balance = top_up(balance, credits)
-            await ledger.store_balance(conn, user_id, balance)
+            await ledger.store_balance(conn, account, balance)
         return GrantResult(applied, balance.credits, balance.words_left)
 
 
 async def reset(pool: asyncpg.Pool, user_id: str, credits: int, reason: str, reference: str) -> GrantResult:
     """Set the balance to exactly ``credits`` through one adjusting ledger entry."""
+    account = ledger.user_account(user_id)
     async with pool.acquire() as conn, conn.transaction():
-        balance = await ledger.lock_or_open(conn, user_id, 0)
+        balance = await ledger.lock_or_open(conn, account)
         new_balance, delta = set_credits(balance, credits)
-        account = ledger.user_account(user_id)
         if delta > 0:
             await ledger.transfer(conn, ledger.GRANTS, account, delta, "adjustment", reference, reason)
         elif delta < 0:
             await ledger.transfer(conn, account, ledger.GRANTS, -delta, "adjustment", reference, reason)
-        await ledger.store_balance(conn, user_id, new_balance)
+        await ledger.store_balance(conn, account, new_balance)
         return GrantResult(delta != 0, new_balance.credits, new_balance.words_left)

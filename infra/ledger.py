@@ -28,38 +28,47 @@ def user_account(user_id: str) -> str:
     return f"user:{user_id}"
 
 
+def tenant_account(tenant_id: str) -> str:
+    return f"tenant:{tenant_id}"
+
+
+def _kind(account: str) -> str:
+    return account.split(":", 1)[0]
+
+
 def _ts(epoch: float | None) -> datetime | None:
     return None if epoch is None else datetime.fromtimestamp(epoch, UTC)
 
 
 @dataclass(frozen=True, slots=True)
 class AccountStats:
-    user_id: str
+    account: str
     balance: Balance
     words_used_total: int
     credits_charged_total: int
 
 
-async def ensure_user(conn: asyncpg.Connection, user_id: str, signup_credits: int) -> bool:
-    """Open the user's account on first sight, with its sign-up grant; True if it was new."""
+async def ensure_account(conn: asyncpg.Connection, account: str, signup_credits: int = 0) -> bool:
+    """Open a user or tenant account on first sight, with its sign-up grant; True if it was new."""
     created = await conn.fetchval(
-        "INSERT INTO accounts (account_id, kind) VALUES ($1, 'user') ON CONFLICT DO NOTHING RETURNING true",
-        user_account(user_id),
+        "INSERT INTO accounts (account_id, kind) VALUES ($1, $2) ON CONFLICT DO NOTHING RETURNING true",
+        account,
+        _kind(account),
     )
     if created and signup_credits > 0:
-        await transfer(conn, GRANTS, user_account(user_id), signup_credits, "signup", user_id)
+        await transfer(conn, GRANTS, account, signup_credits, "signup", account)
     return bool(created)
 
 
-async def lock_balance(conn: asyncpg.Connection, user_id: str) -> Balance:
-    """Read a user's balance and hold its row lock until the transaction ends."""
+async def lock_balance(conn: asyncpg.Connection, account: str) -> Balance:
+    """Read an account's balance and hold its row lock until the transaction ends."""
     row = await conn.fetchrow(
         "SELECT credits, words_left, words_expire_at, low_balance_warned"
         " FROM accounts WHERE account_id = $1 FOR UPDATE",
-        user_account(user_id),
+        account,
     )
     if row is None:
-        raise UnknownAccount(user_id)
+        raise UnknownAccount(account)
     expire = row["words_expire_at"]
     return Balance(
         credits=row["credits"],
@@ -69,18 +78,18 @@ async def lock_balance(conn: asyncpg.Connection, user_id: str) -> Balance:
     )
 
 
-async def lock_or_open(conn: asyncpg.Connection, user_id: str, signup_credits: int) -> Balance:
-    """Lock the user's balance, opening the account first if this is the user's first command."""
+async def lock_or_open(conn: asyncpg.Connection, account: str, signup_credits: int = 0) -> Balance:
+    """Lock an account's balance, opening the account first if this is its first movement."""
     try:
-        return await lock_balance(conn, user_id)
+        return await lock_balance(conn, account)
     except UnknownAccount:
-        await ensure_user(conn, user_id, signup_credits)
-        return await lock_balance(conn, user_id)
+        await ensure_account(conn, account, signup_credits)
+        return await lock_balance(conn, account)
 
 
 async def store_balance(
     conn: asyncpg.Connection,
-    user_id: str,
+    account: str,
     balance: Balance,
     *,
     words_used: int = 0,
@@ -94,7 +103,7 @@ async def store_balance(
         "UPDATE accounts SET words_left = $2, words_expire_at = $3, low_balance_warned = $4,"
         " words_used_total = words_used_total + $5, credits_charged_total = credits_charged_total + $6,"
         " updated_at = now() WHERE account_id = $1",
-        user_account(user_id),
+        account,
         balance.words_left,
         _ts(balance.words_expire_at),
         balance.low_balance_warned,
@@ -134,7 +143,7 @@ async def transfer(
     )
     await conn.execute(
         "UPDATE accounts SET credits = credits + CASE WHEN account_id = $1 THEN -$3::bigint ELSE $3::bigint END,"
-        " updated_at = now() WHERE account_id IN ($1, $2) AND kind = 'user'",
+        " updated_at = now() WHERE account_id IN ($1, $2) AND kind <> 'system'",
         source,
         destination,
         amount,
@@ -142,11 +151,11 @@ async def transfer(
     return True
 
 
-async def account_stats(conn: asyncpg.Connection, user_id: str) -> AccountStats | None:
+async def account_stats(conn: asyncpg.Connection, account: str) -> AccountStats | None:
     row = await conn.fetchrow(
         "SELECT credits, words_left, words_expire_at, low_balance_warned, words_used_total,"
         " credits_charged_total FROM accounts WHERE account_id = $1",
-        user_account(user_id),
+        account,
     )
     if row is None:
         return None
@@ -154,4 +163,4 @@ async def account_stats(conn: asyncpg.Connection, user_id: str) -> AccountStats 
     balance = Balance(
         row["credits"], row["words_left"], expire.timestamp() if expire else None, row["low_balance_warned"]
     )
-    return AccountStats(user_id, balance, row["words_used_total"], row["credits_charged_total"])
+    return AccountStats(account, balance, row["words_used_total"], row["credits_charged_total"])

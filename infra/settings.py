@@ -53,6 +53,20 @@ class Settings(BaseSettings):
     publish_timeout_s: float = Field(default=2.0, gt=0)
     worker_db_pool_size: int = Field(default=10, ge=1)
     history_size: int = Field(default=50, ge=0, le=500)
+    # --- channels (Twilio, Meta) ---
+    public_base_url: str = "http://127.0.0.1:8080"  # what providers call; webhook signatures cover it
+    twilio_account_sid: str = ""
+    twilio_auth_token: SecretStr = SecretStr("")
+    twilio_api_base_url: str = "https://api.twilio.com"
+    meta_app_secret: SecretStr = SecretStr("")
+    meta_verify_token: SecretStr = SecretStr("")
+    meta_access_token: SecretStr = SecretStr("")
+    meta_graph_url: str = "https://graph.facebook.com"
+    meta_graph_version: str = "v21.0"
+    outbound_max_attempts: int = Field(default=5, ge=1, le=20)
+    outbound_timeout_s: float = Field(default=15.0, gt=0)
+    webhook_dedupe_ttl_s: int = Field(default=86_400, ge=60)
+
     log_level: str = "INFO"
     log_format: str = Field(default="json", pattern="^(json|console)$")
 

@@ -10,10 +10,10 @@ from aiohttp import web
 from redis.asyncio import Redis
 
 from infra import db
+from infra.publisher import CommandPublisher
 from infra.settings import Settings
 from ingress.http_api import routes
 from ingress.presence import Presence
-from ingress.publisher import CommandPublisher
 from ingress.rate_limiter import RateLimiter
 from ingress.socket_server import AckAwareServer
 from ingress.sockets import ChatSockets

@@ -106,7 +106,7 @@ async def credit_stats(request: web.Request) -> web.Response:
         return json_error(403, "forbidden", "only that user or an admin may read these stats")
     state = request.app[APP_STATE]
     async with state.pool.acquire() as conn:
-        stats = await ledger.account_stats(conn, user_id)
+        stats = await ledger.account_stats(conn, ledger.user_account(user_id))
     if stats is None:
         return json_error(404, "unknown_user", f"no account for user {user_id!r}")
     body = CreditStats(

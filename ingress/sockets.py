@@ -21,10 +21,10 @@ from redis.asyncio import Redis
 
 from domain.errors import DomainError
 from domain.rooms import resolve_join, validate_room_id
+from infra.publisher import CommandPublisher, PublishFailed
 from infra.settings import Settings
 from ingress.auth import Identity, Unauthorized, decode_token
 from ingress.presence import Presence
-from ingress.publisher import CommandPublisher, PublishFailed
 from ingress.rate_limiter import RateLimiter
 from ingress.socket_server import AckAwareServer, ack_requested
 from schemas import commands, queues

@@ -9,9 +9,9 @@ import asyncpg
 from aiohttp import web
 from redis.asyncio import Redis
 
+from infra.publisher import CommandPublisher
 from infra.settings import Settings
 from ingress.presence import Presence
-from ingress.publisher import CommandPublisher
 
 
 @dataclass(slots=True)

@@ -10,3 +10,8 @@ def room_channel(room_id: str) -> str:
 
 def user_channel(user_id: str) -> str:
     return f"u/{user_id}"
+
+
+def tenant_channel(tenant_id: str) -> str:
+    """Every operator of a tenant: the live inbox's events and the tenant's credit notices."""
+    return f"t/{tenant_id}"

@@ -39,3 +39,61 @@ class MarkMessageRead(Command):
     user_id: str
     room_id: str
     message_id: str
+
+
+class InboundChannelMessage(Command):
+    """A message a contact sent to a tenant's number or account, as a provider webhook told us."""
+
+    type: Literal["channel.inbound"] = "channel.inbound"
+    command_id: str  # "<provider>:<provider message id>", so a redelivered webhook is a duplicate
+    message_id: str
+    provider: Literal["twilio", "meta"]
+    channel: str
+    address: str  # the tenant's side: number or account id the message was sent to
+    contact: str  # the contact's number or Instagram-scoped id
+    contact_name: str | None = None
+    provider_message_id: str
+    text: str
+    received_at_ms: int
+
+
+class ChannelStatusUpdate(Command):
+    """A provider's delivery report for a message we sent."""
+
+    type: Literal["channel.status"] = "channel.status"
+    command_id: str  # "status:<provider>:<provider message id>:<status>"
+    provider: Literal["twilio", "meta"]
+    provider_message_id: str
+    status: str
+    error_code: str | None = None
+    error_message: str | None = None
+    reported_at_ms: int
+
+
+class OperatorReply(Command):
+    """An operator's message in a conversation room: a human handoff to the contact."""
+
+    type: Literal["channel.operator_reply"] = "channel.operator_reply"
+    command_id: str
+    message_id: str
+    tenant_id: str
+    conversation_id: str
+    operator_id: str
+    operator_name: str
+    text: str
+    client_message_id: str | None = None
+    accepted_at_ms: int
+
+
+class SendOutbound(Command):
+    """Deliver one stored outbound message through its channel's provider."""
+
+    type: Literal["outbound.send"] = "outbound.send"
+    command_id: str  # "send:<message id>"
+    message_id: str
+
+
+def inbound_ids(provider: str, provider_message_id: str) -> tuple[str, str]:
+    """(command_id, message_id) of an inbound message: the same for every delivery of one webhook."""
+    command_id = f"{provider}:{provider_message_id}"
+    return command_id, str(uuid.uuid5(_MESSAGE_NS, command_id))

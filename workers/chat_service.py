@@ -38,7 +38,8 @@ async def send_message(
     async with pool.acquire() as conn, conn.transaction():
         if (stored := await inbox.claim(conn, cmd.command_id, cmd.type, cmd.user_id)) is not None:
             return _stored(stored)
-        balance = await ledger.lock_or_open(conn, cmd.user_id, signup_credits)
+        account = ledger.user_account(cmd.user_id)
+        balance = await ledger.lock_or_open(conn, account, signup_credits)
         outcome = charge_words(balance, words, now, policy)
         if isinstance(outcome, Blocked):
             emits = [emit("creditError", user_channel(cmd.user_id), _credit_error(cmd, outcome, recharge_url))]
@@ -47,11 +48,11 @@ async def send_message(
 
         if outcome.credits_charged:
             await ledger.transfer(
-                conn, ledger.user_account(cmd.user_id), ledger.REVENUE, outcome.credits_charged,
+                conn, account, ledger.REVENUE, outcome.credits_charged,
                 "charge", cmd.command_id, f"{words} words in {cmd.room_id}",
             )  # fmt: skip
         await ledger.store_balance(
-            conn, cmd.user_id, outcome.balance, words_used=words, credits_charged=outcome.credits_charged
+            conn, account, outcome.balance, words_used=words, credits_charged=outcome.credits_charged
         )
         message = _new_message(cmd, words, outcome)
         await conn.execute(
@@ -65,7 +66,8 @@ async def send_message(
             emits.append(emit("creditWarning", user_channel(cmd.user_id), _credit_warning(outcome, policy)))
         await inbox.finish(
             conn, cmd.command_id, "applied",
-            {"emits": emits, "words": words, "charged": outcome.credits_charged, "free": outcome.free_words},
+            {"emits": emits, "message_id": cmd.message_id, "words": words,
+             "charged": outcome.credits_charged, "free": outcome.free_words},
         )  # fmt: skip
         return Outcome(True, "applied", emits)
 

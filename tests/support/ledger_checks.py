@@ -15,12 +15,12 @@ async def assert_ledger_invariants(conn: asyncpg.Connection) -> None:
     )
     assert not unbalanced, f"transactions that do not balance: {[dict(r) for r in unbalanced]}"
 
-    negative = await conn.fetch("SELECT account_id, credits FROM accounts WHERE kind = 'user' AND credits < 0")
+    negative = await conn.fetch("SELECT account_id, credits FROM accounts WHERE kind <> 'system' AND credits < 0")
     assert not negative, f"negative balances: {[dict(r) for r in negative]}"
 
     drift = await conn.fetch(
         "SELECT a.account_id, a.credits, coalesce(sum(p.amount), 0) AS posted FROM accounts a"
-        " LEFT JOIN ledger_postings p ON p.account_id = a.account_id WHERE a.kind = 'user'"
+        " LEFT JOIN ledger_postings p ON p.account_id = a.account_id WHERE a.kind <> 'system'"
         " GROUP BY a.account_id, a.credits HAVING a.credits <> coalesce(sum(p.amount), 0)"
     )
     assert not drift, f"balances that differ from their postings: {[dict(r) for r in drift]}"
@@ -29,7 +29,7 @@ async def assert_ledger_invariants(conn: asyncpg.Connection) -> None:
         "SELECT a.account_id, a.credits_charged_total, coalesce(-sum(p.amount), 0) AS posted"
         " FROM accounts a LEFT JOIN ledger_postings p ON p.account_id = a.account_id"
         " AND p.txn_id IN (SELECT txn_id FROM ledger_transactions WHERE kind = 'charge')"
-        " WHERE a.kind = 'user' GROUP BY a.account_id, a.credits_charged_total"
+        " WHERE a.kind <> 'system' GROUP BY a.account_id, a.credits_charged_total"
         " HAVING a.credits_charged_total <> coalesce(-sum(p.amount), 0)"
     )
     assert not charged, f"charge counters that differ from charge postings: {[dict(r) for r in charged]}"
@@ -46,7 +46,7 @@ async def assert_ledger_invariants(conn: asyncpg.Connection) -> None:
     assert not twice, f"movements applied twice: {[dict(r) for r in twice]}"
 
     unowned = await conn.fetchval(
-        "SELECT count(*) FROM messages m WHERE NOT EXISTS (SELECT 1 FROM inbox i WHERE i.status = 'applied'"
-        " AND i.kind = 'chat.send_message' AND i.result->'emits'->0->'data'->>'messageId' = m.message_id::text)"
+        "SELECT count(*) FROM messages m WHERE NOT EXISTS (SELECT 1 FROM inbox i"
+        " WHERE i.status = 'applied' AND i.result->>'message_id' = m.message_id::text)"
     )
-    assert unowned == 0, f"{unowned} stored messages without an applied command"
+    assert unowned == 0, f"{unowned} stored messages without exactly one applied command"

@@ -20,13 +20,17 @@ class PublishFailed(Exception):
 
 
 class CommandPublisher:
-    def __init__(self, url: str, queues: tuple[str, ...], timeout_s: float) -> None:
+    def __init__(
+        self, url: str, queues: tuple[str, ...], timeout_s: float, connection_name: str = "gatekeeper"
+    ) -> None:
+        self._connection_name = connection_name
         self._url = url
         self._queues = queues
         self._timeout_s = timeout_s
         self._connection: AbstractRobustConnection | None = None
         self._channel: AbstractRobustChannel | None = None
         self._connector: asyncio.Task[None] | None = None
+        self._ready = asyncio.Event()
 
     async def start(self) -> None:
         """Connect in the background: a node whose broker is down still starts, and reports degraded."""
@@ -37,7 +41,7 @@ class CommandPublisher:
         while True:
             try:
                 connection = await aio_pika.connect_robust(
-                    self._url, client_properties={"connection_name": "gatekeeper-ingress"}
+                    self._url, client_properties={"connection_name": self._connection_name}
                 )
                 channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
                 for queue in self._queues:
@@ -49,6 +53,7 @@ class CommandPublisher:
                 delay = min(delay * 2, 5.0)
                 continue
             self._connection, self._channel = connection, channel
+            self._ready.set()
             log.info("amqp.connected")
             return
 
@@ -64,6 +69,12 @@ class CommandPublisher:
 
     async def publish(self, queue: str, actor: str, command: Command) -> None:
         """Return once RabbitMQ has confirmed a persistent copy; raise PublishFailed otherwise."""
+        if self._channel is None:
+            try:
+                async with asyncio.timeout(self._timeout_s):
+                    await self._ready.wait()  # first use, while the first connection is still being made
+            except TimeoutError:
+                raise PublishFailed("not connected to RabbitMQ") from None
         if self._channel is None or not self.connected:
             raise PublishFailed("not connected to RabbitMQ")
         message_id = str(uuid.uuid4())
