@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from enum import StrEnum
 
 from domain.errors import DomainError
@@ -93,8 +94,15 @@ def conversation_room(tenant_id: str, conversation_id: str) -> str:
 
 
 def conversation_room_tenant(room_id: str) -> str | None:
-    """The tenant that owns a ``conv:<tenant>:<conversation>`` room, or None for other rooms."""
+    """The tenant that owns a ``conv:<tenant>:<conversation uuid>`` room, None for other rooms,
+    or "" for a malformed conversation room name."""
     if not room_id.startswith(CONVERSATION_PREFIX):
         return None
     parts = room_id.split(":")
-    return parts[1] if len(parts) == 3 and parts[1] and parts[2] else ""
+    if len(parts) != 3 or not parts[1]:
+        return ""
+    try:
+        uuid.UUID(parts[2])
+    except ValueError:
+        return ""
+    return parts[1]

@@ -18,15 +18,14 @@ class GrantResult:
 
 
 async def grant(
-    pool: asyncpg.Pool, user_id: str, credits: int, reason: str, idempotency_key: str, signup_credits: int
+    pool: asyncpg.Pool, account: str, credits: int, reason: str, idempotency_key: str, signup_credits: int = 0
 ) -> GrantResult:
-    """Add credits once per (user, idempotency key)."""
-    account = ledger.user_account(user_id)
+    """Add credits to a user or tenant account once per (account, idempotency key)."""
     async with pool.acquire() as conn, conn.transaction():
         balance = await ledger.lock_or_open(conn, account, signup_credits)
         applied = await ledger.transfer(
             conn, ledger.GRANTS, account, credits, "grant",
-            f"{user_id}:{idempotency_key}", reason,
+            f"{account}:{idempotency_key}", reason,
         )  # fmt: skip
         if applied:
             balance = top_up(balance, credits)

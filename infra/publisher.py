@@ -69,6 +69,10 @@ class CommandPublisher:
 
     async def publish(self, queue: str, actor: str, command: Command) -> None:
         """Return once RabbitMQ has confirmed a persistent copy; raise PublishFailed otherwise."""
+        await self.publish_payload(queue, actor, command.model_dump(mode="json"))
+
+    async def publish_payload(self, queue: str, actor: str, payload: dict) -> None:
+        """Publish an already serialized command (a stored follow-up, a replayed event)."""
         if self._channel is None:
             try:
                 async with asyncio.timeout(self._timeout_s):
@@ -78,13 +82,13 @@ class CommandPublisher:
         if self._channel is None or not self.connected:
             raise PublishFailed("not connected to RabbitMQ")
         message_id = str(uuid.uuid4())
-        body = encode_actor_message(queue, actor, {"command": command.model_dump(mode="json")}, message_id)
+        body = encode_actor_message(queue, actor, {"command": payload}, message_id)
         message = aio_pika.Message(
             body,
             delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
             content_type="application/json",
             message_id=message_id,
-            correlation_id=getattr(command, "command_id", None),
+            correlation_id=payload.get("command_id"),
         )
         try:
             async with asyncio.timeout(self._timeout_s):

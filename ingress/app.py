@@ -18,6 +18,8 @@ from ingress.rate_limiter import RateLimiter
 from ingress.socket_server import AckAwareServer
 from ingress.sockets import ChatSockets
 from ingress.state import APP_STATE, IngressState
+from ingress.tenant_api import tenant_routes
+from ingress.webhooks import webhook_routes
 from schemas.queues import ALL_QUEUES
 
 log = structlog.get_logger(__name__)
@@ -39,6 +41,8 @@ def init_app(settings: Settings) -> web.Application:
     )
     sio.attach(app)
     app.router.add_routes(routes)
+    app.router.add_routes(tenant_routes)
+    app.router.add_routes(webhook_routes)
 
     async def resources(app: web.Application) -> AsyncIterator[None]:
         await db.migrate(settings.database_url)

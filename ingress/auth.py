@@ -18,10 +18,16 @@ class Identity:
     user_id: str
     name: str
     role: str | None = None
+    tenant: str | None = None
 
     @property
     def is_admin(self) -> bool:
         return self.role == "admin"
+
+    @property
+    def operator_of(self) -> str | None:
+        """The tenant whose conversations this caller may work on, if an operator."""
+        return self.tenant if self.role == "operator" else None
 
 
 def decode_token(token: object, secret: str) -> Identity:
@@ -38,10 +44,12 @@ def decode_token(token: object, secret: str) -> Identity:
     name = claims.get("name")
     name = name.replace("\x00", "")[:128] if isinstance(name, str) else None
     role = claims.get("role")
+    tenant = claims.get("tenant")
     return Identity(
         user_id=sub,
-        name=name if isinstance(name, str) and name else sub,
+        name=name if name else sub,
         role=role if isinstance(role, str) else None,
+        tenant=tenant if isinstance(tenant, str) and tenant else None,
     )
 
 

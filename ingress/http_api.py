@@ -59,7 +59,7 @@ async def health(request: web.Request) -> web.Response:
     return web.json_response(body, status=503 if causes else 200)
 
 
-def _require_admin(request: web.Request) -> None:
+def require_admin(request: web.Request) -> None:
     s = request.app[APP_STATE].settings
     if not is_admin_request(request, s.admin_token.get_secret_value(), s.jwt_secret.get_secret_value()):
         raise web.HTTPForbidden(
@@ -80,7 +80,7 @@ def _caller_may_read(request: web.Request, user_id: str) -> bool:
         return False
 
 
-async def _body(request: web.Request, model: type[BaseModel]) -> Any:
+async def parse_body(request: web.Request, model: type[BaseModel]) -> Any:
     try:
         return model.model_validate_json(await request.read())
     except ValidationError as exc:
@@ -121,12 +121,17 @@ async def credit_stats(request: web.Request) -> web.Response:
 
 @routes.post("/api/credits/grant/{userId}")
 async def grant_credits(request: web.Request) -> web.Response:
-    _require_admin(request)
+    require_admin(request)
     user_id = _user_id(request)
-    body: GrantCredits = await _body(request, GrantCredits)
+    body: GrantCredits = await parse_body(request, GrantCredits)
     state = request.app[APP_STATE]
     result = await grants.grant(
-        state.pool, user_id, body.credits, body.reason, body.idempotencyKey, state.settings.signup_credits
+        state.pool,
+        ledger.user_account(user_id),
+        body.credits,
+        body.reason,
+        body.idempotencyKey,
+        state.settings.signup_credits,
     )
     return web.json_response(
         {
@@ -141,9 +146,9 @@ async def grant_credits(request: web.Request) -> web.Response:
 
 @routes.post("/api/credits/reset/{userId}")
 async def reset_credits(request: web.Request) -> web.Response:
-    _require_admin(request)
+    require_admin(request)
     user_id = _user_id(request)
-    body: ResetCredits = await _body(request, ResetCredits)
+    body: ResetCredits = await parse_body(request, ResetCredits)
     state = request.app[APP_STATE]
     try:
         result = await grants.reset(state.pool, user_id, body.credits, body.reason, f"reset:{uuid.uuid4()}")

@@ -19,6 +19,7 @@ import structlog
 from pydantic import BaseModel, ValidationError
 from redis.asyncio import Redis
 
+from domain.channels import conversation_room_tenant
 from domain.errors import DomainError
 from domain.rooms import resolve_join, validate_room_id
 from infra.publisher import CommandPublisher, PublishFailed
@@ -28,7 +29,7 @@ from ingress.presence import Presence
 from ingress.rate_limiter import RateLimiter
 from ingress.socket_server import AckAwareServer, ack_requested
 from schemas import commands, queues
-from schemas.channels import room_channel, user_channel
+from schemas.channels import room_channel, tenant_channel, user_channel
 from schemas.socket_events import JoinRoom, MarkRead, RoomRef, SendMessage
 
 log = structlog.get_logger(__name__)
@@ -128,6 +129,8 @@ class ChatSockets:
             raise socketio.exceptions.ConnectionRefusedError("unauthorized") from None
         await self.sio.save_session(sid, {"identity": identity})
         await self.sio.enter_room(sid, user_channel(identity.user_id))
+        if identity.operator_of:
+            await self.sio.enter_room(sid, tenant_channel(identity.operator_of))
         self.presence.connected(sid)
         log.info("socket.connected", sid=sid, user_id=identity.user_id)
 
@@ -140,7 +143,9 @@ class ChatSockets:
 
     # --- rooms ------------------------------------------------------------------
     async def join_room(self, sid: str, who: Identity, payload: JoinRoom) -> dict[str, Any]:
-        room_type = resolve_join(payload.roomId, payload.roomType, who.user_id)
+        room_type = resolve_join(
+            payload.roomId, payload.roomType, who.user_id, operator_of=who.operator_of, is_admin=who.is_admin
+        )
         await self.sio.enter_room(sid, room_channel(payload.roomId))
         member_count = await self.presence.joined(sid, who.user_id, payload.roomId)
         history = await self._history(payload.roomId)
@@ -207,17 +212,24 @@ class ChatSockets:
         self._require_member(sid, payload.roomId)
         await self._rate_limit(who)
         command_id, message_id = commands.send_command_ids(who.user_id, payload.clientMessageId)
-        command = commands.SendChatMessage(
-            command_id=command_id,
-            message_id=message_id,
-            user_id=who.user_id,
-            username=who.name,
-            room_id=payload.roomId,
-            message=payload.message,
-            client_message_id=payload.clientMessageId,
-            accepted_at_ms=int(time.time() * 1000),
-        )
-        await self._publish(queues.SEND_MESSAGE_ACTOR, command)
+        now_ms = int(time.time() * 1000)
+        tenant = conversation_room_tenant(payload.roomId)
+        if tenant:  # a human handoff: the operator's reply goes out to the contact
+            actor: str = queues.OPERATOR_REPLY_ACTOR
+            command: commands.Command = commands.OperatorReply(
+                command_id=command_id, message_id=message_id, tenant_id=tenant,
+                conversation_id=payload.roomId.rsplit(":", 1)[1], operator_id=who.user_id,
+                operator_name=who.name, text=payload.message, client_message_id=payload.clientMessageId,
+                accepted_at_ms=now_ms,
+            )  # fmt: skip
+        else:
+            actor = queues.SEND_MESSAGE_ACTOR
+            command = commands.SendChatMessage(
+                command_id=command_id, message_id=message_id, user_id=who.user_id, username=who.name,
+                room_id=payload.roomId, message=payload.message, client_message_id=payload.clientMessageId,
+                accepted_at_ms=now_ms,
+            )  # fmt: skip
+        await self._publish(actor, command)
         await self._count_accepted()
         log.info("message.accepted", command_id=command_id, room_id=payload.roomId, user_id=who.user_id)
         return {"status": "accepted", "messageId": message_id, "clientMessageId": payload.clientMessageId}

@@ -8,13 +8,13 @@ import dramatiq
 import pydantic
 import structlog
 
-from infra import inbox
 from schemas.channels import user_channel
 from schemas.commands import MarkMessageRead, SendChatMessage
 from schemas.queues import CHAT_QUEUE, MARK_READ_ACTOR, SEND_MESSAGE_ACTOR
 from schemas.socket_events import CommandFailed
 from workers import chat_service
 from workers.broker import resources
+from workers.effects import carry_out
 from workers.emits import emit, publish
 from workers.fail_closed import on_failure
 from workers.resources import Resources
@@ -37,7 +37,7 @@ async def chat_send_message(command: dict[str, Any]) -> None:
     res = await resources.get()
     s = res.settings
     outcome = await chat_service.send_message(res.pool, cmd, s.credit_policy, s.signup_credits, s.recharge_url)
-    await publish(res.emitter, outcome.emits)
+    await carry_out(res.emitter, res.publisher, outcome)
     if outcome.fresh:
         counter = "delivered" if outcome.status == "applied" else "blocked"
         await res.redis.incr(s.key("stats", counter))
@@ -49,14 +49,12 @@ async def chat_mark_read(command: dict[str, Any]) -> None:
     cmd = MarkMessageRead.model_validate(command)
     res = await resources.get()
     outcome = await chat_service.mark_read(res.pool, cmd)
-    await publish(res.emitter, outcome.emits)
+    await carry_out(res.emitter, res.publisher, outcome)
 
 
 @on_failure(SEND_MESSAGE_ACTOR)
 async def _send_failed(res: Resources, command: dict[str, Any], exc: BaseException) -> None:
     cmd = SendChatMessage.model_validate(command)
-    if not await inbox.record_failure(res.pool, cmd.command_id, cmd.type, cmd.user_id, repr(exc)):
-        return  # applied meanwhile by another delivery: nothing to report
     notice = CommandFailed(
         code="internal",
         message="the message could not be processed; nothing was charged",

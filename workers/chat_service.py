@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import asyncpg
@@ -14,20 +13,8 @@ from infra import inbox, ledger
 from schemas.channels import room_channel, user_channel
 from schemas.commands import MarkMessageRead, SendChatMessage
 from schemas.socket_events import CreditError, CreditInfo, CreditWarning, MessageRead, NewMessage
-from workers.emits import Emit, emit
-
-
-@dataclass(frozen=True, slots=True)
-class Outcome:
-    """What a command produced. ``fresh`` is False for a duplicate that changed nothing."""
-
-    fresh: bool
-    status: inbox.Status
-    emits: list[Emit]
-
-
-def _stored(stored: inbox.Stored) -> Outcome:
-    return Outcome(False, stored.status, list(stored.result.get("emits", [])))
+from workers.effects import Outcome, replay
+from workers.emits import emit
 
 
 async def send_message(
@@ -37,7 +24,7 @@ async def send_message(
     words = count_words(cmd.message)
     async with pool.acquire() as conn, conn.transaction():
         if (stored := await inbox.claim(conn, cmd.command_id, cmd.type, cmd.user_id)) is not None:
-            return _stored(stored)
+            return replay(stored)
         account = ledger.user_account(cmd.user_id)
         balance = await ledger.lock_or_open(conn, account, signup_credits)
         outcome = charge_words(balance, words, now, policy)
@@ -119,7 +106,7 @@ def _credit_warning(outcome: Charged, policy: CreditPolicy) -> dict:
 async def mark_read(pool: asyncpg.Pool, cmd: MarkMessageRead) -> Outcome:
     async with pool.acquire() as conn, conn.transaction():
         if (stored := await inbox.claim(conn, cmd.command_id, cmd.type, cmd.user_id)) is not None:
-            return _stored(stored)
+            return replay(stored)
         stored_mark = await conn.fetchval(
             "INSERT INTO read_marks (room_id, user_id, message_id)"
             " SELECT room_id, $2, message_id FROM messages WHERE message_id = $3 AND room_id = $1"

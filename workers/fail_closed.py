@@ -1,7 +1,8 @@
 """Fail closed: a command whose retries are exhausted is logged as failed and its sender told.
 
 Nothing was charged, because the transaction that would have charged rolled
-back. The message itself still goes to the dead-letter queue.
+back. The command is recorded as ``failed`` in the inbox (the event log), so a
+replay can apply it later, and the message itself goes to the dead-letter queue.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import structlog
 from dramatiq import Middleware
 from dramatiq.asyncio import get_event_loop_thread
 
+from infra import inbox
 from workers.resources import ResourceHolder, Resources
 
 log = structlog.get_logger(__name__)
@@ -51,13 +53,18 @@ class FailClosed(Middleware):
             command_id=command.get("command_id") if isinstance(command, dict) else None,
             error=repr(exception),
         )
-        handler = _handlers.get(message.actor_name)
-        if handler is None or not isinstance(command, dict):
+        if not isinstance(command, dict) or not isinstance(command.get("command_id"), str):
             return
         try:
-            get_event_loop_thread().run_coroutine(self._report(handler, command, exception))
+            get_event_loop_thread().run_coroutine(self._report(_handlers.get(message.actor_name), command, exception))
         except Exception:
             log.exception("command.failure_report_failed", actor=message.actor_name)
 
-    async def _report(self, handler: FailureHandler, command: dict[str, Any], exc: BaseException) -> None:
-        await handler(await self._resources.get(), command, exc)
+    async def _report(self, handler: FailureHandler | None, command: dict[str, Any], exc: BaseException) -> None:
+        res = await self._resources.get()
+        user_id = command.get("user_id") if isinstance(command.get("user_id"), str) else None
+        recorded = await inbox.record_failure(
+            res.pool, command["command_id"], str(command.get("type", "unknown")), user_id, repr(exc)
+        )
+        if recorded and handler is not None:  # not applied meanwhile by another delivery
+            await handler(res, command, exc)

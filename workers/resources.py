@@ -14,7 +14,9 @@ import socketio
 from redis.asyncio import Redis
 
 from infra import db
+from infra.publisher import CommandPublisher
 from infra.settings import Settings
+from schemas.queues import ALL_QUEUES
 
 
 @dataclass(slots=True)
@@ -23,6 +25,7 @@ class Resources:
     pool: asyncpg.Pool
     redis: Redis
     emitter: socketio.AsyncRedisManager
+    publisher: CommandPublisher
 
 
 class ResourceHolder:
@@ -42,12 +45,17 @@ class ResourceHolder:
                 pool = await db.create_pool(s.database_url, min_size=1, max_size=s.worker_db_pool_size)
                 redis = Redis.from_url(s.effective_redis_url, decode_responses=True)
                 emitter = socketio.AsyncRedisManager(s.effective_redis_url, channel=s.key("socketio"), write_only=True)
-                self._resources = Resources(s, pool, redis, emitter)
+                publisher = CommandPublisher(
+                    s.amqp_url, ALL_QUEUES, s.publish_timeout_s, connection_name="gatekeeper-worker"
+                )
+                await publisher.start()
+                self._resources = Resources(s, pool, redis, emitter, publisher)
         return self._resources
 
     async def close(self) -> None:
         if self._resources is None:
             return
+        await self._resources.publisher.close()
         await self._resources.pool.close()
         await self._resources.redis.aclose()
         self._resources = None

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import aiohttp
 import pytest
 
+from tests.support import isolation
 from tests.support.clients import ChatClient
 from tests.support.isolation import ADMIN_TOKEN
 from tests.support.processes import Proc, Processes
@@ -29,7 +30,16 @@ class Stack:
 
 @pytest.fixture(scope="session")
 def stack(stack_env: dict[str, str]) -> Iterator[Stack]:
-    procs = Processes({**stack_env, "RATE_LIMITS": "200/1s"})
+    procs = Processes(
+        {
+            **stack_env,
+            "RATE_LIMITS": "200/1s",
+            "TWILIO_AUTH_TOKEN": isolation.TWILIO_AUTH_TOKEN,
+            "META_APP_SECRET": isolation.META_APP_SECRET,
+            "META_VERIFY_TOKEN": isolation.META_VERIFY_TOKEN,
+            "PUBLIC_BASE_URL": isolation.PUBLIC_BASE_URL,
+        }
+    )
     try:
         nodes = [procs.ingress(), procs.ingress()]
         workers = procs.workers("chat", processes=2, threads=8)

@@ -108,7 +108,7 @@ async def test_kill_minus_9_with_unacked_messages_loses_and_doubles_nothing(stac
     from infra import grants
 
     total, affordable = 1000, 700
-    await grants.grant(ledger, user, affordable, "test", "g", 0)
+    await grants.grant(ledger, f"user:{user}", affordable, "test", "g", 0)
     commands = [chat_command(user, room, 1000) for _ in range(total)]  # one credit each
     await publish_raw(amqp_url, commands)
     ids = [c.command_id for c in commands]

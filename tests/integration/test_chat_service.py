@@ -8,6 +8,7 @@ import uuid
 
 from domain.credits import CreditPolicy
 from infra import grants
+from infra import ledger as ledger_repo
 from schemas.commands import SendChatMessage, send_command_ids
 from workers import chat_service
 
@@ -35,7 +36,7 @@ async def balance(pool, user):
 
 async def test_seed_example_charges_two_of_five_credits(ledger):
     user = f"u-{uuid.uuid4().hex[:8]}"
-    await grants.grant(ledger, user, 5, "test", "k", 0)
+    await grants.grant(ledger, ledger_repo.user_account(user), 5, "test", "k", 0)
     await apply(ledger, command(user, "palabra " * 700))
     await apply(ledger, command(user, "palabra " * 500))
     row = await balance(ledger, user)
@@ -44,7 +45,7 @@ async def test_seed_example_charges_two_of_five_credits(ledger):
 
 async def test_same_command_five_times_charges_once(ledger):
     user = f"u-{uuid.uuid4().hex[:8]}"
-    await grants.grant(ledger, user, 3, "test", "k", 0)
+    await grants.grant(ledger, ledger_repo.user_account(user), 3, "test", "k", 0)
     cmd = command(user, "uno dos tres " * 400, client_id="c-1")  # 1200 words: 2 credits
     outcomes = [await apply(ledger, cmd) for _ in range(5)]
     assert [o.fresh for o in outcomes] == [True, False, False, False, False]
@@ -56,7 +57,7 @@ async def test_same_command_five_times_charges_once(ledger):
 
 async def test_blocked_message_charges_nothing_and_stores_nothing(ledger):
     user = f"u-{uuid.uuid4().hex[:8]}"
-    await grants.grant(ledger, user, 1, "test", "k", 0)
+    await grants.grant(ledger, ledger_repo.user_account(user), 1, "test", "k", 0)
     cmd = command(user, "w " * 1100)  # needs 2 credits; uncovered 100 > grace
     outcome = await apply(ledger, cmd)
     assert outcome.status == "rejected"
@@ -69,7 +70,7 @@ async def test_blocked_message_charges_nothing_and_stores_nothing(ledger):
 
 async def test_fifty_concurrent_sends_charge_exactly_what_is_affordable(ledger):
     user = f"u-{uuid.uuid4().hex[:8]}"
-    await grants.grant(ledger, user, 10, "test", "k", 0)
+    await grants.grant(ledger, ledger_repo.user_account(user), 10, "test", "k", 0)
     cmds = [command(user, "w " * 1000) for _ in range(50)]  # one credit each, never within grace
     outcomes = await asyncio.gather(*(apply(ledger, c) for c in cmds))
     assert sum(o.status == "applied" for o in outcomes) == 10
@@ -80,16 +81,16 @@ async def test_fifty_concurrent_sends_charge_exactly_what_is_affordable(ledger):
 
 async def test_grants_are_idempotent_per_key(ledger):
     user = f"u-{uuid.uuid4().hex[:8]}"
-    first = await grants.grant(ledger, user, 7, "promo", "grant-1", 0)
-    again = await grants.grant(ledger, user, 7, "promo", "grant-1", 0)
-    other = await grants.grant(ledger, user, 1, "promo", "grant-2", 0)
+    first = await grants.grant(ledger, ledger_repo.user_account(user), 7, "promo", "grant-1", 0)
+    again = await grants.grant(ledger, ledger_repo.user_account(user), 7, "promo", "grant-1", 0)
+    other = await grants.grant(ledger, ledger_repo.user_account(user), 1, "promo", "grant-2", 0)
     assert (first.applied, again.applied, other.applied) == (True, False, True)
     assert other.credits == 8
 
 
 async def test_reset_sets_the_balance_through_the_ledger(ledger):
     user = f"u-{uuid.uuid4().hex[:8]}"
-    await grants.grant(ledger, user, 9, "t", "k", 0)
+    await grants.grant(ledger, ledger_repo.user_account(user), 9, "t", "k", 0)
     assert (await grants.reset(ledger, user, 4, "support", f"reset:{uuid.uuid4()}")).credits == 4
     assert (await grants.reset(ledger, user, 6, "support", f"reset:{uuid.uuid4()}")).credits == 6
     kinds = await ledger.fetch(
@@ -105,11 +106,9 @@ async def test_the_balance_check_constraint_is_the_last_line_of_defence(ledger):
     import pytest
 
     user = f"u-{uuid.uuid4().hex[:8]}"
-    await grants.grant(ledger, user, 1, "t", "k", 0)
+    await grants.grant(ledger, ledger_repo.user_account(user), 1, "t", "k", 0)
     with pytest.raises(asyncpg.CheckViolationError):
         async with ledger.acquire() as conn, conn.transaction():
-            from infra import ledger as ledger_repo
-
             await ledger_repo.transfer(conn, f"user:{user}", ledger_repo.REVENUE, 2, "charge", "overdraw")
     assert (await balance(ledger, user))["credits"] == 1
 

@@ -18,6 +18,12 @@ REDIS_BASE = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 
 JWT_SECRET = "test-jwt-secret-" + secrets.token_hex(8)
 ADMIN_TOKEN = "test-admin-token-" + secrets.token_hex(8)
+# Provider webhook secrets of the e2e stack. PUBLIC_BASE_URL differs from the nodes' own URL, so
+# the tests prove that signatures are checked against the public URL.
+TWILIO_AUTH_TOKEN = "test-twilio-token-" + secrets.token_hex(8)
+META_APP_SECRET = "test-meta-secret-" + secrets.token_hex(8)
+META_VERIFY_TOKEN = "test-meta-verify-" + secrets.token_hex(8)
+PUBLIC_BASE_URL = "https://gatekeeper.example.com"
 
 
 @dataclass(frozen=True)

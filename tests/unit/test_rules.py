@@ -54,3 +54,39 @@ def test_sanitize_makes_html_inert():
 def test_sanitized_text_never_contains_a_tag(text):
     cleaned = sanitize_text(text)
     assert "<" not in cleaned
+
+
+def test_conversation_rooms_admit_only_the_tenants_operators_and_admins():
+    import uuid
+
+    from domain.channels import conversation_room
+
+    room = conversation_room("acme", str(uuid.uuid4()))
+    assert resolve_join(room, None, "op1", operator_of="acme") is RoomType.CONVERSATION
+    assert resolve_join(room, None, "boss", is_admin=True) is RoomType.CONVERSATION
+    with pytest.raises(RoomForbidden):
+        resolve_join(room, None, "op2", operator_of="other")
+    with pytest.raises(RoomForbidden):
+        resolve_join(room, RoomType.GROUP, "someone")
+    with pytest.raises(InvalidRoom):
+        resolve_join("conv:acme:not-a-uuid", None, "op1", operator_of="acme")
+
+
+def test_delivery_status_only_moves_forward():
+    from domain.channels import DeliveryStatus as S
+    from domain.channels import advance_status, normalize_status
+
+    assert advance_status(S.QUEUED, S.SENT) is S.SENT
+    assert advance_status(S.DELIVERED, S.SENT) is None  # a late callback never undoes progress
+    assert advance_status(S.READ, S.FAILED) is None
+    assert advance_status(S.SENT, S.FAILED) is S.FAILED
+    assert advance_status(S.FAILED, S.DELIVERED) is None
+    assert normalize_status("undelivered") is S.FAILED and normalize_status("READ") is S.READ
+
+
+def test_twilio_addresses():
+    from domain.channels import Channel, split_twilio_address, twilio_address
+
+    assert split_twilio_address("whatsapp:+14155238886") == (Channel.TWILIO_WHATSAPP, "+14155238886")
+    assert split_twilio_address("+14155238886") == (Channel.TWILIO_SMS, "+14155238886")
+    assert twilio_address(Channel.TWILIO_WHATSAPP, "+1") == "whatsapp:+1"

@@ -1,0 +1,85 @@
+"""Admin HTTP API for tenants: ``/api/admin/tenants`` (``x-admin-token``)."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from infra import grants, ledger, tenants
+from ingress.http_api import json_error, parse_body, require_admin
+from ingress.state import APP_STATE
+from schemas.http import GrantCredits
+from schemas.tenants import ChannelRef, CreateTenant, UpdateTenant
+
+tenant_routes = web.RouteTableDef()
+
+
+def _pairs(refs: list[ChannelRef]) -> list[tuple[str, str]]:
+    return [(ref.channel.value, ref.address) for ref in refs]
+
+
+@tenant_routes.post("/api/admin/tenants")
+async def create_tenant(request: web.Request) -> web.Response:
+    require_admin(request)
+    body: CreateTenant = await parse_body(request, CreateTenant)
+    pool = request.app[APP_STATE].pool
+    try:
+        tenant = await tenants.create(
+            pool, body.tenantId, body.name, body.systemPrompt, body.autoReply, _pairs(body.channels)
+        )
+    except tenants.TenantExists:
+        return json_error(409, "conflict", f"tenant {body.tenantId!r} already exists")
+    except tenants.ChannelTaken as exc:
+        return json_error(409, "conflict", str(exc))
+    return web.json_response(tenant.as_json(), status=201)
+
+
+@tenant_routes.get("/api/admin/tenants")
+async def list_tenants(request: web.Request) -> web.Response:
+    require_admin(request)
+    rows = await tenants.list_all(request.app[APP_STATE].pool)
+    return web.json_response({"tenants": [t.as_json() for t in rows]})
+
+
+@tenant_routes.get("/api/admin/tenants/{tenantId}")
+async def show_tenant(request: web.Request) -> web.Response:
+    require_admin(request)
+    tenant = await tenants.get(request.app[APP_STATE].pool, request.match_info["tenantId"])
+    if tenant is None:
+        return json_error(404, "unknown_tenant", "no such tenant")
+    return web.json_response(tenant.as_json())
+
+
+@tenant_routes.patch("/api/admin/tenants/{tenantId}")
+async def update_tenant(request: web.Request) -> web.Response:
+    require_admin(request)
+    body: UpdateTenant = await parse_body(request, UpdateTenant)
+    try:
+        tenant = await tenants.update(
+            request.app[APP_STATE].pool,
+            request.match_info["tenantId"],
+            name=body.name,
+            system_prompt=body.systemPrompt,
+            auto_reply=body.autoReply,
+            add_channels=_pairs(body.addChannels),
+            remove_channels=_pairs(body.removeChannels),
+        )
+    except tenants.ChannelTaken as exc:
+        return json_error(409, "conflict", str(exc))
+    if tenant is None:
+        return json_error(404, "unknown_tenant", "no such tenant")
+    return web.json_response(tenant.as_json())
+
+
+@tenant_routes.post("/api/admin/tenants/{tenantId}/grant")
+async def grant_tenant(request: web.Request) -> web.Response:
+    require_admin(request)
+    body: GrantCredits = await parse_body(request, GrantCredits)
+    pool = request.app[APP_STATE].pool
+    tenant_id = request.match_info["tenantId"]
+    if await tenants.get(pool, tenant_id) is None:
+        return json_error(404, "unknown_tenant", "no such tenant")
+    result = await grants.grant(pool, ledger.tenant_account(tenant_id), body.credits, body.reason, body.idempotencyKey)
+    return web.json_response(
+        {"tenantId": tenant_id, "applied": result.applied, "credits": result.credits, "wordsLeft": result.words_left},
+        status=201 if result.applied else 200,
+    )

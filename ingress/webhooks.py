@@ -1,0 +1,209 @@
+"""Provider webhooks (Twilio, Meta): verify the signature, dedupe, publish, answer.
+
+Ingress stays thin: no database on this path. An event is acknowledged with a 2xx only once
+RabbitMQ confirmed a persistent copy of its command; otherwise the answer is 503 and the
+provider retries. Each accepted command_id is remembered in Redis (``<prefix>:webhook:<id>``),
+written only after the confirm, so a provider's redelivery is answered without publishing
+again, and a delivery that failed is never mistaken for one that succeeded. Two concurrent
+copies of one event may both be published; the worker's inbox dedupes those.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import json
+import time
+from dataclasses import dataclass
+
+import structlog
+from aiohttp import web
+from redis.exceptions import RedisError
+from twilio.request_validator import SIGNATURE_HEADER, SIGNATURE_SETTINGS_HEADER, RequestValidator
+from twilio.request_validator import get_signature_algorithm as twilio_signature_algorithm
+
+from infra.publisher import PublishFailed
+from ingress.http_api import json_error
+from ingress.state import APP_STATE, IngressState
+from schemas.queues import CHAT_QUEUE
+from schemas.webhooks import BadPayload, WebhookCommand, actor_for, parse_meta_delivery, parse_twilio_form
+
+log = structlog.get_logger(__name__)
+
+webhook_routes = web.RouteTableDef()
+
+EMPTY_TWIML = '<?xml version="1.0" encoding="UTF-8"?><Response></Response>'
+META_SIGNATURE_HEADER = "X-Hub-Signature-256"
+META_MAX_BODY_BYTES = 3 * 1024 * 1024  # Meta batches updates; its payloads can reach a few MB
+FORM_CONTENT_TYPE = "application/x-www-form-urlencoded"
+REDIS_TIMEOUT_S = 0.5  # dedupe is an optimisation: a slow Redis must not hold the provider
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    published: int
+    duplicates: int
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+async def _already_accepted(state: IngressState, keys: list[str]) -> list[bool]:
+    """Which command ids were accepted before. If Redis cannot say, treat all as new: the worker's
+    inbox dedupes whatever we publish twice, while a lost event could never be recovered."""
+    try:
+        async with asyncio.timeout(REDIS_TIMEOUT_S):
+            values = await state.redis.mget(keys)
+    except (RedisError, OSError, TimeoutError) as exc:
+        log.warning("webhook.dedupe_unavailable", error=repr(exc), commands=len(keys))
+        return [False] * len(keys)
+    return [value is not None for value in values]
+
+
+async def _publish_and_mark(state: IngressState, command: WebhookCommand, key: str) -> None:
+    await state.publisher.publish(CHAT_QUEUE, actor_for(command), command)
+    # Confirmed: only now may a redelivery of this event be answered without publishing.
+    try:
+        async with asyncio.timeout(REDIS_TIMEOUT_S):
+            await state.redis.set(key, "1", ex=state.settings.webhook_dedupe_ttl_s)
+    except (RedisError, OSError, TimeoutError) as exc:
+        log.warning("webhook.dedupe_mark_failed", command_id=command.command_id, error=repr(exc))
+
+
+async def accept(state: IngressState, commands: list[WebhookCommand]) -> Outcome:
+    """Publish every command not accepted before; raise PublishFailed unless all were confirmed.
+
+    The publishes run concurrently and all finish (confirmed or failed) before this returns, so
+    the ones that were confirmed are marked and a retry of the whole delivery skips them.
+    """
+    unique: dict[str, WebhookCommand] = {}
+    for command in commands:
+        unique.setdefault(command.command_id, command)
+    in_delivery_duplicates = len(commands) - len(unique)
+    if not unique:
+        return Outcome(0, in_delivery_duplicates)
+    keys = [state.settings.key("webhook", command_id) for command_id in unique]
+    seen = await _already_accepted(state, keys)
+    fresh = [(command, key) for command, key, was_seen in zip(unique.values(), keys, seen, strict=True) if not was_seen]
+    results = await asyncio.gather(
+        *(_publish_and_mark(state, command, key) for command, key in fresh), return_exceptions=True
+    )
+    failed = [r for r in results if isinstance(r, BaseException)]
+    for error in failed:
+        if not isinstance(error, PublishFailed):
+            raise error
+    if failed:
+        raise PublishFailed(f"{len(failed)} of {len(fresh)} commands not confirmed")
+    return Outcome(len(fresh), in_delivery_duplicates + len(unique) - len(fresh))
+
+
+def _unavailable() -> web.Response:
+    return json_error(503, "unavailable", "the event could not be stored durably; retry later")
+
+
+# --- Twilio ---------------------------------------------------------------------------------------
+
+
+@webhook_routes.post("/webhooks/twilio")
+async def twilio_webhook(request: web.Request) -> web.Response:
+    state = request.app[APP_STATE]
+    settings = state.settings
+    token = settings.twilio_auth_token.get_secret_value()
+    if not token:
+        return json_error(503, "not_configured", "TWILIO_AUTH_TOKEN is not set")
+    signature = request.headers.get(SIGNATURE_HEADER)
+    if not signature:
+        log.warning("webhook.rejected", provider="twilio", reason="missing_signature")
+        return json_error(403, "forbidden", f"missing {SIGNATURE_HEADER}")
+    if request.content_type != FORM_CONTENT_TYPE:
+        return json_error(415, "unsupported_media_type", f"expected {FORM_CONTENT_TYPE}")
+    form = await request.post()
+    fields = {name: value for name, value in form.items() if isinstance(value, str)}
+    if len(fields) != len(form):
+        return json_error(400, "bad_request", "unexpected file fields")
+    # Twilio signs the URL it called: ours as the world sees it, not as the proxy forwards it.
+    url = settings.public_base_url.rstrip("/") + request.path_qs
+    algorithm = twilio_signature_algorithm(request.headers.get(SIGNATURE_SETTINGS_HEADER))
+    if not RequestValidator(token).validate(url, form, signature, algorithm):
+        log.warning("webhook.rejected", provider="twilio", reason="bad_signature", url=url)
+        return json_error(403, "forbidden", "bad signature")
+    try:
+        command = parse_twilio_form(fields, _now_ms())
+    except BadPayload as exc:
+        log.warning("webhook.malformed", provider="twilio", error=str(exc))
+        return json_error(400, "bad_request", str(exc))
+    try:
+        outcome = await accept(state, [command])
+    except PublishFailed as exc:
+        log.warning("webhook.not_accepted", provider="twilio", command_id=command.command_id, error=str(exc))
+        return _unavailable()
+    log.debug("webhook.accepted", provider="twilio", command_id=command.command_id, duplicate=bool(outcome.duplicates))
+    return web.Response(text=EMPTY_TWIML, content_type="text/xml")
+
+
+# --- Meta (WhatsApp Cloud API, Instagram) --------------------------------------------------------
+
+
+def _secret_matches(provided: str | None, configured: str) -> bool:
+    """Constant-time equality; an empty configured secret never matches."""
+    if not configured or provided is None:
+        return False
+    return hmac.compare_digest(provided.encode("utf-8", "replace"), configured.encode("utf-8"))
+
+
+@webhook_routes.get("/webhooks/meta")
+async def meta_verify(request: web.Request) -> web.Response:
+    """The subscription handshake: echo ``hub.challenge`` when ``hub.verify_token`` is ours."""
+    settings = request.app[APP_STATE].settings
+    query = request.query
+    challenge = query.get("hub.challenge")
+    if (
+        query.get("hub.mode") == "subscribe"
+        and challenge is not None
+        and _secret_matches(query.get("hub.verify_token"), settings.meta_verify_token.get_secret_value())
+    ):
+        return web.Response(text=challenge, content_type="text/plain")
+    log.warning("webhook.rejected", provider="meta", reason="bad_verify_token", mode=query.get("hub.mode"))
+    return json_error(403, "forbidden", "verification failed")
+
+
+def _meta_signature_ok(body: bytes, header: str, secret: str) -> bool:
+    scheme, _, provided = header.partition("=")
+    if scheme.strip().lower() != "sha256" or not provided:
+        return False
+    expected = hmac.new(secret.encode("utf-8"), body, hashlib.sha256).hexdigest()
+    return hmac.compare_digest(expected.encode("ascii"), provided.strip().lower().encode("ascii", "replace"))
+
+
+@webhook_routes.post("/webhooks/meta")
+async def meta_webhook(request: web.Request) -> web.Response:
+    state = request.app[APP_STATE]
+    secret = state.settings.meta_app_secret.get_secret_value()
+    if not secret:
+        return json_error(503, "not_configured", "META_APP_SECRET is not set")
+    header = request.headers.get(META_SIGNATURE_HEADER)
+    if not header:
+        log.warning("webhook.rejected", provider="meta", reason="missing_signature")
+        return json_error(401, "unauthorized", f"missing {META_SIGNATURE_HEADER}")
+    body = await request.clone(client_max_size=META_MAX_BODY_BYTES).read()
+    if not _meta_signature_ok(body, header, secret):
+        log.warning("webhook.rejected", provider="meta", reason="bad_signature")
+        return json_error(403, "forbidden", "bad signature")
+    try:
+        parsed = parse_meta_delivery(json.loads(body), _now_ms())
+    except ValueError as exc:  # bad JSON, bad UTF-8, or not an object (BadPayload)
+        log.warning("webhook.malformed", provider="meta", error=str(exc))
+        return json_error(400, "bad_request", "the body is not a JSON object")
+    for skipped in parsed.skipped:
+        log.info("webhook.skipped", provider="meta", reason=skipped.reason, detail=skipped.detail)
+    try:
+        outcome = await accept(state, parsed.commands)
+    except PublishFailed as exc:
+        log.warning("webhook.not_accepted", provider="meta", commands=len(parsed.commands), error=str(exc))
+        return _unavailable()
+    log.debug("webhook.accepted", provider="meta", published=outcome.published, duplicates=outcome.duplicates)
+    return web.json_response(
+        {"received": outcome.published, "duplicates": outcome.duplicates, "skipped": len(parsed.skipped)}
+    )

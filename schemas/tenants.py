@@ -1,0 +1,34 @@
+"""Admin HTTP bodies for tenants and their channels."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from domain.channels import Channel
+
+TENANT_ID = r"^[A-Za-z0-9_.-]{1,64}$"
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class ChannelRef(_Body):
+    channel: Channel
+    address: str = Field(min_length=1, max_length=128)
+
+
+class CreateTenant(_Body):
+    tenantId: str = Field(pattern=TENANT_ID)
+    name: str = Field(min_length=1, max_length=200)
+    systemPrompt: str = Field(default="", max_length=20_000)
+    autoReply: bool = False
+    channels: list[ChannelRef] = Field(default_factory=list, max_length=50)
+
+
+class UpdateTenant(_Body):
+    name: str | None = Field(default=None, min_length=1, max_length=200)
+    systemPrompt: str | None = Field(default=None, max_length=20_000)
+    autoReply: bool | None = None
+    addChannels: list[ChannelRef] = Field(default_factory=list, max_length=50)
+    removeChannels: list[ChannelRef] = Field(default_factory=list, max_length=50)
