@@ -15,7 +15,7 @@ from tests.support.isolation import JWT_SECRET
 
 EVENTS = (
     "roomJoined", "roomLeft", "userJoined", "userLeft", "newMessage", "creditError", "creditWarning",
-    "userTyping", "messageRead", "error",
+    "userTyping", "messageRead", "error", "conversationUpdated", "messageStatus",
 )  # fmt: skip
 
 
