@@ -69,8 +69,13 @@ def main() -> int:
     print(f"database ready ({', '.join(applied) or 'up to date'})")
     args.logs.mkdir(exist_ok=True)
 
-    procs = [spawn(["-m", "workers", "--queues", "chat", "--processes", str(args.processes),
-                    "--threads", str(args.threads)], args.logs, "workers-chat")]  # fmt: skip
+    procs = [
+        spawn(["-m", "workers", "--queues", "chat", "--processes", str(args.processes),
+               "--threads", str(args.threads)], args.logs, "workers-chat"),
+        # Provider calls wait on the network: one process, many threads, many sends in flight.
+        spawn(["-m", "workers", "--queues", "outbound", "--processes", "1", "--threads", "128"],
+              args.logs, "workers-outbound"),
+    ]  # fmt: skip
     for port in args.ports:
         procs.append(
             spawn(["-m", "ingress", "--host", settings.host, "--port", str(port)], args.logs, f"ingress-{port}")
@@ -84,7 +89,7 @@ def main() -> int:
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
     try:
-        for port, proc in zip(args.ports, procs[1:], strict=True):
+        for port, proc in zip(args.ports, procs[2:], strict=True):
             if not wait_healthy(port, proc):
                 print(f"ingress on port {port} did not become healthy; see {args.logs}/ingress-{port}.log")
                 return 1
@@ -93,6 +98,7 @@ def main() -> int:
             f"\nGatekeeper is running.\n"
             f"  Socket.IO / HTTP: {urls}\n"
             f"  Chat workers:     {args.processes} processes x {args.threads} threads on queue 'chat'\n"
+            f"  Outbound workers: 1 process x 128 threads on queue 'outbound'\n"
             f"  Logs:             {args.logs}/\n\n"
             f"Mint a dev token:   .venv/bin/python -m scripts.token alice --name Alice\n"
             f"Give credits:       curl -X POST -H 'x-admin-token: <ADMIN_TOKEN from .env>' \\\n"

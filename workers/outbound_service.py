@@ -1,0 +1,366 @@
+"""Outbound delivery, step by step: hold, claim, send, record. The DB steps are short transactions.
+
+1. **Hold** the message (:class:`SendLocks`): at most one send of a message is in flight at a
+   time, across every worker process. A delivery that finds it held does nothing: the holder's
+   own command is unacked, so it finishes the job, or RabbitMQ redelivers it if the holder dies.
+2. **Claim** (one transaction, ``SELECT … FOR UPDATE``): a message with a provider id or a final
+   status is settled, and nothing is sent; otherwise ``status='sending'``, ``attempts+1``.
+3. **Send** through the provider (no database connection held meanwhile).
+4. **Record** (one transaction) the provider id and ``sent``, or ``failed`` with the provider's
+   error code, then return the ``messageStatus`` emits for the caller to publish.
+
+See :mod:`workers.outbound` for what a crash between 3 and 4 can do.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import struct
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Literal
+
+import asyncpg
+import structlog
+from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_delay, wait_exponential
+
+from domain.channels import Channel, DeliveryStatus, conversation_room
+from schemas.channel_events import MessageStatus
+from schemas.channels import room_channel, tenant_channel
+from workers.emits import Emit, emit
+from workers.providers import OutboundMessage, ProviderError
+
+log = structlog.get_logger(__name__)
+
+SETTLED = frozenset({DeliveryStatus.SENT, DeliveryStatus.DELIVERED, DeliveryStatus.READ, DeliveryStatus.FAILED})
+
+# Database faults worth retrying while recording a provider's answer: the send already happened,
+# so giving up here means the command is redelivered and the message is sent again.
+_TRANSIENT_DB = (
+    OSError,
+    TimeoutError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.TooManyConnectionsError,
+    asyncpg.ConnectionDoesNotExistError,
+)
+RECORD_RETRY_S = 10.0
+
+
+class OutboundMissing(Exception):
+    """No such outbound row. Rows commit before their command is published: a race or a bug."""
+
+
+class InvalidCommand(Exception):
+    """A command that can never succeed (its message id is not a uuid)."""
+
+
+@dataclass(frozen=True, slots=True)
+class OutboundRow:
+    message_id: str
+    conversation_id: str
+    tenant_id: str
+    channel: str
+    address: str
+    contact: str
+    body: str
+    status: str
+    provider_message_id: str | None
+    error_code: str | None
+    error_message: str | None
+    attempts: int
+
+    @classmethod
+    def of(cls, record: asyncpg.Record) -> OutboundRow:
+        values = dict(record)
+        values["message_id"] = str(values["message_id"])
+        values["conversation_id"] = str(values["conversation_id"])
+        return cls(**values)
+
+    @property
+    def room(self) -> str:
+        return room_channel(conversation_room(self.tenant_id, self.conversation_id))
+
+    def message(self) -> OutboundMessage:
+        return OutboundMessage(Channel(self.channel), self.address, self.contact, self.body)
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """``duplicate``: already settled, nothing sent; ``busy``: in flight elsewhere, nothing done."""
+
+    status: Literal["sent", "failed", "duplicate", "busy"]
+    emits: list[Emit]
+    provider_message_id: str | None = None
+    error_code: str | None = None
+
+
+_COLUMNS = (
+    "message_id, conversation_id, tenant_id, channel, address, contact, body, status,"
+    " provider_message_id, error_code, error_message, attempts"
+)
+
+
+def message_uuid(message_id: str) -> uuid.UUID:
+    try:
+        return uuid.UUID(message_id)
+    except (ValueError, TypeError):
+        raise InvalidCommand(f"message_id {message_id!r} is not a uuid") from None
+
+
+# --- emits -------------------------------------------------------------------------------------
+
+
+def status_emits(
+    row: OutboundRow, status: str, error_code: str | None = None, error_message: str | None = None
+) -> list[Emit]:
+    """``messageStatus`` to the conversation room; a failure also goes to every operator of the tenant."""
+    failed = status == DeliveryStatus.FAILED
+    data = MessageStatus(
+        messageId=row.message_id,
+        roomId=conversation_room(row.tenant_id, row.conversation_id),
+        status=status,
+        errorCode=error_code if failed else None,
+        errorMessage=error_message if failed else None,
+    ).model_dump(mode="json")  # the shape workers.channel_service emits for delivery reports
+    emits = [emit("messageStatus", row.room, data)]
+    if failed:
+        emits.append(emit("messageStatus", tenant_channel(row.tenant_id), data))
+    return emits
+
+
+# --- one in flight per message -----------------------------------------------------------------
+
+
+def _lock_keys(message_id: uuid.UUID) -> tuple[int, int]:
+    """Two int4 advisory-lock keys from the uuid's 128 bits, folded to 64 (a separate key space
+    from the single-bigint locks, such as the migration lock)."""
+    raw = message_id.bytes
+    return struct.unpack(">ii", bytes(a ^ b for a, b in zip(raw[:8], raw[8:], strict=True)))
+
+
+class SendLocks:
+    """Which messages this process is sending right now, visible to every other process.
+
+    In-process, a set (every coroutine runs on the worker process's one event loop). Across
+    processes, a PostgreSQL session-level advisory lock per message, all held by one dedicated
+    connection: when the process dies, its connection closes and PostgreSQL drops its locks, so a
+    redelivered command can send at once, while a duplicate delivered alongside a live sender
+    cannot. The pool's connections cannot hold them: asyncpg resets a connection (unlocking all)
+    when it is released, and holding one per send would tie a connection to every HTTP call.
+
+    If the dedicated connection breaks, the locks it held are gone; it reconnects on next use and
+    the sends then in flight are protected only inside this process until they finish.
+    """
+
+    def __init__(self, database_url: str) -> None:
+        self._url = database_url
+        self._conn: asyncpg.Connection | None = None
+        self._generation = 0
+        self._io = asyncio.Lock()  # one query at a time on the connection
+        self._local: set[uuid.UUID] = set()
+
+    async def _connection(self) -> asyncpg.Connection:
+        if self._conn is None or self._conn.is_closed():
+            if self._conn is not None:
+                log.warning("outbound.send_locks_lost", held=len(self._local))
+            self._conn = await asyncpg.connect(self._url, command_timeout=10)
+            self._generation += 1
+        return self._conn
+
+    async def _try_lock(self, key: tuple[int, int]) -> int | None:
+        async with self._io:
+            conn = await self._connection()
+            got = await conn.fetchval("SELECT pg_try_advisory_lock($1, $2)", *key)
+            return self._generation if got else None
+
+    async def _unlock(self, key: tuple[int, int], generation: int) -> None:
+        async with self._io:
+            if generation != self._generation or self._conn is None or self._conn.is_closed():
+                return  # that session is gone, and its locks with it
+            try:
+                await self._conn.execute("SELECT pg_advisory_unlock($1, $2)", *key)
+            except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:
+                log.warning("outbound.unlock_failed", error=repr(exc))
+                self._conn.terminate()
+
+    @asynccontextmanager
+    async def hold(self, message_id: uuid.UUID) -> AsyncIterator[bool]:
+        """Yields True if this caller now holds the message, False if someone else does."""
+        if message_id in self._local:
+            yield False
+            return
+        self._local.add(message_id)
+        try:
+            key = _lock_keys(message_id)
+            generation = await self._try_lock(key)
+            if generation is None:
+                yield False
+                return
+            try:
+                yield True
+            finally:
+                await self._unlock(key, generation)
+        finally:
+            self._local.discard(message_id)
+
+    async def close(self) -> None:
+        if self._conn is not None and not self._conn.is_closed():
+            await self._conn.close()
+        self._conn = None
+
+
+# --- the DB steps ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    action: Literal["send", "settled", "exhausted"]
+    row: OutboundRow
+
+
+async def claim(pool: asyncpg.Pool, message_id: uuid.UUID, max_claims: int) -> Claim:
+    """Step 2: decide, under the row lock, whether this delivery sends; mark it ``sending`` if so.
+
+    A message already claimed ``max_claims`` times without an outcome recorded (each time a
+    worker died or failed mid-send) is failed instead of sent again: that bounds how often a
+    crash loop can resend one message.
+    """
+    async with pool.acquire() as conn, conn.transaction():
+        record = await conn.fetchrow(
+            f"SELECT {_COLUMNS} FROM outbound_messages WHERE message_id = $1 FOR UPDATE", message_id
+        )
+        if record is None:
+            raise OutboundMissing(f"no outbound message {message_id}")
+        row = OutboundRow.of(record)
+        if row.provider_message_id is not None or row.status in SETTLED:
+            return Claim("settled", row)
+        if row.status == DeliveryStatus.SENDING and row.attempts >= max_claims:
+            record = await conn.fetchrow(
+                f"UPDATE outbound_messages SET status = 'failed', error_code = 'unconfirmed', error_message = $2,"
+                f" updated_at = now() WHERE message_id = $1 RETURNING {_COLUMNS}",
+                message_id,
+                f"claimed {row.attempts} times without the provider's answer being recorded; not sent again",
+            )
+            return Claim("exhausted", OutboundRow.of(record))
+        record = await conn.fetchrow(
+            f"UPDATE outbound_messages SET status = 'sending', attempts = attempts + 1, updated_at = now()"
+            f" WHERE message_id = $1 RETURNING {_COLUMNS}",
+            message_id,
+        )
+        return Claim("send", OutboundRow.of(record))
+
+
+async def record_sent(pool: asyncpg.Pool, message_id: uuid.UUID, provider_message_id: str) -> bool:
+    """Step 4 on success: store the provider id; ``sending`` becomes ``sent``. True if it did.
+
+    Idempotent, so a commit whose answer was lost can be retried.
+    """
+    async with pool.acquire() as conn, conn.transaction():
+        current = await conn.fetchrow(
+            "SELECT status, provider_message_id FROM outbound_messages WHERE message_id = $1 FOR UPDATE", message_id
+        )
+        if current is None:
+            raise OutboundMissing(f"outbound message {message_id} vanished while it was being sent")
+        if current["provider_message_id"] is not None:
+            if current["provider_message_id"] != provider_message_id:
+                log.error(
+                    "outbound.sent_twice",
+                    message_id=str(message_id),
+                    recorded=current["provider_message_id"],
+                    also=provider_message_id,
+                )
+            return False
+        status = DeliveryStatus.SENT if current["status"] == DeliveryStatus.SENDING else current["status"]
+        await conn.execute(
+            "UPDATE outbound_messages SET provider_message_id = $2, status = $3, error_code = NULL,"
+            " error_message = NULL, updated_at = now() WHERE message_id = $1",
+            message_id,
+            provider_message_id,
+            status,
+        )
+        return status == DeliveryStatus.SENT
+
+
+async def record_failed(pool: asyncpg.Pool, message_id: uuid.UUID, code: str, message: str) -> OutboundRow | None:
+    """Step 4 on failure: ``failed`` with the provider's code, unless it was sent or settled meanwhile."""
+    record = await pool.fetchrow(
+        f"UPDATE outbound_messages SET status = 'failed', error_code = $2, error_message = $3, updated_at = now()"
+        f" WHERE message_id = $1 AND provider_message_id IS NULL AND status IN ('queued', 'sending')"
+        f" RETURNING {_COLUMNS}",
+        message_id,
+        code[:100],
+        message[:1000],
+    )
+    return OutboundRow.of(record) if record is not None else None
+
+
+async def _retry_db(step: Callable[[], Awaitable[object]]):
+    async for attempt in AsyncRetrying(
+        stop=stop_after_delay(RECORD_RETRY_S),
+        wait=wait_exponential(multiplier=0.1, max=2),
+        retry=retry_if_exception_type(_TRANSIENT_DB),
+        reraise=True,
+    ):
+        with attempt:
+            return await step()
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+# --- the whole delivery ------------------------------------------------------------------------
+
+Send = Callable[[OutboundMessage], Awaitable[str]]
+
+
+async def deliver(pool: asyncpg.Pool, locks: SendLocks, send: Send, message_id: str, max_claims: int) -> Outcome:
+    """Deliver one outbound message at most once per claim; see the module docstring."""
+    key = message_uuid(message_id)
+    async with locks.hold(key) as held:
+        if not held:
+            log.info("outbound.in_flight_elsewhere", message_id=message_id)
+            return Outcome("busy", [])
+        decided = await claim(pool, key, max_claims)
+        row = decided.row
+        if decided.action == "settled":
+            return Outcome("duplicate", status_emits(row, row.status, row.error_code, row.error_message),
+                           row.provider_message_id, row.error_code)  # fmt: skip
+        if decided.action == "exhausted":
+            log.error("outbound.unconfirmed", message_id=message_id, attempts=row.attempts)
+            return Outcome("failed", status_emits(row, row.status, row.error_code, row.error_message),
+                           None, row.error_code)  # fmt: skip
+
+        try:
+            provider_message_id = await send(row.message())
+        except ProviderError as exc:
+            return await _failed(pool, key, row, exc.code, exc.message)
+        except Exception as exc:  # a bug in an adapter: fail closed rather than risk sending again
+            log.exception("outbound.send_crashed", message_id=message_id)
+            return await _failed(pool, key, row, "internal", repr(exc))
+        # The window: from the provider's answer to this commit, nothing else is awaited.
+        changed = await _retry_db(lambda: record_sent(pool, key, provider_message_id))
+        emits = status_emits(row, DeliveryStatus.SENT) if changed else []
+        return Outcome("sent", emits, provider_message_id)
+
+
+async def _failed(pool: asyncpg.Pool, key: uuid.UUID, row: OutboundRow, code: str, message: str) -> Outcome:
+    failed = await _retry_db(lambda: record_failed(pool, key, code, message))
+    log.warning("outbound.failed", message_id=row.message_id, channel=row.channel, error_code=code, error=message)
+    if failed is None:
+        return Outcome("failed", [], None, code)
+    return Outcome("failed", status_emits(failed, failed.status, failed.error_code, failed.error_message), None, code)
+
+
+async def fail_unsent(pool: asyncpg.Pool, locks: SendLocks, message_id: str, code: str, message: str) -> Outcome:
+    """Mark a message failed after its command gave up, unless it was sent or is in flight elsewhere."""
+    key = message_uuid(message_id)
+    async with locks.hold(key) as held:
+        if not held:
+            return Outcome("busy", [])
+        failed = await record_failed(pool, key, code, message)
+        if failed is None:
+            return Outcome("duplicate", [])
+        return Outcome(
+            "failed", status_emits(failed, failed.status, failed.error_code, failed.error_message), None, code
+        )
