@@ -12,6 +12,7 @@ from dramatiq.middleware import AsyncIO, Retries
 from infra.logging import configure_logging
 from infra.settings import Settings
 from workers.fail_closed import FailClosed
+from workers.lifetime import CloseOnShutdown
 from workers.resources import ResourceHolder
 
 settings = Settings()
@@ -20,6 +21,8 @@ resources = ResourceHolder(settings)
 
 broker = RabbitmqBroker(url=settings.amqp_url, confirm_delivery=True)
 broker.add_middleware(AsyncIO())
+shutdown = CloseOnShutdown(resources.close)
+broker.add_middleware(shutdown)
 # Added before Retries so its after_* hook runs after Retries has decided to give up.
 broker.add_middleware(FailClosed(resources), before=Retries)
 dramatiq.set_broker(broker)

@@ -37,11 +37,6 @@ class FailClosed(Middleware):
     def __init__(self, resources: ResourceHolder) -> None:
         self._resources = resources
 
-    def after_worker_shutdown(self, broker, worker) -> None:
-        loop_thread = get_event_loop_thread()
-        if loop_thread is not None:
-            loop_thread.run_coroutine(self._resources.close())
-
     def after_process_message(self, broker, message, *, result=None, exception=None) -> None:
         if exception is None or not message.failed:
             return

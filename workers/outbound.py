@@ -51,14 +51,12 @@ from typing import Any
 import dramatiq
 import pydantic
 import structlog
-from dramatiq import Middleware
-from dramatiq.asyncio import get_event_loop_thread
 
 from infra.settings import Settings
 from schemas.commands import SendOutbound
 from schemas.queues import OUTBOUND_QUEUE, SEND_OUTBOUND_ACTOR
 from workers import outbound_service
-from workers.broker import broker, resources, settings
+from workers.broker import resources, settings, shutdown
 from workers.emits import publish
 from workers.fail_closed import on_failure
 from workers.outbound_service import InvalidCommand, SendLocks
@@ -137,17 +135,5 @@ async def _send_failed(res: Resources, command: dict[str, Any], exc: BaseExcepti
     await publish(res.emitter, outcome.emits)
 
 
-class _CloseOutboundRuntime(Middleware):
-    """Close the HTTP session and the lock connection at worker shutdown.
-
-    Appended last, so its ``after_worker_shutdown`` runs first (dramatiq runs after-hooks in
-    reverse), while the AsyncIO middleware's event loop is still running.
-    """
-
-    def after_worker_shutdown(self, broker, worker) -> None:
-        loop_thread = get_event_loop_thread()
-        if loop_thread is not None:
-            loop_thread.run_coroutine(runtime.close())
-
-
-broker.add_middleware(_CloseOutboundRuntime())
+# Closes the HTTP session and the lock connection while the event loop still runs.
+shutdown.register(runtime.close)

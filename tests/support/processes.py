@@ -43,7 +43,9 @@ class Proc:
 
     def terminate(self, timeout: float = 30) -> int:
         if self.popen.poll() is None:
-            os.killpg(self.popen.pid, signal.SIGTERM)
+            # Only the main process: dramatiq's parent forwards it to its workers, which then
+            # stop gracefully; a second signal would make them be killed instead.
+            os.kill(self.popen.pid, signal.SIGTERM)
             try:
                 return self.popen.wait(timeout=timeout)
             except subprocess.TimeoutExpired:
