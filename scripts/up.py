@@ -47,7 +47,9 @@ def wait_healthy(port: int, proc: subprocess.Popen, timeout: float = 60) -> bool
 def stop(procs: list[subprocess.Popen]) -> None:
     for proc in procs:
         if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
+            # The main process only: dramatiq's parent forwards SIGTERM to its workers, which
+            # finish what they hold; signalling the whole group would make it kill them instead.
+            os.kill(proc.pid, signal.SIGTERM)
     deadline = time.monotonic() + 30
     for proc in procs:
         try:
