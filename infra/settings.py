@@ -67,6 +67,22 @@ class Settings(BaseSettings):
     outbound_timeout_s: float = Field(default=15.0, gt=0)
     webhook_dedupe_ttl_s: int = Field(default=86_400, ge=60)
 
+    # --- AI agent (any OpenAI-compatible endpoint) ---
+    openai_base_url: str = ""  # e.g. https://api.openai.com/v1 or http://127.0.0.1:8000/v1 (vLLM, Ollama)
+    openai_api_key: SecretStr = SecretStr("")
+    ai_model: str = ""
+    ai_agent_handle: str = "@AgenteIA"
+    ai_agent_name: str = "AgenteIA"
+    ai_context_messages: int = Field(default=20, ge=1, le=200)
+    ai_max_tokens: int = Field(default=512, ge=16, le=32_000)
+    ai_timeout_s: float = Field(default=30.0, gt=0)
+    ai_max_attempts: int = Field(default=4, ge=1, le=10)
+    ai_min_credits: int = Field(default=1, ge=0)
+
+    @property
+    def ai_configured(self) -> bool:
+        return bool(self.openai_base_url and self.ai_model)
+
     log_level: str = "INFO"
     log_format: str = Field(default="json", pattern="^(json|console)$")
 

@@ -138,8 +138,18 @@ async def list_all(pool: asyncpg.Pool, limit: int = 500, offset: int = 0) -> lis
     return [_tenant(r) for r in rows]
 
 
-async def route(conn: asyncpg.Connection, channel: str, address: str) -> str | None:
+@dataclass(frozen=True, slots=True)
+class Route:
+    tenant_id: str
+    auto_reply: bool
+
+
+async def route(conn: asyncpg.Connection, channel: str, address: str) -> Route | None:
     """The tenant that owns a destination number or account id, if any."""
-    return await conn.fetchval(
-        "SELECT tenant_id FROM tenant_channels WHERE channel = $1 AND address = $2", channel, address
+    row = await conn.fetchrow(
+        "SELECT t.tenant_id, t.auto_reply FROM tenant_channels c JOIN tenants t USING (tenant_id)"
+        " WHERE c.channel = $1 AND c.address = $2",
+        channel,
+        address,
     )
+    return Route(row["tenant_id"], row["auto_reply"]) if row else None

@@ -97,3 +97,35 @@ def inbound_ids(provider: str, provider_message_id: str) -> tuple[str, str]:
     """(command_id, message_id) of an inbound message: the same for every delivery of one webhook."""
     command_id = f"{provider}:{provider_message_id}"
     return command_id, str(uuid.uuid5(_MESSAGE_NS, command_id))
+
+
+class AgentReply(Command):
+    """Answer a triggering message with the AI agent: a chat mention, or a tenant's auto-reply."""
+
+    type: Literal["ai.reply"] = "ai.reply"
+    command_id: str  # "ai:<trigger message id>": at most one reply per trigger
+    reply_id: str  # the reply's message id, derived from the trigger
+    trigger_message_id: str
+    room_id: str
+    asker: str  # the account charged: user:<id> or tenant:<id>
+    asker_user_id: str | None = None  # who mentioned the agent (chat), for creditError
+    tenant_id: str | None = None
+    conversation_id: str | None = None
+    requested_at_ms: int
+
+
+class ClassifyMessage(Command):
+    """Classify an inbound channel message: intent, confidence, lead temperature, summary."""
+
+    type: Literal["ai.classify"] = "ai.classify"
+    command_id: str  # "classify:<message id>"
+    tenant_id: str
+    conversation_id: str
+    message_id: str
+    requested_at_ms: int
+
+
+def agent_reply_ids(trigger_message_id: str) -> tuple[str, str]:
+    """(command_id, reply message id) of the agent's one reply to a message."""
+    command_id = f"ai:{trigger_message_id}"
+    return command_id, str(uuid.uuid5(_MESSAGE_NS, command_id))

@@ -75,6 +75,7 @@ class NewMessage(Outbound):
     kind: Literal["user", "inbound", "outbound", "ai", "tip"] = "user"
     clientMessageId: str | None = None
     creditInfo: CreditInfo | None = None
+    replyTo: str | None = None  # the message an AI reply answers
 
 
 class CreditError(Outbound):

@@ -19,10 +19,18 @@ from domain.words import count_words
 from infra import inbox, ledger, tenants
 from schemas.channel_events import ConversationUpdated, MessageStatus
 from schemas.channels import room_channel, tenant_channel, user_channel
-from schemas.commands import ChannelStatusUpdate, InboundChannelMessage, OperatorReply, SendOutbound
-from schemas.queues import OUTBOUND_QUEUE, SEND_OUTBOUND_ACTOR
+from schemas.commands import (
+    AgentReply,
+    ChannelStatusUpdate,
+    ClassifyMessage,
+    InboundChannelMessage,
+    OperatorReply,
+    SendOutbound,
+    agent_reply_ids,
+)
+from schemas.queues import AGENT_REPLY_ACTOR, AI_QUEUE, CLASSIFY_ACTOR, OUTBOUND_QUEUE, SEND_OUTBOUND_ACTOR
 from schemas.socket_events import CreditError, CreditInfo, NewMessage
-from workers.effects import Outcome, follow_up, replay
+from workers.effects import FollowUp, Outcome, follow_up, replay
 from workers.emits import Emit, emit
 
 
@@ -75,15 +83,21 @@ async def _store_message(conn: asyncpg.Connection, message: NewMessage, created_
     return payload
 
 
-def _conversation_updated(row: asyncpg.Record, room_id: str, last: str, at_ms: int) -> Emit:
+def conversation_updated(row: asyncpg.Record, room_id: str, last: str | None, at_ms: int) -> Emit:
+    """``conversationUpdated`` for the tenant's operators; classification fields when the row has them."""
+    keys = set(row.keys())
     update = ConversationUpdated(
+        intent=row["intent"] if "intent" in keys else None,
+        confidence=row["confidence"] if "confidence" in keys else None,
+        lead=row["lead"] if "lead" in keys else None,
+        summary=row["summary"] if "summary" in keys else None,
         conversationId=str(row["conversation_id"]),
         roomId=room_id,
         tenantId=row["tenant_id"],
         channel=row["channel"],
         contact=row["contact"],
         contactName=row["contact_name"],
-        lastMessage=last[:200],
+        lastMessage=last[:200] if last else None,
         lastMessageAt=at_ms,
     )
     return emit("conversationUpdated", tenant_channel(row["tenant_id"]), update.model_dump(mode="json"))
@@ -94,11 +108,12 @@ async def inbound_message(pool: asyncpg.Pool, cmd: InboundChannelMessage, policy
     async with pool.acquire() as conn, conn.transaction():
         if (stored := await inbox.claim(conn, cmd.command_id, cmd.type, None)) is not None:
             return replay(stored)
-        tenant_id = await tenants.route(conn, cmd.channel, cmd.address)
-        if tenant_id is None:
+        route = await tenants.route(conn, cmd.channel, cmd.address)
+        if route is None:
             result = {"reason": "unknown_destination", "channel": cmd.channel, "address": cmd.address}
             await inbox.finish(conn, cmd.command_id, "rejected", result)
             return Outcome(True, "rejected")
+        tenant_id = route.tenant_id
         conv = await conn.fetchrow(
             "INSERT INTO conversations (conversation_id, tenant_id, channel, address, contact, contact_name,"
             " last_message_at) VALUES ($1, $2, $3, $4, $5, $6, $7)"
@@ -121,16 +136,36 @@ async def inbound_message(pool: asyncpg.Pool, cmd: InboundChannelMessage, policy
         )  # fmt: skip
         payload = await _store_message(conn, message, cmd.received_at_ms)
         emits = [emit("newMessage", room_channel(room_id), payload),
-                 _conversation_updated(conv, room_id, text, cmd.received_at_ms)]  # fmt: skip
+                 conversation_updated(conv, room_id, text, cmd.received_at_ms)]  # fmt: skip
         if isinstance(charged, Blocked):
             emits.append(_tenant_credit_error(tenant_id, room_id, cmd.message_id, charged, url))
-        outcome = Outcome(True, "applied", emits)
+        outcome = Outcome(True, "applied", emits, _agent_follow_ups(cmd, route, str(conv["conversation_id"]), room_id))
         await inbox.finish(
             conn, cmd.command_id, "applied",
             outcome.stored_result(message_id=cmd.message_id, tenant_id=tenant_id, words=words,
                                   paid=isinstance(charged, Charged)),
         )  # fmt: skip
         return outcome
+
+
+def _agent_follow_ups(
+    cmd: InboundChannelMessage, route: tenants.Route, conversation_id: str, room_id: str
+) -> list[FollowUp]:
+    """Every inbound message is classified; a tenant with auto-reply on also gets an AI answer."""
+    classify = ClassifyMessage(
+        command_id=f"classify:{cmd.message_id}", tenant_id=route.tenant_id, conversation_id=conversation_id,
+        message_id=cmd.message_id, requested_at_ms=cmd.received_at_ms,
+    )  # fmt: skip
+    follow_ups = [follow_up(AI_QUEUE, CLASSIFY_ACTOR, classify)]
+    if route.auto_reply:
+        command_id, reply_id = agent_reply_ids(cmd.message_id)
+        reply = AgentReply(
+            command_id=command_id, reply_id=reply_id, trigger_message_id=cmd.message_id, room_id=room_id,
+            asker=ledger.tenant_account(route.tenant_id), tenant_id=route.tenant_id,
+            conversation_id=conversation_id, requested_at_ms=cmd.received_at_ms,
+        )  # fmt: skip
+        follow_ups.append(follow_up(AI_QUEUE, AGENT_REPLY_ACTOR, reply))
+    return follow_ups
 
 
 async def operator_reply(pool: asyncpg.Pool, cmd: OperatorReply, policy: CreditPolicy, url: str) -> Outcome:
@@ -179,7 +214,7 @@ async def operator_reply(pool: asyncpg.Pool, cmd: OperatorReply, policy: CreditP
         outcome = Outcome(
             True, "applied",
             [emit("newMessage", room_channel(room_id), payload),
-             _conversation_updated(conv, room_id, text, cmd.accepted_at_ms)],
+             conversation_updated(conv, room_id, text, cmd.accepted_at_ms)],
             [follow_up(OUTBOUND_QUEUE, SEND_OUTBOUND_ACTOR, send)],
         )  # fmt: skip
         await inbox.finish(

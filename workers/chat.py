@@ -36,7 +36,9 @@ async def chat_send_message(command: dict[str, Any]) -> None:
     cmd = SendChatMessage.model_validate(command)
     res = await resources.get()
     s = res.settings
-    outcome = await chat_service.send_message(res.pool, cmd, s.credit_policy, s.signup_credits, s.recharge_url)
+    outcome = await chat_service.send_message(
+        res.pool, cmd, s.credit_policy, s.signup_credits, s.recharge_url, s.ai_agent_handle
+    )
     await carry_out(res.emitter, res.publisher, outcome)
     if outcome.fresh:
         counter = "delivered" if outcome.status == "applied" else "blocked"

@@ -6,19 +6,26 @@ from datetime import UTC, datetime
 
 import asyncpg
 
+from domain.agent import mentions
 from domain.credits import Blocked, Charged, CreditPolicy, charge_words
 from domain.sanitize import sanitize_text
 from domain.words import count_words
 from infra import inbox, ledger
 from schemas.channels import room_channel, user_channel
-from schemas.commands import MarkMessageRead, SendChatMessage
+from schemas.commands import AgentReply, MarkMessageRead, SendChatMessage, agent_reply_ids
+from schemas.queues import AGENT_REPLY_ACTOR, AI_QUEUE
 from schemas.socket_events import CreditError, CreditInfo, CreditWarning, MessageRead, NewMessage
-from workers.effects import Outcome, replay
+from workers.effects import Outcome, follow_up, replay
 from workers.emits import emit
 
 
 async def send_message(
-    pool: asyncpg.Pool, cmd: SendChatMessage, policy: CreditPolicy, signup_credits: int, recharge_url: str
+    pool: asyncpg.Pool,
+    cmd: SendChatMessage,
+    policy: CreditPolicy,
+    signup_credits: int,
+    recharge_url: str,
+    agent_handle: str | None = None,
 ) -> Outcome:
     now = cmd.accepted_at_ms / 1000
     words = count_words(cmd.message)
@@ -51,12 +58,21 @@ async def send_message(
         emits = [emit("newMessage", room_channel(cmd.room_id), message)]
         if outcome.warn_low_balance:
             emits.append(emit("creditWarning", user_channel(cmd.user_id), _credit_warning(outcome, policy)))
+        follow_ups = []
+        if agent_handle and mentions(cmd.message, agent_handle):
+            ai_command_id, reply_id = agent_reply_ids(cmd.message_id)
+            ask = AgentReply(
+                command_id=ai_command_id, reply_id=reply_id, trigger_message_id=cmd.message_id,
+                room_id=cmd.room_id, asker=account, asker_user_id=cmd.user_id, requested_at_ms=cmd.accepted_at_ms,
+            )  # fmt: skip
+            follow_ups.append(follow_up(AI_QUEUE, AGENT_REPLY_ACTOR, ask))
+        result = Outcome(True, "applied", emits, follow_ups)
         await inbox.finish(
             conn, cmd.command_id, "applied",
-            {"emits": emits, "message_id": cmd.message_id, "words": words,
-             "charged": outcome.credits_charged, "free": outcome.free_words},
+            result.stored_result(message_id=cmd.message_id, words=words, charged=outcome.credits_charged,
+                                 free=outcome.free_words),
         )  # fmt: skip
-        return Outcome(True, "applied", emits)
+        return result
 
 
 def _new_message(cmd: SendChatMessage, words: int, outcome: Charged) -> dict:

@@ -59,7 +59,8 @@ from workers import outbound_service
 from workers.broker import resources, settings, shutdown
 from workers.emits import publish
 from workers.fail_closed import on_failure
-from workers.outbound_service import InvalidCommand, SendLocks
+from workers.locks import SendLocks
+from workers.outbound_service import InvalidCommand
 from workers.providers import Providers
 from workers.resources import Resources
 

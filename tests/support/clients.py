@@ -15,7 +15,7 @@ from tests.support.isolation import JWT_SECRET
 
 EVENTS = (
     "roomJoined", "roomLeft", "userJoined", "userLeft", "newMessage", "creditError", "creditWarning",
-    "userTyping", "messageRead", "error", "conversationUpdated", "messageStatus",
+    "userTyping", "messageRead", "error", "conversationUpdated", "messageStatus", "messageDelta", "agentError",
 )  # fmt: skip
 
 

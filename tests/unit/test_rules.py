@@ -90,3 +90,27 @@ def test_twilio_addresses():
     assert split_twilio_address("whatsapp:+14155238886") == (Channel.TWILIO_WHATSAPP, "+14155238886")
     assert split_twilio_address("+14155238886") == (Channel.TWILIO_SMS, "+14155238886")
     assert twilio_address(Channel.TWILIO_WHATSAPP, "+1") == "whatsapp:+1"
+
+
+def test_agent_mentions():
+    from domain.agent import mentions
+
+    assert mentions("hola @AgenteIA, ¿qué tal?", "@AgenteIA")
+    assert mentions("@agenteia ayuda", "@AgenteIA")
+    assert not mentions("hola @AgenteIAX", "@AgenteIA")
+    assert not mentions("mail me: x@AgenteIA", "@AgenteIA")
+    assert not mentions("AgenteIA sin arroba", "@AgenteIA")
+
+
+def test_agent_context_keeps_the_last_messages_and_roles():
+    from domain.agent import context_messages
+
+    history = [{"userId": f"u{i}", "username": f"U{i}", "message": f"m{i}", "kind": "user"} for i in range(5)]
+    history.append({"userId": "agent", "username": "AgenteIA", "message": "respuesta", "kind": "ai"})
+    msgs = context_messages("sys", history, "agent", limit=3)
+    assert msgs == [
+        {"role": "system", "content": "sys"},
+        {"role": "user", "content": "U3: m3"},
+        {"role": "user", "content": "U4: m4"},
+        {"role": "assistant", "content": "respuesta"},
+    ]
