@@ -12,6 +12,7 @@ from redis.asyncio import Redis
 from infra import db
 from infra.publisher import CommandPublisher
 from infra.settings import Settings
+from ingress.analytics_api import analytics_routes
 from ingress.http_api import routes
 from ingress.presence import Presence
 from ingress.rate_limiter import RateLimiter
@@ -43,6 +44,7 @@ def init_app(settings: Settings) -> web.Application:
     app.router.add_routes(routes)
     app.router.add_routes(tenant_routes)
     app.router.add_routes(webhook_routes)
+    app.router.add_routes(analytics_routes)
 
     async def resources(app: web.Application) -> AsyncIterator[None]:
         await db.migrate(settings.database_url)
