@@ -28,4 +28,4 @@ broker.add_middleware(FailClosed(resources), before=Retries)
 dramatiq.set_broker(broker)
 
 # Import the actors so that ``python -m dramatiq workers.broker`` registers them.
-from workers import channels, chat, outbound  # noqa: E402, F401
+from workers import ai, channels, chat, outbound  # noqa: E402, F401
