@@ -77,6 +77,9 @@ def main() -> int:
         # Provider calls wait on the network: one process, many threads, many sends in flight.
         spawn(["-m", "workers", "--queues", "outbound", "--processes", "1", "--threads", "128"],
               args.logs, "workers-outbound"),
+        # Model calls, likewise: each thread awaits one call on the process's event loop.
+        spawn(["-m", "workers", "--queues", "ai", "--processes", "1", "--threads", "256"],
+              args.logs, "workers-ai"),
     ]  # fmt: skip
     for port in args.ports:
         procs.append(
@@ -91,7 +94,7 @@ def main() -> int:
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
     try:
-        for port, proc in zip(args.ports, procs[2:], strict=True):
+        for port, proc in zip(args.ports, procs[3:], strict=True):
             if not wait_healthy(port, proc):
                 print(f"ingress on port {port} did not become healthy; see {args.logs}/ingress-{port}.log")
                 return 1
@@ -101,6 +104,7 @@ def main() -> int:
             f"  Socket.IO / HTTP: {urls}\n"
             f"  Chat workers:     {args.processes} processes x {args.threads} threads on queue 'chat'\n"
             f"  Outbound workers: 1 process x 128 threads on queue 'outbound'\n"
+            f"  AI workers:       1 process x 256 threads on queue 'ai' (OPENAI_BASE_URL, AI_MODEL)\n"
             f"  Logs:             {args.logs}/\n\n"
             f"Mint a dev token:   .venv/bin/python -m scripts.token alice --name Alice\n"
             f"Give credits:       curl -X POST -H 'x-admin-token: <ADMIN_TOKEN from .env>' \\\n"

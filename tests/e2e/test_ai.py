@@ -192,3 +192,35 @@ async def test_a_channel_message_is_classified_and_auto_answered(ai_stack, fake_
     kinds = await ledger.fetch("SELECT payload->>'kind' AS kind FROM messages WHERE room_id = $1 ORDER BY seq",
                                classified["roomId"])  # fmt: skip
     assert [k["kind"] for k in kinds] == ["inbound", "ai"]
+
+
+async def test_without_a_model_a_mention_gets_a_clear_notice(iso, stack_env, ledger):
+    """No OPENAI_BASE_URL: the worker answers with agentError not_configured, calls nothing, crashes nothing."""
+    from tests.e2e.test_exactly_once import publish_raw_to
+
+    vhost = f"{iso.vhost}_noai"
+    isolation.create_vhost(vhost)
+    amqp_url = f"{isolation.AMQP_BASE}/{vhost}"
+    procs = Processes({**stack_env, "AMQP_URL": amqp_url, "OPENAI_BASE_URL": "", "AI_MODEL": ""})
+    try:
+        procs.workers("ai", processes=1, threads=2)
+        trigger = str(uuid.uuid4())
+        command_id, reply_id = agent_reply_ids(trigger)
+        ask = AgentReply(command_id=command_id, reply_id=reply_id, trigger_message_id=trigger, room_id="r-noai",
+                         asker="user:nobody", asker_user_id="nobody",
+                         requested_at_ms=int(time.time() * 1000))  # fmt: skip
+        await publish_raw_to(amqp_url, AI_QUEUE, AGENT_REPLY_ACTOR, [ask])
+        row = None
+        for _ in range(100):
+            row = await ledger.fetchrow("SELECT status, result FROM inbox WHERE command_id = $1", command_id)
+            if row:
+                break
+            await asyncio.sleep(0.1)
+        assert row is not None and row["status"] == "rejected"
+        (notice,) = row["result"]["emits"]
+        assert notice["event"] == "agentError" and notice["room"] == "r/r-noai"
+        assert notice["data"]["code"] == "not_configured" and notice["data"]["replyTo"] == trigger
+        assert procs.started[0].popen.poll() is None  # still running
+    finally:
+        procs.stop_all()
+        isolation.delete_vhost(vhost)
