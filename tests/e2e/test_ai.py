@@ -16,6 +16,7 @@ from tests.e2e.conftest import grant, stats
 from tests.e2e.test_chat import uid
 from tests.e2e.test_webhooks import post_twilio
 from tests.support import isolation
+from tests.support.amqp import publish_commands
 from tests.support.clients import ChatClient, make_token
 from tests.support.fake_openai import FakeOpenAI, Reply
 from tests.support.fake_providers import FakeTwilio
@@ -127,8 +128,6 @@ async def test_exhausted_attempts_end_in_agent_error(ai_stack, fake_model, http,
 
 
 async def test_a_redelivered_ai_command_makes_no_second_call(ai_stack, fake_model, http, clients, ledger):
-    from tests.e2e.test_exactly_once import publish_raw_to
-
     user, room = await chat_user(ai_stack, http, clients, credits=2)
     ack = await user.send(room, "@AgenteIA hola")
     await user.wait_for("newMessage", lambda m: m.get("kind") == "ai", timeout=30)
@@ -137,7 +136,7 @@ async def test_a_redelivered_ai_command_makes_no_second_call(ai_stack, fake_mode
     again = AgentReply(command_id=command_id, reply_id=reply_id, trigger_message_id=ack["messageId"], room_id=room,
                        asker=f"user:{user.user_id}", asker_user_id=user.user_id,
                        requested_at_ms=int(time.time() * 1000))  # fmt: skip
-    await publish_raw_to(ai_stack[1]["AMQP_URL"], AI_QUEUE, AGENT_REPLY_ACTOR, [again, again])
+    await publish_commands(ai_stack[1]["AMQP_URL"], AI_QUEUE, AGENT_REPLY_ACTOR, [again, again])
     await user.wait_count("newMessage", 2, lambda m: m.get("kind") == "ai", timeout=30)  # re-published
     await asyncio.sleep(1.0)
     assert len(fake_model.requests) == calls_before
@@ -196,8 +195,6 @@ async def test_a_channel_message_is_classified_and_auto_answered(ai_stack, fake_
 
 async def test_without_a_model_a_mention_gets_a_clear_notice(iso, stack_env, ledger):
     """No OPENAI_BASE_URL: the worker answers with agentError not_configured, calls nothing, crashes nothing."""
-    from tests.e2e.test_exactly_once import publish_raw_to
-
     vhost = f"{iso.vhost}_noai"
     isolation.create_vhost(vhost)
     amqp_url = f"{isolation.AMQP_BASE}/{vhost}"
@@ -209,7 +206,7 @@ async def test_without_a_model_a_mention_gets_a_clear_notice(iso, stack_env, led
         ask = AgentReply(command_id=command_id, reply_id=reply_id, trigger_message_id=trigger, room_id="r-noai",
                          asker="user:nobody", asker_user_id="nobody",
                          requested_at_ms=int(time.time() * 1000))  # fmt: skip
-        await publish_raw_to(amqp_url, AI_QUEUE, AGENT_REPLY_ACTOR, [ask])
+        await publish_commands(amqp_url, AI_QUEUE, AGENT_REPLY_ACTOR, [ask])
         row = None
         for _ in range(100):
             row = await ledger.fetchrow("SELECT status, result FROM inbox WHERE command_id = $1", command_id)

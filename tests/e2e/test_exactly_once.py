@@ -7,15 +7,14 @@ import subprocess
 import time
 import uuid
 
-import aio_pika
 import pytest
 
-from infra.amqp import encode_actor_message, topology
 from schemas.commands import SendChatMessage, send_command_ids
 from schemas.queues import CHAT_QUEUE, SEND_MESSAGE_ACTOR
 from tests.e2e.conftest import grant, stats
 from tests.e2e.test_chat import uid
 from tests.support import isolation
+from tests.support.amqp import publish_commands
 from tests.support.clients import ChatClient
 from tests.support.processes import Processes
 
@@ -28,25 +27,8 @@ def chat_command(user: str, room: str, words: int, client_id: str | None = None)
     )  # fmt: skip
 
 
-async def publish_raw_to(amqp_url: str, queue: str, actor: str, commands: list) -> None:
-    """Publish straight into a queue, as a redelivery or a replay would, each with a fresh message id."""
-    connection = await aio_pika.connect(amqp_url)
-    async with connection:
-        channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
-        for name, arguments in topology(queue):
-            await channel.declare_queue(name, durable=True, arguments=arguments)
-        for cmd in commands:
-            message_id = str(uuid.uuid4())
-            body = encode_actor_message(queue, actor, {"command": cmd.model_dump(mode="json")}, message_id)
-            await channel.default_exchange.publish(
-                aio_pika.Message(body, delivery_mode=aio_pika.DeliveryMode.PERSISTENT, message_id=message_id),
-                routing_key=queue,
-                mandatory=True,
-            )
-
-
 async def publish_raw(amqp_url: str, commands: list[SendChatMessage]) -> None:
-    await publish_raw_to(amqp_url, CHAT_QUEUE, SEND_MESSAGE_ACTOR, commands)
+    await publish_commands(amqp_url, CHAT_QUEUE, SEND_MESSAGE_ACTOR, commands)
 
 
 async def test_the_same_command_published_five_times_charges_once(stack, stack_env, http, clients, ledger):

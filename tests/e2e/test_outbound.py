@@ -12,17 +12,16 @@ import json
 import time
 import uuid
 
-import aio_pika
 import pytest
 from redis.asyncio import Redis
 
 from domain.channels import Channel
-from infra.amqp import encode_actor_message, topology
 from schemas.commands import SendOutbound
 from schemas.queues import OUTBOUND_QUEUE, SEND_OUTBOUND_ACTOR
 from tests.e2e.test_exactly_once import queue_counts, wait_until
 from tests.integration.test_outbound import IG_ACCOUNT_ID, TWILIO_NUMBER, WA_PHONE_NUMBER_ID, insert_outbound
 from tests.support import isolation
+from tests.support.amqp import publish_commands
 from tests.support.fake_providers import FakeMeta, FakeTwilio
 from tests.support.processes import Processes
 
@@ -32,22 +31,7 @@ def send_command(message_id: str) -> SendOutbound:
 
 
 async def publish_sends(amqp_url: str, commands: list[SendOutbound]) -> None:
-    """Publish straight into the outbound queue, each with a fresh message id, as a replay would."""
-    connection = await aio_pika.connect(amqp_url)
-    async with connection:
-        channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
-        for name, arguments in topology(OUTBOUND_QUEUE):
-            await channel.declare_queue(name, durable=True, arguments=arguments)
-        for cmd in commands:
-            message_id = str(uuid.uuid4())
-            body = encode_actor_message(
-                OUTBOUND_QUEUE, SEND_OUTBOUND_ACTOR, {"command": cmd.model_dump(mode="json")}, message_id
-            )
-            await channel.default_exchange.publish(
-                aio_pika.Message(body, delivery_mode=aio_pika.DeliveryMode.PERSISTENT, message_id=message_id),
-                routing_key=OUTBOUND_QUEUE,
-                mandatory=True,
-            )
+    await publish_commands(amqp_url, OUTBOUND_QUEUE, SEND_OUTBOUND_ACTOR, commands)
 
 
 @pytest.fixture

@@ -9,12 +9,10 @@ import sys
 import time
 import uuid
 
-import aio_pika
-
-from infra.amqp import encode_actor_message, topology
 from schemas.commands import InboundChannelMessage, inbound_ids
 from schemas.queues import CHAT_QUEUE, INBOUND_MESSAGE_ACTOR
 from tests.e2e.test_chat import uid
+from tests.support.amqp import publish_commands
 from tests.support.clients import ChatClient, make_token
 from tests.support.processes import ROOT
 
@@ -82,15 +80,7 @@ def test_tenants_cli(stack_env):
 
 
 async def publish_inbound(amqp_url: str, cmd: InboundChannelMessage) -> None:
-    connection = await aio_pika.connect(amqp_url)
-    async with connection:
-        channel = await connection.channel(publisher_confirms=True)
-        for name, arguments in topology(CHAT_QUEUE):
-            await channel.declare_queue(name, durable=True, arguments=arguments)
-        message_id = str(uuid.uuid4())
-        body = encode_actor_message(CHAT_QUEUE, INBOUND_MESSAGE_ACTOR, {"command": cmd.model_dump(mode="json")},
-                                    message_id)  # fmt: skip
-        await channel.default_exchange.publish(aio_pika.Message(body, delivery_mode=2), routing_key=CHAT_QUEUE)
+    await publish_commands(amqp_url, CHAT_QUEUE, INBOUND_MESSAGE_ACTOR, [cmd])
 
 
 def inbound_for(number: str, text: str, contact: str = "+34611111111") -> InboundChannelMessage:
