@@ -21,7 +21,6 @@ import argparse
 import asyncio
 import os
 import secrets
-import signal
 import subprocess
 import sys
 import time
@@ -38,6 +37,7 @@ from infra.grants import grant
 from schemas.commands import AgentReply, agent_reply_ids
 from schemas.queues import AGENT_REPLY_ACTOR, AI_QUEUE
 from schemas.socket_events import NewMessage
+from scripts.bench_workers import start_worker, stop_worker
 from tests.support import isolation
 from tests.support.fake_openai import FakeOpenAI
 
@@ -103,27 +103,6 @@ async def publish(amqp_url: str, commands: list[AgentReply]) -> None:
             await asyncio.gather(*(one(c) for c in commands[start : start + 500]))
 
 
-def start_worker(env: dict[str, str], threads: int, log_path: Path) -> subprocess.Popen:
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(log_path, "wb") as log:
-        args = ["-m", "workers", "--queues", AI_QUEUE, "--processes", "1", "--threads", str(threads)]
-        return subprocess.Popen(
-            [sys.executable, *args], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-        )
-
-
-def stop_worker(proc: subprocess.Popen) -> None:
-    """Only the process group this script started, by its pid."""
-    if proc.poll() is not None:
-        return
-    proc.send_signal(signal.SIGTERM)  # dramatiq's main process stops its worker gracefully
-    try:
-        proc.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)  # its own session: exactly the tree this script started
-        proc.wait(timeout=30)
-
-
 async def run(args: argparse.Namespace) -> int:
     run_id = secrets.token_hex(4)
     database, vhost, prefix = f"gk_bench_{run_id}", f"gk_bench_{run_id}", f"gkbench{run_id}"
@@ -155,7 +134,7 @@ async def run(args: argparse.Namespace) -> int:
                   f" x {args.threads} threads, model reply {args.delay * 1000:.0f} ms;"
                   f" worker log: {log_path}")  # fmt: skip
             started = time.monotonic()
-            worker = start_worker(env, args.threads, log_path)
+            worker = start_worker(env, AI_QUEUE, args.threads, log_path)
             samples: list[tuple[float, int]] = []
             done, next_poll, deadline = 0, started, started + args.timeout
             while done < args.calls:

@@ -18,7 +18,6 @@ import argparse
 import asyncio
 import os
 import secrets
-import signal
 import subprocess
 import sys
 import time
@@ -33,6 +32,7 @@ from infra import db
 from infra.amqp import encode_actor_message, topology
 from schemas.commands import SendOutbound
 from schemas.queues import OUTBOUND_QUEUE, SEND_OUTBOUND_ACTOR
+from scripts.bench_workers import start_worker, stop_worker
 from tests.support import isolation
 from tests.support.fake_providers import FakeMeta, FakeTwilio
 
@@ -90,27 +90,6 @@ async def publish(amqp_url: str, ids: list[uuid.UUID]) -> None:
             await asyncio.gather(*(one(i) for i in ids[start : start + 500]))
 
 
-def start_worker(env: dict[str, str], threads: int, log_path: Path) -> subprocess.Popen:
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(log_path, "wb") as log:
-        args = ["-m", "workers", "--queues", OUTBOUND_QUEUE, "--processes", "1", "--threads", str(threads)]
-        return subprocess.Popen(
-            [sys.executable, *args], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-        )
-
-
-def stop_worker(proc: subprocess.Popen) -> None:
-    """Only the process group this script started, by its pid."""
-    if proc.poll() is not None:
-        return
-    proc.send_signal(signal.SIGTERM)  # dramatiq's main process stops its worker gracefully
-    try:
-        proc.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)  # its own session: exactly the tree this script started
-        proc.wait(timeout=30)
-
-
 async def run(args: argparse.Namespace) -> int:
     channel = Channel(args.channel)
     run_id = secrets.token_hex(4)
@@ -144,7 +123,7 @@ async def run(args: argparse.Namespace) -> int:
                 print(f"{args.messages} x {channel} through 1 worker process x {args.threads} threads,"
                       f" provider reply {args.delay * 1000:.0f} ms; worker log: {log_path}")  # fmt: skip
                 started = time.monotonic()
-                worker = start_worker(env, args.threads, log_path)
+                worker = start_worker(env, OUTBOUND_QUEUE, args.threads, log_path)
                 sent, last_change, last_sent = 0, started, 0
                 while sent < args.messages:
                     await asyncio.sleep(0.1)
