@@ -28,16 +28,14 @@ import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 
-import aio_pika
 import asyncpg
 
 from infra import db
-from infra.amqp import encode_actor_message, topology
 from infra.grants import grant
 from schemas.commands import AgentReply, agent_reply_ids
 from schemas.queues import AGENT_REPLY_ACTOR, AI_QUEUE
 from schemas.socket_events import NewMessage
-from scripts.bench_workers import start_worker, stop_worker
+from scripts.bench_workers import publish_bulk, start_worker, stop_worker
 from tests.support import isolation
 from tests.support.fake_openai import FakeOpenAI
 
@@ -85,22 +83,7 @@ async def seed(pool: asyncpg.Pool, calls: int, users: int) -> list[AgentReply]:
 
 
 async def publish(amqp_url: str, commands: list[AgentReply]) -> None:
-    connection = await aio_pika.connect(amqp_url)
-    async with connection:
-        channel = await connection.channel(publisher_confirms=True)
-        for name, arguments in topology(AI_QUEUE):
-            await channel.declare_queue(name, durable=True, arguments=arguments)
-
-        async def one(cmd: AgentReply) -> None:
-            dq_id = str(uuid.uuid4())
-            body = encode_actor_message(AI_QUEUE, AGENT_REPLY_ACTOR, {"command": cmd.model_dump()}, dq_id)
-            await channel.default_exchange.publish(
-                aio_pika.Message(body, delivery_mode=aio_pika.DeliveryMode.PERSISTENT, message_id=dq_id),
-                routing_key=AI_QUEUE,
-            )
-
-        for start in range(0, len(commands), 500):
-            await asyncio.gather(*(one(c) for c in commands[start : start + 500]))
+    await publish_bulk(amqp_url, AI_QUEUE, AGENT_REPLY_ACTOR, commands)
 
 
 async def run(args: argparse.Namespace) -> int:

@@ -24,15 +24,13 @@ import time
 import uuid
 from pathlib import Path
 
-import aio_pika
 import asyncpg
 
 from domain.channels import Channel
 from infra import db
-from infra.amqp import encode_actor_message, topology
 from schemas.commands import SendOutbound
 from schemas.queues import OUTBOUND_QUEUE, SEND_OUTBOUND_ACTOR
-from scripts.bench_workers import start_worker, stop_worker
+from scripts.bench_workers import publish_bulk, start_worker, stop_worker
 from tests.support import isolation
 from tests.support.fake_providers import FakeMeta, FakeTwilio
 
@@ -71,23 +69,8 @@ async def seed(pool: asyncpg.Pool, channel: Channel, n: int) -> list[uuid.UUID]:
 
 
 async def publish(amqp_url: str, ids: list[uuid.UUID]) -> None:
-    connection = await aio_pika.connect(amqp_url)
-    async with connection:
-        channel = await connection.channel(publisher_confirms=True)
-        for name, arguments in topology(OUTBOUND_QUEUE):
-            await channel.declare_queue(name, durable=True, arguments=arguments)
-
-        async def one(message_id: uuid.UUID) -> None:
-            cmd = SendOutbound(command_id=f"send:{message_id}", message_id=str(message_id))
-            dq_id = str(uuid.uuid4())
-            body = encode_actor_message(OUTBOUND_QUEUE, SEND_OUTBOUND_ACTOR, {"command": cmd.model_dump()}, dq_id)
-            await channel.default_exchange.publish(
-                aio_pika.Message(body, delivery_mode=aio_pika.DeliveryMode.PERSISTENT, message_id=dq_id),
-                routing_key=OUTBOUND_QUEUE,
-            )
-
-        for start in range(0, len(ids), 500):
-            await asyncio.gather(*(one(i) for i in ids[start : start + 500]))
+    sends = [SendOutbound(command_id=f"send:{i}", message_id=str(i)) for i in ids]
+    await publish_bulk(amqp_url, OUTBOUND_QUEUE, SEND_OUTBOUND_ACTOR, sends)
 
 
 async def run(args: argparse.Namespace) -> int:

@@ -1,12 +1,20 @@
-"""Worker pools that a benchmark starts for itself, and stops by its own pid."""
+"""What the worker benchmarks share: filling a queue fast, and a worker pool started and stopped by pid."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import subprocess
 import sys
+import uuid
+from collections.abc import Sequence
 from pathlib import Path
+
+import aio_pika
+
+from infra.amqp import encode_actor_message, topology
+from schemas.base import Command
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -31,3 +39,23 @@ def stop_worker(proc: subprocess.Popen) -> None:
     except subprocess.TimeoutExpired:
         os.killpg(proc.pid, signal.SIGKILL)  # its own session: exactly the tree this script started
         proc.wait(timeout=30)
+
+
+async def publish_bulk(amqp_url: str, queue: str, actor: str, commands: Sequence[Command], batch: int = 500) -> None:
+    """Publish persistent commands ``batch`` at a time, each confirmed by RabbitMQ."""
+    connection = await aio_pika.connect(amqp_url)
+    async with connection:
+        channel = await connection.channel(publisher_confirms=True)
+        for name, arguments in topology(queue):
+            await channel.declare_queue(name, durable=True, arguments=arguments)
+
+        async def one(cmd: Command) -> None:
+            message_id = str(uuid.uuid4())
+            body = encode_actor_message(queue, actor, {"command": cmd.model_dump(mode="json")}, message_id)
+            await channel.default_exchange.publish(
+                aio_pika.Message(body, delivery_mode=aio_pika.DeliveryMode.PERSISTENT, message_id=message_id),
+                routing_key=queue,
+            )
+
+        for start in range(0, len(commands), batch):
+            await asyncio.gather(*(one(c) for c in commands[start : start + batch]))
