@@ -10,6 +10,7 @@ import pytest
 
 from tests.support import isolation
 from tests.support.clients import ChatClient
+from tests.support.fake_providers import FakeTwilio
 from tests.support.isolation import ADMIN_TOKEN
 from tests.support.processes import Proc, Processes
 
@@ -46,6 +47,25 @@ def stack(stack_env: dict[str, str]) -> Iterator[Stack]:
         yield Stack(procs, nodes, workers)
     finally:
         procs.stop_all()
+
+
+@pytest.fixture
+async def fake_twilio():
+    """A local Twilio REST API; Twilio signs webhooks with the same auth token the REST API checks."""
+    fake = FakeTwilio(auth_token=isolation.TWILIO_AUTH_TOKEN)
+    await fake.start()
+    yield fake
+    await fake.close()
+
+
+def twilio_env(fake: FakeTwilio) -> dict[str, str]:
+    """Settings that point a process's Twilio traffic at ``fake`` and its webhooks at the public URL."""
+    return {
+        "TWILIO_ACCOUNT_SID": fake.account_sid,
+        "TWILIO_AUTH_TOKEN": isolation.TWILIO_AUTH_TOKEN,
+        "TWILIO_API_BASE_URL": fake.url,
+        "PUBLIC_BASE_URL": isolation.PUBLIC_BASE_URL,
+    }
 
 
 @pytest.fixture(autouse=True)

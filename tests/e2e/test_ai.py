@@ -12,14 +12,13 @@ import pytest
 from domain.words import count_words
 from schemas.commands import AgentReply, agent_reply_ids
 from schemas.queues import AGENT_REPLY_ACTOR, AI_QUEUE
-from tests.e2e.conftest import grant, stats
+from tests.e2e.conftest import grant, stats, twilio_env
 from tests.e2e.test_chat import uid
 from tests.e2e.test_webhooks import post_twilio
 from tests.support import isolation
 from tests.support.amqp import publish_commands
 from tests.support.clients import ChatClient, make_token
 from tests.support.fake_openai import FakeOpenAI, Reply
-from tests.support.fake_providers import FakeTwilio
 from tests.support.processes import Processes
 
 API_KEY = "sk-test-" + uuid.uuid4().hex
@@ -28,14 +27,6 @@ API_KEY = "sk-test-" + uuid.uuid4().hex
 @pytest.fixture
 async def fake_model():
     fake = FakeOpenAI(api_key=API_KEY)
-    await fake.start()
-    yield fake
-    await fake.close()
-
-
-@pytest.fixture
-async def fake_twilio():
-    fake = FakeTwilio(auth_token=isolation.TWILIO_AUTH_TOKEN)
     await fake.start()
     yield fake
     await fake.close()
@@ -54,10 +45,7 @@ def ai_stack(iso, stack_env, fake_model, fake_twilio):
         "AI_MODEL": "fake-model",
         "AI_MAX_ATTEMPTS": "3",
         "AI_TIMEOUT_S": "5",
-        "TWILIO_ACCOUNT_SID": fake_twilio.account_sid,
-        "TWILIO_AUTH_TOKEN": isolation.TWILIO_AUTH_TOKEN,
-        "TWILIO_API_BASE_URL": fake_twilio.url,
-        "PUBLIC_BASE_URL": isolation.PUBLIC_BASE_URL,
+        **twilio_env(fake_twilio),
     }
     procs = Processes(env)
     try:

@@ -11,20 +11,12 @@ import uuid
 
 import pytest
 
+from tests.e2e.conftest import twilio_env
 from tests.e2e.test_chat import uid
 from tests.e2e.test_webhooks import post_twilio
 from tests.support import isolation
 from tests.support.clients import ChatClient, make_token
-from tests.support.fake_providers import FakeTwilio
 from tests.support.processes import Processes
-
-
-@pytest.fixture
-async def fake_twilio():
-    fake = FakeTwilio(auth_token=isolation.TWILIO_AUTH_TOKEN)  # Twilio signs webhooks with the REST token
-    await fake.start()
-    yield fake
-    await fake.close()
 
 
 @pytest.fixture
@@ -35,10 +27,7 @@ def channel_stack(iso, stack_env, fake_twilio):
     env = {
         **stack_env,
         "AMQP_URL": f"{isolation.AMQP_BASE}/{vhost}",
-        "TWILIO_ACCOUNT_SID": fake_twilio.account_sid,
-        "TWILIO_AUTH_TOKEN": isolation.TWILIO_AUTH_TOKEN,
-        "TWILIO_API_BASE_URL": fake_twilio.url,
-        "PUBLIC_BASE_URL": isolation.PUBLIC_BASE_URL,
+        **twilio_env(fake_twilio),
     }
     procs = Processes(env)
     try:
