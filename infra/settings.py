@@ -78,6 +78,8 @@ class Settings(BaseSettings):
     ai_timeout_s: float = Field(default=30.0, gt=0)
     ai_max_attempts: int = Field(default=4, ge=1, le=10)
     ai_min_credits: int = Field(default=1, ge=0)
+    # A room gets at most one messageDelta per interval (the model's pieces joined); 0 = every piece.
+    ai_delta_interval_ms: int = Field(default=100, ge=0, le=5_000)
 
     @property
     def ai_configured(self) -> bool:

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
-import socketio
 import structlog
 from aiohttp import web
-from redis.asyncio import Redis
 
 from infra import db
 from infra.publisher import CommandPublisher
+from infra.redis_clients import redis_client, socketio_manager
 from infra.settings import Settings
 from ingress.analytics_api import analytics_routes
 from ingress.http_api import routes
@@ -32,7 +31,7 @@ def init_app(settings: Settings) -> web.Application:
     app = web.Application(client_max_size=MAX_FRAME_BYTES)
     sio = AckAwareServer(
         async_mode="aiohttp",
-        client_manager=socketio.AsyncRedisManager(settings.effective_redis_url, channel=settings.key("socketio")),
+        client_manager=socketio_manager(settings.effective_redis_url, settings.key("socketio")),
         cors_allowed_origins=list(settings.allowed_origins),
         max_http_buffer_size=MAX_FRAME_BYTES,
         ping_interval=25,
@@ -49,7 +48,7 @@ def init_app(settings: Settings) -> web.Application:
     async def resources(app: web.Application) -> AsyncIterator[None]:
         await db.migrate(settings.database_url)
         pool = await db.create_pool(settings.database_url)
-        redis = Redis.from_url(settings.effective_redis_url, decode_responses=True)
+        redis = redis_client(settings.effective_redis_url)
         publisher = CommandPublisher(settings.amqp_url, ALL_QUEUES, settings.publish_timeout_s)
         presence = Presence(redis, settings.key_prefix, settings.node_id)
         await publisher.start()

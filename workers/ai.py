@@ -23,6 +23,7 @@ import pydantic
 import structlog
 
 from domain.agent import DEFAULT_PROMPT, context_messages, has_enough_for_a_call
+from domain.sanitize import sanitize_text
 from infra.settings import Settings
 from schemas.ai import MessageDelta
 from schemas.channels import room_channel
@@ -30,6 +31,7 @@ from schemas.commands import AgentReply, ClassifyMessage
 from schemas.queues import AGENT_REPLY_ACTOR, AI_QUEUE, CLASSIFY_ACTOR
 from workers import ai_service
 from workers.broker import resources, settings, shutdown
+from workers.deltas import DeltaCoalescer
 from workers.effects import Outcome, carry_out
 from workers.locks import SendLocks
 from workers.providers.model import ModelClient, ModelError, ModelNotConfigured
@@ -95,45 +97,48 @@ shutdown.register(runtime.close)
 async def ai_reply(command: dict[str, Any]) -> None:
     cmd = AgentReply.model_validate(command)
     res, rt = await resources.get(), await runtime.get()
-    if (done := await ai_service.stored_outcome(res.pool, cmd.command_id)) is not None:
-        await carry_out(res.emitter, res.publisher, done)  # answered before: no new call, no new charge
-        return
     async with rt.locks.hold(_lock_key("reply", cmd.trigger_message_id)) as held:
         if not held:
             log.info("ai.reply_in_progress_elsewhere", command_id=cmd.command_id)
             return
-        if (done := await ai_service.stored_outcome(res.pool, cmd.command_id)) is None:
-            done = await _answer(res, rt, cmd)
+        done = await _answer(res, rt, cmd)
     await carry_out(res.emitter, res.publisher, done)
 
 
 async def _answer(res: Resources, rt: AiRuntime, cmd: AgentReply) -> Outcome:
     s = res.settings
     policy = s.credit_policy
+    inputs = await ai_service.reply_inputs(res.pool, cmd, policy, s.ai_context_messages)
+    if inputs.stored is not None:
+        return inputs.stored  # answered before: no new call, no new charge
     if not rt.model.configured:
         notice = ai_service.agent_error(cmd, "not_configured", "The AI agent is not configured on this server.")
         return await ai_service.close_with(res.pool, cmd.command_id, cmd.type, cmd.asker_user_id, [notice],
                                            reason="not_configured")  # fmt: skip
-    available, credits, words_left = await ai_service.words_available(res.pool, cmd.asker, policy)
-    if not has_enough_for_a_call(available, s.ai_min_credits, policy.words_per_credit):
+    if not has_enough_for_a_call(inputs.available, s.ai_min_credits, policy.words_per_credit):
         error = ai_service.credit_error(
-            cmd, s.ai_min_credits, credits, words_left, s.recharge_url,
+            cmd, s.ai_min_credits, inputs.credits, inputs.words_left, s.recharge_url,
             f"The AI agent needs at least {s.ai_min_credits} credit(s) before it answers.",
         )  # fmt: skip
         return await ai_service.close_with(res.pool, cmd.command_id, cmd.type, cmd.asker_user_id, [error],
                                            reason="insufficient_credits")  # fmt: skip
 
-    history = await ai_service.context(res.pool, cmd.room_id, cmd.trigger_message_id, s.ai_context_messages)
-    prompt = await ai_service.system_prompt(res.pool, cmd.tenant_id) or DEFAULT_PROMPT.format(name=s.ai_agent_name)
-    messages = context_messages(prompt, history, ai_service.AGENT_USER_ID, s.ai_context_messages)
+    prompt = inputs.system_prompt or DEFAULT_PROMPT.format(name=s.ai_agent_name)
+    messages = context_messages(prompt, inputs.history, ai_service.AGENT_USER_ID, s.ai_context_messages)
     room = room_channel(cmd.room_id)
 
-    async def on_delta(delta: str) -> None:
-        event = MessageDelta(messageId=cmd.reply_id, roomId=cmd.room_id, replyTo=cmd.trigger_message_id, delta=delta)
+    async def send_delta(text: str) -> None:
+        # A preview of untrusted output: inert like the final text (a tag split across two
+        # deltas is escaped, not rendered).
+        event = MessageDelta(
+            messageId=cmd.reply_id, roomId=cmd.room_id, replyTo=cmd.trigger_message_id, delta=sanitize_text(text)
+        )
         await res.emitter.emit("messageDelta", event.model_dump(mode="json"), namespace="/", room=room)
 
+    deltas = DeltaCoalescer(send_delta, s.ai_delta_interval_ms / 1000)
     try:
-        completion = await rt.model.stream_reply(messages, on_delta)
+        completion = await rt.model.stream_reply(messages, deltas.add)
+        await deltas.flush()
     except ModelNotConfigured:
         notice = ai_service.agent_error(cmd, "not_configured", "The AI agent is not configured on this server.")
         return await ai_service.close_with(res.pool, cmd.command_id, cmd.type, cmd.asker_user_id, [notice])
@@ -152,28 +157,29 @@ async def _answer(res: Resources, rt: AiRuntime, cmd: AgentReply) -> Outcome:
 async def ai_classify(command: dict[str, Any]) -> None:
     cmd = ClassifyMessage.model_validate(command)
     res, rt = await resources.get(), await runtime.get()
-    if (done := await ai_service.stored_outcome(res.pool, cmd.command_id)) is not None:
-        await carry_out(res.emitter, res.publisher, done)
-        return
-    if not rt.model.configured:
-        await ai_service.close_with(res.pool, cmd.command_id, cmd.type, None, [], reason="not_configured")
-        return
     async with rt.locks.hold(_lock_key("classify", cmd.message_id)) as held:
         if not held:
             return
-        history = await ai_service.inbound_text(res.pool, cmd, res.settings.ai_context_messages)
-        messages = context_messages(
-            CLASSIFY_PROMPT, history, ai_service.AGENT_USER_ID, res.settings.ai_context_messages
-        )
-        try:
-            result, completion = await rt.model.classify(messages)
-        except (ModelError, ModelNotConfigured) as exc:
-            code = getattr(exc, "code", "not_configured")
-            log.warning("ai.classify_failed", command_id=cmd.command_id, code=code)
-            await ai_service.record_call(res.pool, cmd.command_id, "classify", f"tenant:{cmd.tenant_id}",
-                                         cmd.tenant_id, res.settings.ai_model, None,
-                                         latency_ms=getattr(exc, "latency_ms", 0), error_code=code)  # fmt: skip
-            await ai_service.close_with(res.pool, cmd.command_id, cmd.type, None, [], reason=code)
+        stored, history = await ai_service.classify_inputs(res.pool, cmd, res.settings.ai_context_messages)
+        if stored is not None:
+            outcome = stored  # classified before: no new call
+        elif not rt.model.configured:
+            await ai_service.close_with(res.pool, cmd.command_id, cmd.type, None, [], reason="not_configured")
             return
-        outcome = await ai_service.store_classification(res.pool, cmd, result, completion)
+        else:
+            outcome = await _classify(res, rt, cmd, history)
     await carry_out(res.emitter, res.publisher, outcome)
+
+
+async def _classify(res: Resources, rt: AiRuntime, cmd: ClassifyMessage, history: list[dict]) -> Outcome:
+    messages = context_messages(CLASSIFY_PROMPT, history, ai_service.AGENT_USER_ID, res.settings.ai_context_messages)
+    try:
+        result, completion = await rt.model.classify(messages)
+    except (ModelError, ModelNotConfigured) as exc:
+        code = getattr(exc, "code", "not_configured")
+        log.warning("ai.classify_failed", command_id=cmd.command_id, code=code)
+        await ai_service.record_call(res.pool, cmd.command_id, "classify", f"tenant:{cmd.tenant_id}",
+                                     cmd.tenant_id, res.settings.ai_model, None,
+                                     latency_ms=getattr(exc, "latency_ms", 0), error_code=code)  # fmt: skip
+        return await ai_service.close_with(res.pool, cmd.command_id, cmd.type, None, [], reason=code)
+    return await ai_service.store_classification(res.pool, cmd, result, completion)

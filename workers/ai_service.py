@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import asyncpg
@@ -30,12 +31,33 @@ from workers.providers.model import Completion
 AGENT_USER_ID = "agent"
 
 
-async def stored_outcome(pool: asyncpg.Pool, command_id: str) -> Outcome | None:
+async def stored_outcome(conn: asyncpg.Connection | asyncpg.Pool, command_id: str) -> Outcome | None:
     """The stored answer of a command already applied or rejected, if any."""
-    row = await pool.fetchrow(
+    row = await conn.fetchrow(
         "SELECT status, result FROM inbox WHERE command_id = $1 AND status <> 'failed'", command_id
     )
     return replay(inbox.Stored(row["status"], row["result"])) if row else None
+
+
+@dataclass(frozen=True, slots=True)
+class ReplyInputs:
+    """What answering a trigger needs from the database, read on one connection."""
+
+    stored: Outcome | None  # answered before: carry this out again, ask nothing
+    available: int = 0  # words the asker can pay for
+    credits: int = 0
+    words_left: int = 0
+    history: list[dict] = field(default_factory=list)
+    system_prompt: str = ""
+
+
+async def reply_inputs(pool: asyncpg.Pool, cmd: AgentReply, policy: CreditPolicy, limit: int) -> ReplyInputs:
+    async with pool.acquire() as conn:
+        if (stored := await stored_outcome(conn, cmd.command_id)) is not None:
+            return ReplyInputs(stored)
+        available, credits, words_left = await words_available(conn, cmd.asker, policy)
+        history = await context(conn, cmd.room_id, cmd.trigger_message_id, limit)
+        return ReplyInputs(None, available, credits, words_left, history, await system_prompt(conn, cmd.tenant_id))
 
 
 async def close_with(pool: asyncpg.Pool, command_id: str, kind: str, user_id: str | None, emits: list[Emit],
@@ -68,19 +90,20 @@ def credit_error(cmd: AgentReply, required: int, credits: int, words_left: int, 
     return emit("creditError", asker_channel(cmd), error.model_dump(mode="json"))
 
 
-async def words_available(pool: asyncpg.Pool, account: str, policy: CreditPolicy) -> tuple[int, int, int]:
+async def words_available(conn: asyncpg.Connection, account: str, policy: CreditPolicy) -> tuple[int, int, int]:
     """(words available, credits, words left) of an account; zeros for an account never seen."""
-    async with pool.acquire() as conn:
-        stats = await ledger.account_stats(conn, account)
+    stats = await ledger.account_stats(conn, account)
     if stats is None:
         return 0, 0, 0
     now = time.time()
     return stats.balance.words_available(now, policy), stats.balance.credits, stats.balance.live_words_left(now)
 
 
-async def context(pool: asyncpg.Pool, room_id: str, trigger_message_id: str, limit: int) -> list[dict]:
+async def context(
+    conn: asyncpg.Connection | asyncpg.Pool, room_id: str, trigger_message_id: str, limit: int
+) -> list[dict]:
     """The room's messages up to and including the trigger, oldest first."""
-    rows = await pool.fetch(
+    rows = await conn.fetch(
         "SELECT payload FROM (SELECT seq, payload FROM messages WHERE room_id = $1 AND seq <="
         " (SELECT seq FROM messages WHERE message_id = $2) ORDER BY seq DESC LIMIT $3) recent ORDER BY seq",
         room_id, uuid.UUID(trigger_message_id), limit,
@@ -88,10 +111,10 @@ async def context(pool: asyncpg.Pool, room_id: str, trigger_message_id: str, lim
     return [r["payload"] for r in rows]
 
 
-async def system_prompt(pool: asyncpg.Pool, tenant_id: str | None) -> str:
+async def system_prompt(conn: asyncpg.Connection | asyncpg.Pool, tenant_id: str | None) -> str:
     if tenant_id is None:
         return ""
-    return await pool.fetchval("SELECT system_prompt FROM tenants WHERE tenant_id = $1", tenant_id) or ""
+    return await conn.fetchval("SELECT system_prompt FROM tenants WHERE tenant_id = $1", tenant_id) or ""
 
 
 async def record_call(
@@ -177,9 +200,13 @@ async def _charge(conn: asyncpg.Connection, cmd: AgentReply, outcome: Charged, w
     )
 
 
-async def inbound_text(pool: asyncpg.Pool, cmd: ClassifyMessage, limit: int) -> list[dict]:
-    room_id = conversation_room(cmd.tenant_id, cmd.conversation_id)
-    return await context(pool, room_id, cmd.message_id, limit)
+async def classify_inputs(pool: asyncpg.Pool, cmd: ClassifyMessage, limit: int) -> tuple[Outcome | None, list[dict]]:
+    """(the stored outcome if classified before, else None; the conversation's recent messages)."""
+    async with pool.acquire() as conn:
+        if (stored := await stored_outcome(conn, cmd.command_id)) is not None:
+            return stored, []
+        room_id = conversation_room(cmd.tenant_id, cmd.conversation_id)
+        return None, await context(conn, room_id, cmd.message_id, limit)
 
 
 async def store_classification(

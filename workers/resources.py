@@ -15,6 +15,7 @@ from redis.asyncio import Redis
 
 from infra import db
 from infra.publisher import CommandPublisher
+from infra.redis_clients import redis_client, socketio_manager
 from infra.settings import Settings
 from schemas.queues import ALL_QUEUES
 
@@ -43,8 +44,8 @@ class ResourceHolder:
             if self._resources is None:
                 s = self._settings
                 pool = await db.create_pool(s.database_url, min_size=1, max_size=s.worker_db_pool_size)
-                redis = Redis.from_url(s.effective_redis_url, decode_responses=True)
-                emitter = socketio.AsyncRedisManager(s.effective_redis_url, channel=s.key("socketio"), write_only=True)
+                redis = redis_client(s.effective_redis_url)
+                emitter = socketio_manager(s.effective_redis_url, s.key("socketio"), write_only=True)
                 publisher = CommandPublisher(
                     s.amqp_url, ALL_QUEUES, s.publish_timeout_s, connection_name="gatekeeper-worker"
                 )

@@ -239,6 +239,16 @@ async def _sse_events(lines: AsyncIterator[str]) -> AsyncIterator[str]:
         yield "\n".join(data)
 
 
+def _untransformed(messages: list[dict[str, str]]) -> dict[str, Any]:
+    """The messages as ``extra_body``, which the library sends as they are.
+
+    Passed as ``messages=`` they would first go through the library's recursive TypedDict
+    transform, about a third of a worker's CPU per call at hundreds of calls in flight; ours are
+    plain ``{"role", "content"}`` strings, which need none. ``extra_body`` keys replace the body's.
+    """
+    return {"messages": messages}
+
+
 def _elapsed_ms(started: float) -> int:
     return int((time.monotonic() - started) * 1000)
 
@@ -335,10 +345,11 @@ class ModelClient:
             # (one per token), which would make the CPU, not the model, limit a process's replies/s.
             request = client.chat.completions.with_streaming_response.create(
                 model=self._model,
-                messages=messages,  # type: ignore[arg-type]
+                messages=[],
                 max_tokens=self._max_tokens,
                 stream=True,
                 stream_options={"include_usage": True},
+                extra_body=_untransformed(messages),
             )
             parts: list[str] = []
             usage: dict[str, Any] = {}
@@ -384,7 +395,8 @@ class ModelClient:
                 async with asyncio.timeout(self._timeout_s):
                     answer = await client.chat.completions.create(
                         model=self._model,
-                        messages=messages,  # type: ignore[arg-type]
+                        messages=[],
+                        extra_body=_untransformed(messages),
                         max_tokens=self._max_tokens,
                         temperature=0,
                         response_format=CLASSIFICATION_FORMAT,  # type: ignore[arg-type]
