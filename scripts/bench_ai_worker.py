@@ -159,6 +159,9 @@ async def run(args: argparse.Namespace) -> int:
         print(f"calls: {args.calls}   threads: {args.threads}")
         print(f"model calls in flight: max {fake.max_in_flight}, avg {sampled_avg:.1f} over the busy period"
               f" ({len(busy_samples)} samples at {SAMPLE_S * 1000:.0f} ms; time-weighted {exact_avg:.1f})")  # fmt: skip
+        at_target = sum(1 for n in busy_samples if n >= args.target)
+        print(f"samples with >= {args.target} in flight: {at_target} of {len(busy_samples)}"
+              f" ({100 * at_target / max(len(busy_samples), 1):.0f}%)")  # fmt: skip
         print(f"replies/s (first request to last answer): {args.calls / busy_s:.1f} over {busy_s:.2f} s")
         print(f"total time (worker start to all recorded): {finished - started:.2f} s")
         print(f"inbox ai.reply rows: {rows['replies']} ({rows['applied']} applied); ai_usage ok: {rows['usage_ok']}"
