@@ -85,6 +85,14 @@ class Settings(BaseSettings):
     def ai_configured(self) -> bool:
         return bool(self.openai_base_url and self.ai_model)
 
+    # --- Billing: Stripe and LemonSqueezy credit packs ---
+
+    # --- Plans, quotas and metered AI usage ---
+
+    # --- BEZ on chain ---
+
+    # --- Tips and calls ---
+
     log_level: str = "INFO"
     log_format: str = Field(default="json", pattern="^(json|console)$")
 

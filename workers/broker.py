@@ -28,4 +28,7 @@ broker.add_middleware(FailClosed(resources), before=Retries)
 dramatiq.set_broker(broker)
 
 # Import the actors so that ``python -m dramatiq workers.broker`` registers them.
-from workers import ai, channels, chat, outbound  # noqa: E402, F401
+import workers.ai  # noqa: E402
+import workers.channels  # noqa: E402
+import workers.chat  # noqa: E402
+import workers.outbound  # noqa: E402, F401
