@@ -11,6 +11,7 @@ from urllib.parse import quote
 from pydantic import AliasChoices, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from domain.credit_packs import CreditPacks, parse_credit_packs
 from domain.credits import CreditPolicy
 from domain.rate_limits import RateWindow, parse_rate_limits
 
@@ -86,12 +87,78 @@ class Settings(BaseSettings):
         return bool(self.openai_base_url and self.ai_model)
 
     # --- Billing: Stripe and LemonSqueezy credit packs ---
+    stripe_secret_key: SecretStr = SecretStr("")  # sk_live_… / sk_test_…; empty: checkout answers 503
+    stripe_webhook_secret: SecretStr = SecretStr("")  # whsec_…; empty: /webhooks/stripe answers 503
+    stripe_api_base: str = "https://api.stripe.com"
+    stripe_timeout_s: float = Field(default=20.0, gt=0)
+    # Packs: "<id>:<credits>:<price in minor units>:<currency>", comma-separated.
+    credit_packs: str = "pack_10:10:500:usd,pack_50:50:2000:usd,pack_200:200:6000:usd"
+    checkout_success_url: str = "http://localhost:5173/billing/success?session_id={CHECKOUT_SESSION_ID}"
+    checkout_cancel_url: str = "http://localhost:5173/billing/cancel"
+    lemonsqueezy_webhook_secret: SecretStr = SecretStr("")  # empty: /webhooks/lemonsqueezy answers 503
+    # LemonSqueezy variant id -> pack id: "<variant id>:<pack id>", comma-separated.
+    lemonsqueezy_variants: str = ""
+
+    @cached_property
+    def credit_pack_list(self) -> CreditPacks:
+        return parse_credit_packs(self.credit_packs, self.lemonsqueezy_variants)
+
+    @model_validator(mode="after")
+    def _check_credit_packs(self) -> Settings:
+        parse_credit_packs(self.credit_packs, self.lemonsqueezy_variants)  # fail at start-up, not at checkout
+        return self
 
     # --- Plans, quotas and metered AI usage ---
+    # JSON {name: {price_id, monthly_credits, daily_messages, daily_ai_tokens}}; merged over the
+    # defaults in domain.plans (free, starter, pro, business). null quota = unlimited.
+    plans: str = ""
+    # The Stripe Billing meter's event name; AI tokens are reported (with STRIPE_SECRET_KEY, to
+    # STRIPE_API_BASE) only when both are set.
+    stripe_meter_event_name: str = ""
+    meter_report_interval_s: float = Field(default=60.0, gt=0)
+    meter_batch_size: int = Field(default=100, ge=1, le=1000)
+
+    @cached_property
+    def plan_catalog(self):  # -> domain.plans.PlanCatalog
+        from domain.plans import PlanCatalog
+
+        return PlanCatalog.parse(self.plans)
+
+    @model_validator(mode="after")
+    def _check_plans(self) -> Settings:
+        from domain.plans import PlanCatalog
+
+        PlanCatalog.parse(self.plans)
+        return self
 
     # --- BEZ on chain ---
+    # A real node's JSON-RPC URL. Empty: the chain watcher hosts an in-process development chain
+    # (eth-tester) with BEZ deployed at start-up and serves it on CHAIN_RPC_HOST:CHAIN_RPC_PORT.
+    web3_provider_url: str = ""
+    bez_contract_address: str = Field(default="", pattern=r"^(0x[0-9a-fA-F]{40})?$")
+    treasury_address: str = Field(default="", pattern=r"^(0x[0-9a-fA-F]{40})?$")
+    chain_confirmations: int = Field(default=2, ge=0, le=10_000)
+    chain_poll_interval_s: float = Field(default=1.0, gt=0)
+    chain_start_block: int = Field(default=0, ge=0)  # where a new cursor starts on a real node
+    chain_scan_batch_blocks: int = Field(default=1_000, ge=1, le=100_000)
+    chain_rpc_host: str = "127.0.0.1"
+    chain_rpc_port: int = Field(default=8545, ge=1, le=65_535)
+    chain_block_time_s: float = Field(default=2.0, ge=0)  # embedded chain: an empty block this often; 0 = off
+    chain_rpc_timeout_s: float = Field(default=10.0, gt=0)
+    wallet_challenge_ttl_s: int = Field(default=300, ge=30, le=86_400)
 
     # --- Tips and calls ---
+    # The largest single tip, in credits.
+    tip_max_credits: int = Field(default=100_000, ge=1, le=1_000_000_000)
+    # Calls: credits per started minute, caller -> callee; the platform keeps floor(price*pct/100).
+    call_price_per_minute: int = Field(default=10, ge=0)
+    platform_fee_pct: int = Field(default=20, ge=0, le=100)
+    call_minute_s: float = Field(default=60.0, gt=0)  # the billing minute (shorter only in tests)
+    call_heartbeat_timeout_s: float = Field(default=90.0, gt=0)  # a call silent this long is ended
+    call_sweep_interval_s: float = Field(default=10.0, gt=0)  # how often billing workers look for them
+    call_ring_timeout_s: int = Field(default=60, ge=1)  # an unanswered initiate-call is forgotten
+    call_state_ttl_s: int = Field(default=21_600, ge=60)  # signaling state, renewed by heartbeats
+    call_signal_max_bytes: int = Field(default=16_384, ge=256, le=60_000)  # one signal's JSON data
 
     log_level: str = "INFO"
     log_format: str = Field(default="json", pattern="^(json|console)$")

@@ -12,13 +12,18 @@ from infra.publisher import CommandPublisher
 from infra.redis_clients import redis_client, socketio_manager
 from infra.settings import Settings
 from ingress.analytics_api import analytics_routes
+from ingress.billing_api import billing_routes, stripe_client_context
+from ingress.billing_webhooks import billing_webhook_routes
+from ingress.history_api import history_routes
 from ingress.http_api import routes
+from ingress.plans_api import plans_routes
 from ingress.presence import Presence
 from ingress.rate_limiter import RateLimiter
 from ingress.socket_server import AckAwareServer
 from ingress.sockets import ChatSockets
 from ingress.state import APP_STATE, IngressState
 from ingress.tenant_api import tenant_routes
+from ingress.wallet_api import chain_client_context, wallet_routes
 from ingress.webhooks import webhook_routes
 from schemas.queues import ALL_QUEUES
 
@@ -44,6 +49,11 @@ def init_app(settings: Settings) -> web.Application:
     app.router.add_routes(tenant_routes)
     app.router.add_routes(webhook_routes)
     app.router.add_routes(analytics_routes)
+    app.router.add_routes(billing_routes)
+    app.router.add_routes(billing_webhook_routes)
+    app.router.add_routes(history_routes)
+    app.router.add_routes(wallet_routes)
+    app.router.add_routes(plans_routes)
 
     async def resources(app: web.Application) -> AsyncIterator[None]:
         await db.migrate(settings.database_url)
@@ -69,4 +79,6 @@ def init_app(settings: Settings) -> web.Application:
         await pool.close()
 
     app.cleanup_ctx.append(resources)
+    app.cleanup_ctx.append(stripe_client_context(settings))
+    app.cleanup_ctx.append(chain_client_context(settings))
     return app

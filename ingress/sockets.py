@@ -25,12 +25,15 @@ from domain.rooms import resolve_join, validate_room_id
 from infra.publisher import CommandPublisher, PublishFailed
 from infra.settings import Settings
 from ingress.auth import Identity, Unauthorized, decode_token
+from ingress.calls import CallSockets
 from ingress.presence import Presence
 from ingress.rate_limiter import RateLimiter
 from ingress.socket_server import AckAwareServer, ack_requested
+from ingress.tips import tip_command
 from schemas import commands, queues
 from schemas.channels import room_channel, tenant_channel, user_channel
 from schemas.socket_events import JoinRoom, MarkRead, RoomRef, SendMessage
+from schemas.tips import SendTip
 
 log = structlog.get_logger(__name__)
 
@@ -80,7 +83,11 @@ class ChatSockets:
             "typing-start": (functools.partial(self.typing, typing=True), RoomRef),
             "typing-stop": (functools.partial(self.typing, typing=False), RoomRef),
             "mark-read": (self.mark_read, MarkRead),
+            "sendTip": (self.send_tip, SendTip),
         }.items():
+            sio.on(event, self._guarded(event, handler, schema))
+        self.calls = CallSockets.create(sio, settings, publisher, redis)  # seed 003 call signaling + meter
+        for event, (handler, schema) in self.calls.handlers().items():
             sio.on(event, self._guarded(event, handler, schema))
 
     # --- plumbing ---------------------------------------------------------------
@@ -132,11 +139,14 @@ class ChatSockets:
         if identity.operator_of:
             await self.sio.enter_room(sid, tenant_channel(identity.operator_of))
         self.presence.connected(sid)
+        await self.calls.connected(sid, identity)
         log.info("socket.connected", sid=sid, user_id=identity.user_id)
 
     async def disconnect(self, sid: str, *_: Any) -> None:
         session = await self.sio.get_session(sid)
         identity: Identity | None = session.get("identity")
+        if identity is not None:
+            await self.calls.disconnected(sid, identity)
         for room_id in await self.presence.disconnected(sid):
             if identity is not None:
                 await self._announce_left(sid, identity, room_id)
@@ -264,3 +274,17 @@ class ChatSockets:
         )
         await self._publish(queues.MARK_READ_ACTOR, command)
         return {"status": "accepted"}
+
+    # --- tips -------------------------------------------------------------------
+    async def send_tip(self, sid: str, who: Identity, payload: SendTip) -> dict[str, Any]:
+        """Queue a tip on ``billing``; the ack means RabbitMQ holds it, the worker moves the credits."""
+        if payload.roomId is not None:
+            self._require_member(sid, payload.roomId)
+        command = tip_command(who, payload, self.settings.tip_max_credits)
+        await self._rate_limit(who)
+        try:
+            await self.publisher.publish(queues.BILLING_QUEUE, queues.SEND_TIP_ACTOR, command)
+        except PublishFailed:
+            raise Rejected("internal", "the tip could not be queued; no credits moved, retry") from None
+        log.info("tip.accepted", command_id=command.command_id, user_id=who.user_id, to_user_id=payload.toUserId)
+        return {"status": "accepted", "tipId": command.tip_id, "clientTipId": payload.clientTipId}

@@ -23,3 +23,10 @@ class StripeEvent(Command):
     created: int  # the event's creation time, epoch seconds (events can arrive out of order)
     livemode: bool = False
     data_object: dict[str, Any]  # event.data.object, as plain JSON
+
+
+class ReportUsage(Command):
+    """Report pending AI token usage to Stripe meter events now (besides the periodic run)."""
+
+    type: Literal["billing.report_usage"] = "billing.report_usage"
+    command_id: str

@@ -90,6 +90,34 @@ class CreditError(Outbound):
     rechargeUrl: str
 
 
+class QuotaExceeded(Outbound):
+    """A plan's daily quota blocked a message or an AI call; nothing was charged.
+
+    ``resetsAt`` is the next 00:00 UTC (ISO 8601): quotas count per UTC day.
+    """
+
+    code: Literal["quota_exceeded"] = "quota_exceeded"
+    kind: Literal["messages", "ai_tokens"]
+    limit: int
+    used: int
+    plan: str
+    resetsAt: str
+    message: str
+    messageId: str | None = None
+    clientMessageId: str | None = None
+    roomId: str | None = None
+
+
+class PlanUpdated(Outbound):
+    """A Stripe subscription or invoice event changed the user's plan, status or credits."""
+
+    plan: str  # the plan whose quotas apply now
+    subscribedPlan: str
+    status: str
+    creditsGranted: int = 0  # a paid invoice's monthly allowance
+    credits: int  # the balance after this event
+
+
 class CreditWarning(Outbound):
     message: str
     credits: int

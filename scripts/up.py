@@ -44,6 +44,12 @@ def wait_healthy(port: int, proc: subprocess.Popen, timeout: float = 60) -> bool
     return False
 
 
+def chain_where(settings: Settings) -> str:
+    if settings.web3_provider_url:
+        return f"node {settings.web3_provider_url}"
+    return f"embedded dev chain served at http://{settings.chain_rpc_host}:{settings.chain_rpc_port}"
+
+
 def stop(procs: list[subprocess.Popen]) -> None:
     for proc in procs:
         if proc.poll() is None:
@@ -80,6 +86,14 @@ def main() -> int:
         # Model calls, likewise: each thread awaits one call on the process's event loop.
         spawn(["-m", "workers", "--queues", "ai", "--processes", "1", "--threads", "256"],
               args.logs, "workers-ai"),
+        # Credits coming in and moving between people (Stripe, LemonSqueezy, plans, tips, calls).
+        spawn(["-m", "workers", "--queues", "billing", "--processes", "1", "--threads", "16"],
+              args.logs, "workers-billing"),
+        # BEZ deposits: the watcher (hosting the embedded dev chain unless WEB3_PROVIDER_URL is set)
+        # publishes confirmed transfers to the treasury; the chain pool credits them.
+        spawn(["-m", "workers.chain_watcher"], args.logs, "chain-watcher"),
+        spawn(["-m", "workers", "--queues", "chain", "--processes", "1", "--threads", "4"],
+              args.logs, "workers-chain"),
     ]  # fmt: skip
     for port in args.ports:
         procs.append(
@@ -94,7 +108,7 @@ def main() -> int:
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
     try:
-        for port, proc in zip(args.ports, procs[3:], strict=True):
+        for port, proc in zip(args.ports, procs[-len(args.ports) :], strict=True):
             if not wait_healthy(port, proc):
                 print(f"ingress on port {port} did not become healthy; see {args.logs}/ingress-{port}.log")
                 return 1
@@ -105,6 +119,8 @@ def main() -> int:
             f"  Chat workers:     {args.processes} processes x {args.threads} threads on queue 'chat'\n"
             f"  Outbound workers: 1 process x 128 threads on queue 'outbound'\n"
             f"  AI workers:       1 process x 256 threads on queue 'ai' (OPENAI_BASE_URL, AI_MODEL)\n"
+            f"  Chain watcher:    BEZ deposits to the treasury -> queue 'chain' (1 process x 4 threads);\n"
+            f"                    {chain_where(settings)}\n"
             f"  Logs:             {args.logs}/\n\n"
             f"Mint a dev token:   .venv/bin/python -m scripts.token alice --name Alice\n"
             f"Give credits:       curl -X POST -H 'x-admin-token: <ADMIN_TOKEN from .env>' \\\n"
@@ -112,6 +128,10 @@ def main() -> int:
             f'\'{{"credits": 5, "reason": "dev", "idempotencyKey": "dev-1"}}\' \\\n'
             f"                      http://{settings.host}:{args.ports[0]}/api/credits/grant/alice\n"
             f"Connect:            io('http://{settings.host}:{args.ports[0]}', {{auth: {{token}}}})\n\n"
+            f"Deposit test BEZ:   .venv/bin/python -m scripts.chain account\n"
+            f"                    .venv/bin/python -m scripts.chain link alice --key <private key>\n"
+            f"                    .venv/bin/python -m scripts.chain mint <address> 100\n"
+            f"                    .venv/bin/python -m scripts.chain transfer 10 --key <private key>\n\n"
             f"Ctrl-C stops everything started here."
         )
         while not stopping:

@@ -14,6 +14,7 @@ unacked until it is done, so a crash there gets redelivered.
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from dataclasses import dataclass
 from typing import Any
@@ -24,15 +25,17 @@ import structlog
 
 from domain.agent import DEFAULT_PROMPT, context_messages, has_enough_for_a_call
 from domain.sanitize import sanitize_text
+from infra import receivables
 from infra.settings import Settings
 from schemas.ai import MessageDelta
-from schemas.channels import room_channel
+from schemas.channels import room_channel, user_channel
 from schemas.commands import AgentReply, ClassifyMessage
 from schemas.queues import AGENT_REPLY_ACTOR, AI_QUEUE, CLASSIFY_ACTOR
-from workers import ai_service
+from workers import ai_service, quotas
 from workers.broker import resources, settings, shutdown
 from workers.deltas import DeltaCoalescer
 from workers.effects import Outcome, carry_out
+from workers.emits import emit
 from workers.locks import SendLocks
 from workers.providers.model import ModelClient, ModelError, ModelNotConfigured
 from workers.resources import Resources
@@ -115,6 +118,11 @@ async def _answer(res: Resources, rt: AiRuntime, cmd: AgentReply) -> Outcome:
         notice = ai_service.agent_error(cmd, "not_configured", "The AI agent is not configured on this server.")
         return await ai_service.close_with(res.pool, cmd.command_id, cmd.type, cmd.asker_user_id, [notice],
                                            reason="not_configured")  # fmt: skip
+    if inputs.owed > inputs.credits:
+        error = ai_service.credit_error(cmd, inputs.owed, inputs.credits, inputs.words_left, s.recharge_url,
+                                        receivables.debt_message(inputs.owed))  # fmt: skip
+        return await ai_service.close_with(res.pool, cmd.command_id, cmd.type, cmd.asker_user_id, [error],
+                                           reason="receivable_outstanding")  # fmt: skip
     if not has_enough_for_a_call(inputs.available, s.ai_min_credits, policy.words_per_credit):
         error = ai_service.credit_error(
             cmd, s.ai_min_credits, inputs.credits, inputs.words_left, s.recharge_url,
@@ -122,6 +130,11 @@ async def _answer(res: Resources, rt: AiRuntime, cmd: AgentReply) -> Outcome:
         )  # fmt: skip
         return await ai_service.close_with(res.pool, cmd.command_id, cmd.type, cmd.asker_user_id, [error],
                                            reason="insufficient_credits")  # fmt: skip
+    if cmd.asker_user_id and (block := await quotas.ai_token_block(res.pool, s.plan_catalog, cmd.asker_user_id,
+                                                                   time.time())):  # fmt: skip
+        notice = emit("quotaExceeded", user_channel(cmd.asker_user_id), block.event(cmd.reply_id, None, cmd.room_id))
+        return await ai_service.close_with(res.pool, cmd.command_id, cmd.type, cmd.asker_user_id, [notice],
+                                           reason="quota_exceeded")  # fmt: skip
 
     prompt = inputs.system_prompt or DEFAULT_PROMPT.format(name=s.ai_agent_name)
     messages = context_messages(prompt, inputs.history, ai_service.AGENT_USER_ID, s.ai_context_messages)

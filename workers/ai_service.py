@@ -17,7 +17,7 @@ from domain.channels import conversation_room
 from domain.credits import Blocked, Charged, CreditPolicy, charge_words
 from domain.sanitize import sanitize_text
 from domain.words import count_words
-from infra import inbox, ledger
+from infra import inbox, ledger, receivables
 from schemas.ai import AgentError, Classification
 from schemas.channels import room_channel, tenant_channel, user_channel
 from schemas.commands import AgentReply, ClassifyMessage, SendOutbound
@@ -49,6 +49,7 @@ class ReplyInputs:
     words_left: int = 0
     history: list[dict] = field(default_factory=list)
     system_prompt: str = ""
+    owed: int = 0  # credits a refunded purchase left owed (infra.receivables): no call while unpaid
 
 
 async def reply_inputs(pool: asyncpg.Pool, cmd: AgentReply, policy: CreditPolicy, limit: int) -> ReplyInputs:
@@ -56,8 +57,11 @@ async def reply_inputs(pool: asyncpg.Pool, cmd: AgentReply, policy: CreditPolicy
         if (stored := await stored_outcome(conn, cmd.command_id)) is not None:
             return ReplyInputs(stored)
         available, credits, words_left = await words_available(conn, cmd.asker, policy)
+        owed = await receivables.outstanding(conn, cmd.asker)
+        available = max(0, available - owed * policy.words_per_credit)  # owed credits are settled first
         history = await context(conn, cmd.room_id, cmd.trigger_message_id, limit)
-        return ReplyInputs(None, available, credits, words_left, history, await system_prompt(conn, cmd.tenant_id))
+        prompt = await system_prompt(conn, cmd.tenant_id)
+        return ReplyInputs(None, available, credits, words_left, history, prompt, owed)
 
 
 async def close_with(pool: asyncpg.Pool, command_id: str, kind: str, user_id: str | None, emits: list[Emit],
@@ -150,7 +154,13 @@ async def store_reply(
         if (stored := await inbox.claim(conn, cmd.command_id, cmd.type, cmd.asker_user_id)) is not None:
             return replay(stored)
         await record_call(conn, cmd.command_id, purpose, cmd.asker, cmd.tenant_id, completion.model, completion)
-        outcome = charge_words(await ledger.lock_or_open(conn, cmd.asker), words, now_ms / 1000, policy)
+        balance, owed = await receivables.settle(conn, cmd.asker, await ledger.lock_or_open(conn, cmd.asker))
+        if owed:
+            emits = [credit_error(cmd, owed, balance.credits, balance.words_left, url, receivables.debt_message(owed))]
+            result = Outcome(True, "rejected", emits)
+            await inbox.finish(conn, cmd.command_id, "rejected", result.stored_result(words=words, owed=owed))
+            return result
+        outcome = charge_words(balance, words, now_ms / 1000, policy)
         if isinstance(outcome, Blocked):
             emits = [credit_error(cmd, outcome.required, outcome.credits, outcome.words_left, url,
                                   f"Insufficient credits for the agent's {words}-word answer.")]  # fmt: skip

@@ -29,6 +29,11 @@ dramatiq.set_broker(broker)
 
 # Import the actors so that ``python -m dramatiq workers.broker`` registers them.
 import workers.ai  # noqa: E402
+import workers.billing  # noqa: E402
+import workers.calls  # noqa: E402
+import workers.chain  # noqa: E402
 import workers.channels  # noqa: E402
 import workers.chat  # noqa: E402
-import workers.outbound  # noqa: E402, F401
+import workers.outbound  # noqa: E402
+import workers.plans  # noqa: E402
+import workers.tips  # noqa: E402, F401

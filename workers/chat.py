@@ -37,7 +37,7 @@ async def chat_send_message(command: dict[str, Any]) -> None:
     res = await resources.get()
     s = res.settings
     outcome = await chat_service.send_message(
-        res.pool, cmd, s.credit_policy, s.signup_credits, s.recharge_url, s.ai_agent_handle
+        res.pool, cmd, s.credit_policy, s.signup_credits, s.recharge_url, s.ai_agent_handle, s.plan_catalog
     )
     await carry_out(res.emitter, res.publisher, outcome)
     if outcome.fresh:

@@ -7,14 +7,16 @@ from datetime import UTC, datetime
 import asyncpg
 
 from domain.agent import mentions
-from domain.credits import Blocked, Charged, CreditPolicy, charge_words
+from domain.credits import Balance, Blocked, Charged, CreditPolicy, charge_words
+from domain.plans import PlanCatalog
 from domain.sanitize import sanitize_text
 from domain.words import count_words
-from infra import inbox, ledger
+from infra import inbox, ledger, receivables
 from schemas.channels import room_channel, user_channel
 from schemas.commands import AgentReply, MarkMessageRead, SendChatMessage, agent_reply_ids
 from schemas.queues import AGENT_REPLY_ACTOR, AI_QUEUE
 from schemas.socket_events import CreditError, CreditInfo, CreditWarning, MessageRead, NewMessage
+from workers import quotas
 from workers.effects import Outcome, follow_up, replay
 from workers.emits import emit
 
@@ -26,6 +28,7 @@ async def send_message(
     signup_credits: int,
     recharge_url: str,
     agent_handle: str | None = None,
+    plans: PlanCatalog | None = None,
 ) -> Outcome:
     now = cmd.accepted_at_ms / 1000
     words = count_words(cmd.message)
@@ -34,6 +37,16 @@ async def send_message(
             return replay(stored)
         account = ledger.user_account(cmd.user_id)
         balance = await ledger.lock_or_open(conn, account, signup_credits)
+        balance, owed = await receivables.settle(conn, account, balance)
+        if owed and words:
+            emits = [emit("creditError", user_channel(cmd.user_id), _debt_error(cmd, balance, owed, recharge_url))]
+            await inbox.finish(conn, cmd.command_id, "rejected", {"emits": emits, "words": words, "owed": owed})
+            return Outcome(True, "rejected", emits)
+        if plans is not None and (block := await quotas.message_block(conn, plans, cmd.user_id, now)):
+            event = block.event(cmd.message_id, cmd.client_message_id, cmd.room_id)
+            emits = [emit("quotaExceeded", user_channel(cmd.user_id), event)]
+            await inbox.finish(conn, cmd.command_id, "rejected", {"emits": emits, "words": words})
+            return Outcome(True, "rejected", emits)
         outcome = charge_words(balance, words, now, policy)
         if isinstance(outcome, Blocked):
             emits = [emit("creditError", user_channel(cmd.user_id), _credit_error(cmd, outcome, recharge_url))]
@@ -48,6 +61,7 @@ async def send_message(
         await ledger.store_balance(
             conn, account, outcome.balance, words_used=words, credits_charged=outcome.credits_charged
         )
+        await quotas.count_message(conn, cmd.user_id, now)
         message = _new_message(cmd, words, outcome)
         await conn.execute(
             "INSERT INTO messages (message_id, room_id, user_id, words, payload, created_at)"
@@ -107,6 +121,14 @@ def _credit_error(cmd: SendChatMessage, blocked: Blocked, recharge_url: str) -> 
         wordsLeft=blocked.words_left,
         rechargeUrl=recharge_url,
     ).model_dump(mode="json")
+
+
+def _debt_error(cmd: SendChatMessage, balance: Balance, owed: int, recharge_url: str) -> dict:
+    return CreditError(
+        message=receivables.debt_message(owed), clientMessageId=cmd.client_message_id, messageId=cmd.message_id,
+        roomId=cmd.room_id, required=owed, credits=balance.credits, wordsLeft=balance.words_left,
+        rechargeUrl=recharge_url,
+    ).model_dump(mode="json")  # fmt: skip
 
 
 def _credit_warning(outcome: Charged, policy: CreditPolicy) -> dict:

@@ -16,6 +16,11 @@ from tests.support.isolation import JWT_SECRET
 EVENTS = (
     "roomJoined", "roomLeft", "userJoined", "userLeft", "newMessage", "creditError", "creditWarning",
     "userTyping", "messageRead", "error", "conversationUpdated", "messageStatus", "messageDelta", "agentError",
+    "tipReceived", "tipSent",
+    "quotaExceeded", "planUpdated",
+    "creditsPurchased", "creditsRefunded",
+    "incoming-call", "call-accepted", "call-rejected", "call-ended", "call-unavailable", "signal", "callStarted",
+    "callEnded",
 )  # fmt: skip
 
 

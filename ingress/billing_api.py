@@ -1,0 +1,98 @@
+"""Credit packs: list them, and start a Stripe Checkout Session for one (user JWT)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable, Coroutine
+from typing import Any
+
+import aiohttp
+import stripe
+import structlog
+from aiohttp import web
+
+from infra.settings import Settings
+from ingress.auth import Unauthorized, bearer_token, decode_token
+from ingress.http_api import json_error, parse_body
+from ingress.state import APP_STATE
+from schemas.purchases import CheckoutRequest
+
+log = structlog.get_logger(__name__)
+
+billing_routes = web.RouteTableDef()
+STRIPE_CLIENT = web.AppKey("stripe_client", stripe.StripeClient)
+
+
+def stripe_client_context(
+    settings: Settings,
+) -> Callable[[web.Application], Coroutine[Any, Any, AsyncIterator[None]]]:
+    """A cleanup context owning the node's Stripe client (async, over aiohttp); none without a key."""
+
+    async def context(app: web.Application) -> AsyncIterator[None]:
+        key = settings.stripe_secret_key.get_secret_value()
+        if not key:
+            yield
+            return
+        http_client = stripe.AIOHTTPClient(timeout=aiohttp.ClientTimeout(total=settings.stripe_timeout_s))
+        app[STRIPE_CLIENT] = stripe.StripeClient(
+            key,
+            base_addresses={"api": settings.stripe_api_base.rstrip("/")},
+            http_client=http_client,
+            max_network_retries=2,  # the library retries with an idempotency key, so never twice
+        )
+        yield
+        await http_client.close_async()
+
+    return context
+
+
+@billing_routes.get("/api/billing/packs")
+async def list_packs(request: web.Request) -> web.Response:
+    packs = request.app[APP_STATE].settings.credit_pack_list.packs
+    return web.json_response(
+        {"packs": [{"id": p.pack_id, "credits": p.credits, "amount": p.amount, "currency": p.currency} for p in packs]}
+    )
+
+
+@billing_routes.post("/api/billing/checkout")
+async def checkout(request: web.Request) -> web.Response:
+    settings = request.app[APP_STATE].settings
+    try:
+        identity = decode_token(bearer_token(request), settings.jwt_secret.get_secret_value())
+    except Unauthorized as exc:
+        return json_error(401, "unauthorized", f"a valid Bearer token is required ({exc})")
+    body: CheckoutRequest = await parse_body(request, CheckoutRequest)
+    pack = settings.credit_pack_list.get(body.pack)
+    if pack is None:
+        known = ", ".join(p.pack_id for p in settings.credit_pack_list.packs)
+        return json_error(400, "unknown_pack", f"no credit pack {body.pack!r}; packs: {known}")
+    client = request.app.get(STRIPE_CLIENT)
+    if client is None:
+        return json_error(503, "not_configured", "STRIPE_SECRET_KEY is not set")
+    metadata = {"user_id": identity.user_id, "pack": pack.pack_id, "credits": str(pack.credits)}
+    params: dict[str, Any] = {
+        "mode": "payment",
+        "line_items": [
+            {
+                "quantity": 1,
+                "price_data": {
+                    "currency": pack.currency,
+                    "unit_amount": pack.amount,
+                    "product_data": {"name": f"{pack.credits} credits"},
+                },
+            }
+        ],
+        "success_url": settings.checkout_success_url,
+        "cancel_url": settings.checkout_cancel_url,
+        "client_reference_id": identity.user_id,
+        "metadata": metadata,
+        "payment_intent_data": {"metadata": metadata},
+    }
+    try:
+        session = await client.v1.checkout.sessions.create_async(params)  # type: ignore[arg-type]
+    except stripe.StripeError as exc:
+        log.warning("billing.checkout_failed", user_id=identity.user_id, pack=pack.pack_id, error=str(exc))
+        return json_error(502, "payment_provider_error", "Stripe could not create the checkout session; retry")
+    log.info("billing.checkout_created", user_id=identity.user_id, pack=pack.pack_id, session_id=session.id)
+    return web.json_response(
+        {"sessionId": session.id, "url": session.url, "pack": pack.pack_id, "credits": pack.credits}, status=201
+    )

@@ -1,0 +1,210 @@
+"""Wallet routes: link an address by signing a challenge (EIP-191), list addresses with BEZ balances.
+
+``POST /api/wallet/link/challenge`` stores a single-use nonce that expires after
+``WALLET_CHALLENGE_TTL_S``; ``POST /api/wallet/link {address, signature, nonce?}`` recovers the
+signer of that challenge's message with eth-account and links the address to the caller.
+An address belongs to one user. Deposits an address made before it was linked are credited by
+the chain watcher, which publishes a claim for each of them once the link exists.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from collections.abc import AsyncIterator, Callable, Coroutine
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from aiohttp import web
+from eth_account import Account
+from eth_account.messages import encode_defunct
+from eth_utils import to_checksum_address
+from web3 import AsyncWeb3
+
+from domain.chain import format_units
+from infra import chain
+from infra.chain import ChainInfo, ChainUnavailable
+from infra.settings import Settings
+from ingress.auth import Identity, Unauthorized, bearer_token, decode_token
+from ingress.http_api import json_error, parse_body
+from ingress.state import APP_STATE
+from schemas.chain import LinkWallet
+
+wallet_routes = web.RouteTableDef()
+INFO_TTL_S = 10.0  # the embedded chain gets a new token when its host restarts
+
+
+@dataclass(slots=True)
+class ChainClient:
+    w3: AsyncWeb3
+    settings: Settings
+    _info: ChainInfo | None = None
+    _info_at: float = 0.0
+
+    async def info(self) -> ChainInfo:
+        if self._info is None or time.monotonic() - self._info_at > INFO_TTL_S:
+            self._info = await chain.resolve(self.w3, self.settings)
+            self._info_at = time.monotonic()
+        return self._info
+
+    def forget(self) -> None:
+        self._info = None
+
+
+CHAIN_CLIENT = web.AppKey("chain_client", ChainClient)
+
+
+def chain_client_context(
+    settings: Settings,
+) -> Callable[[web.Application], Coroutine[Any, Any, AsyncIterator[None]]]:
+    """A cleanup context owning the node's JSON-RPC client; it connects on first use."""
+
+    async def context(app: web.Application) -> AsyncIterator[None]:
+        client = ChainClient(chain.connect(settings), settings)
+        app[CHAIN_CLIENT] = client
+        yield
+        await client.w3.provider.disconnect()
+
+    return context
+
+
+def _caller(request: web.Request) -> Identity:
+    secret = request.app[APP_STATE].settings.jwt_secret.get_secret_value()
+    token = bearer_token(request)
+    try:
+        return decode_token(token, secret)
+    except Unauthorized as exc:
+        raise web.HTTPUnauthorized(
+            text=json_error(401, "unauthorized", f"a user Bearer JWT is required: {exc}").text,
+            content_type="application/json",
+        ) from None
+
+
+def challenge_message(user_id: str, nonce: str, issued: datetime, expires: datetime) -> str:
+    return (
+        "Gatekeeper asks you to link this wallet to your account.\n\n"
+        f"User: {user_id}\nNonce: {nonce}\n"
+        f"Issued At: {issued.isoformat(timespec='seconds')}\nExpiration Time: {expires.isoformat(timespec='seconds')}"
+    )
+
+
+@wallet_routes.post("/api/wallet/link/challenge")
+async def link_challenge(request: web.Request) -> web.Response:
+    who = _caller(request)
+    state = request.app[APP_STATE]
+    nonce = secrets.token_hex(16)
+    issued = datetime.now(UTC).replace(microsecond=0)
+    expires = issued + timedelta(seconds=state.settings.wallet_challenge_ttl_s)
+    message = challenge_message(who.user_id, nonce, issued, expires)
+    async with state.pool.acquire() as conn, conn.transaction():
+        # Spent and expired challenges serve no one; keep the table as small as the live ones.
+        await conn.execute(
+            "DELETE FROM wallet_challenges WHERE user_id = $1 AND (used_at IS NOT NULL OR expires_at < now())",
+            who.user_id,
+        )
+        await conn.execute(
+            "INSERT INTO wallet_challenges (nonce, user_id, message, expires_at) VALUES ($1, $2, $3, $4)",
+            nonce, who.user_id, message, expires,
+        )  # fmt: skip
+    return web.json_response(
+        {"nonce": nonce, "message": message, "expiresAt": expires.isoformat(timespec="seconds")}, status=201
+    )
+
+
+def _signer(message: str, signature: str) -> str | None:
+    try:
+        return Account.recover_message(encode_defunct(text=message), signature=signature).lower()
+    except Exception:  # malformed r/s/v: the same answer as a wrong key
+        return None
+
+
+@wallet_routes.post("/api/wallet/link")
+async def link_wallet(request: web.Request) -> web.Response:
+    who = _caller(request)
+    body: LinkWallet = await parse_body(request, LinkWallet)
+    address = body.address.lower()
+    state = request.app[APP_STATE]
+    async with state.pool.acquire() as conn, conn.transaction():
+        challenge = await conn.fetchrow(
+            "SELECT nonce, message, used_at, expires_at <= now() AS expired FROM wallet_challenges"
+            " WHERE user_id = $1 AND ($2::text IS NULL OR nonce = $2) ORDER BY created_at DESC LIMIT 1 FOR UPDATE",
+            who.user_id, body.nonce,
+        )  # fmt: skip
+        if challenge is None:
+            return json_error(400, "no_challenge", "ask POST /api/wallet/link/challenge for a message to sign first")
+        if challenge["used_at"] is not None:
+            return json_error(400, "challenge_used", "this challenge was already used; ask for a new one")
+        if challenge["expired"]:
+            return json_error(400, "challenge_expired", "this challenge has expired; ask for a new one")
+        if _signer(challenge["message"], body.signature) != address:
+            return json_error(400, "bad_signature", "the signature is not the challenge signed by that address")
+        await conn.execute("UPDATE wallet_challenges SET used_at = now() WHERE nonce = $1", challenge["nonce"])
+        created = await conn.fetchval(
+            "INSERT INTO wallet_links (address, user_id) VALUES ($1, $2) ON CONFLICT DO NOTHING RETURNING true",
+            address, who.user_id,
+        )  # fmt: skip
+        owner = who.user_id if created else await conn.fetchval(
+            "SELECT user_id FROM wallet_links WHERE address = $1", address
+        )  # fmt: skip
+        if owner != who.user_id:
+            # Rolls back the challenge's use too: the caller may retry with another address.
+            raise web.HTTPConflict(
+                text=json_error(409, "address_taken", "this address is linked to another user").text,
+                content_type="application/json",
+            )
+        unclaimed = await conn.fetchval(
+            "SELECT count(*) FROM chain_deposits WHERE from_address = $1 AND status = 'unclaimed'", address
+        )
+    body_out = {"userId": who.user_id, "address": to_checksum_address(address), "linked": True,
+                "alreadyLinked": not created, "unclaimedDeposits": unclaimed}  # fmt: skip
+    return web.json_response(body_out, status=201 if created else 200)
+
+
+@wallet_routes.get("/api/wallet")
+async def wallet(request: web.Request) -> web.Response:
+    who = _caller(request)
+    state = request.app[APP_STATE]
+    async with state.pool.acquire() as conn:
+        links = await conn.fetch(
+            "SELECT address, linked_at FROM wallet_links WHERE user_id = $1 ORDER BY linked_at, address", who.user_id
+        )
+        carry = await conn.fetchval("SELECT base_units FROM chain_fractions WHERE user_id = $1", who.user_id)
+        deposits = await conn.fetch(
+            "SELECT tx_hash, log_index, block_number, from_address, amount, decimals, status, credits"
+            " FROM chain_deposits WHERE user_id = $1 OR (status = 'unclaimed' AND from_address = ANY($2::text[]))"
+            " ORDER BY block_number DESC, log_index DESC LIMIT 20",
+            who.user_id, [r["address"] for r in links],
+        )  # fmt: skip
+    client = request.app[CHAIN_CLIENT]
+    out: dict[str, Any] = {"userId": who.user_id, "chainAvailable": True}
+    balances: dict[str, int | None] = {r["address"]: None for r in links}
+    try:
+        info = await client.info()
+        for address in balances:
+            balances[address] = await chain.balance_of(client.w3, info, address)
+        out["token"] = {"address": info.token, "symbol": "BEZ", "decimals": info.decimals, "chainId": info.chain_id}
+        out["treasury"] = info.treasury
+        decimals = info.decimals
+    except Exception as exc:  # node down, timeout, an error answer: still list the links, say why
+        client.forget()
+        error = str(exc) if isinstance(exc, ChainUnavailable) else f"{type(exc).__name__}: {exc}"
+        out.update(chainAvailable=False, chainError=error[:300], token=None, treasury=None)
+        decimals = deposits[0]["decimals"] if deposits else 18
+    out["addresses"] = [
+        {
+            "address": to_checksum_address(r["address"]),
+            "linkedAt": r["linked_at"].isoformat(),
+            "balance": None if balances[r["address"]] is None else format_units(balances[r["address"]], decimals),
+            "balanceBaseUnits": None if balances[r["address"]] is None else str(balances[r["address"]]),
+        }
+        for r in links
+    ]
+    out["pendingFraction"] = format_units(int(carry or 0), decimals)  # BEZ deposited below one whole credit
+    out["deposits"] = [
+        {"txHash": d["tx_hash"], "logIndex": d["log_index"], "blockNumber": d["block_number"],
+         "from": to_checksum_address(d["from_address"]), "amount": format_units(int(d["amount"]), d["decimals"]),
+         "status": d["status"], "credits": d["credits"]}
+        for d in deposits
+    ]  # fmt: skip
+    return web.json_response(out)

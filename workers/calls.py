@@ -1,0 +1,121 @@
+"""The call meter actor of the ``billing`` queue, and the sweeper that ends calls whose heartbeats stopped.
+
+The sweeper runs inside every worker process that consumes ``billing``, on dramatiq's
+event loop, every ``CALL_SWEEP_INTERVAL_S``: any number of billing workers may run it at
+once, since ending a call takes its row lock and a fixed inbox id (``call-timeout:<id>``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from typing import Any
+
+import dramatiq
+import structlog
+from dramatiq import Middleware
+from dramatiq.asyncio import get_event_loop_thread
+
+from infra.settings import Settings
+from schemas.calls import CallMeter, signaling_key
+from schemas.channels import user_channel
+from schemas.queues import BILLING_QUEUE, CALL_METER_ACTOR
+from workers import calls_service
+from workers.broker import resources
+from workers.chat import RETRY_POLICY
+from workers.effects import Outcome, carry_out
+from workers.emits import emit, publish
+from workers.fail_closed import on_failure
+from workers.resources import ResourceHolder, Resources
+
+log = structlog.get_logger(__name__)
+
+
+def terms(settings: Settings) -> calls_service.Terms:
+    return calls_service.Terms(
+        settings.call_price_per_minute, settings.platform_fee_pct, round(settings.call_minute_s * 1000)
+    )
+
+
+@dramatiq.actor(queue_name=BILLING_QUEUE, actor_name=CALL_METER_ACTOR, **RETRY_POLICY)
+async def billing_call_meter(command: dict[str, Any]) -> None:
+    cmd = CallMeter.model_validate(command)
+    res = await resources.get()
+    s = res.settings
+    outcome = await calls_service.meter(res.pool, cmd, terms(s), s.signup_credits, calls_service.spend_block)
+    await carry_out(res.emitter, res.publisher, outcome)
+    await forget_signaling(res, cmd.call_id, outcome)
+    log.info("call.meter_done", command_id=cmd.command_id, action=cmd.action, call_id=cmd.call_id,
+             status=outcome.status, duplicate=not outcome.fresh)  # fmt: skip
+
+
+async def forget_signaling(res: Resources, call_id: str, outcome: Outcome) -> None:
+    """Once billing has ended a call (hang-up, no credits, timeout), nobody may signal on it any more."""
+    if any(e["event"] == "callEnded" for e in outcome.emits):
+        await res.redis.delete(signaling_key(res.settings.key_prefix, call_id))
+
+
+@on_failure(CALL_METER_ACTOR)
+async def _meter_failed(res: Resources, command: dict[str, Any], exc: BaseException) -> None:
+    cmd = CallMeter.model_validate(command)
+    error = {"code": "internal", "message": "the call meter could not apply this; nothing was charged for it",
+             "event": cmd.event, "callId": cmd.call_id}  # fmt: skip
+    await publish(res.emitter, [emit("error", user_channel(cmd.sender_id), error)])
+
+
+async def sweep_once(res: Resources) -> int:
+    """End every call whose last heartbeat is older than the timeout; returns how many ended."""
+    s = res.settings
+    timeout_ms = round(s.call_heartbeat_timeout_s * 1000)
+    now_ms = int(time.time() * 1000)
+    ended = 0
+    for call_id in await calls_service.stale_calls(res.pool, now_ms, timeout_ms):
+        outcome = await calls_service.expire(
+            res.pool, call_id, now_ms, timeout_ms, s.signup_credits, calls_service.spend_block
+        )
+        if outcome is not None:
+            await carry_out(res.emitter, res.publisher, outcome)
+            await forget_signaling(res, call_id, outcome)
+            ended += outcome.fresh
+            log.info("call.timed_out", call_id=call_id, duplicate=not outcome.fresh)
+    return ended
+
+
+class CallSweeper(Middleware):
+    """Starts the sweep loop on dramatiq's event loop in processes that consume ``billing``."""
+
+    def __init__(self, holder: ResourceHolder) -> None:
+        self._holder = holder
+        self._future: Any = None
+
+    def after_worker_boot(self, broker, worker) -> None:
+        queues = getattr(worker, "consumer_whitelist", None)
+        if queues and BILLING_QUEUE not in queues:
+            return
+        loop_thread = get_event_loop_thread()
+        if loop_thread is None:
+            return
+        self._future = asyncio.run_coroutine_threadsafe(self._run(), loop_thread.loop)
+
+    def before_worker_shutdown(self, broker, worker) -> None:
+        if self._future is not None:
+            self._future.cancel()
+            with contextlib.suppress(Exception):
+                self._future.result(timeout=5)
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                res = await self._holder.get()
+                await sweep_once(res)
+                interval = res.settings.call_sweep_interval_s
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # a database blip must not stop the sweeper for good
+                log.exception("call.sweep_failed")
+                interval = 1.0
+            await asyncio.sleep(interval)
+
+
+dramatiq.get_broker().add_middleware(CallSweeper(resources))
