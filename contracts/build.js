@@ -1,4 +1,5 @@
-// Compile BEZ.sol with the pinned solc (package.json) and write BEZ.json: {contractName, compiler, abi, bytecode}.
+// Compile BEZ.sol with the pinned solc (package.json) and write ../infra/contracts/BEZ.json
+// (package data, so the embedded chain can deploy it from an installed image): {contractName, compiler, abi, bytecode}.
 // Run with contracts/build.sh (or: cd contracts && npm ci && node build.js).
 "use strict";
 const fs = require("fs");
@@ -28,5 +29,5 @@ const artifact = {
   abi: contract.abi,
   bytecode: "0x" + contract.evm.bytecode.object,
 };
-fs.writeFileSync(path.join(__dirname, "BEZ.json"), JSON.stringify(artifact, null, 2) + "\n");
-console.log(`wrote BEZ.json with ${artifact.compiler}`);
+fs.writeFileSync(path.join(__dirname, "..", "infra", "contracts", "BEZ.json"), JSON.stringify(artifact, null, 2) + "\n");
+console.log(`wrote infra/contracts/BEZ.json with ${artifact.compiler}`);

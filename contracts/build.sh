@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Rebuild contracts/BEZ.json (the committed ABI + bytecode) from BEZ.sol with the npm solc
+# Rebuild infra/contracts/BEZ.json (the committed ABI + bytecode) from BEZ.sol with the npm solc
 # compiler pinned in package.json / package-lock.json.
 set -euo pipefail
 cd "$(dirname "$0")"

@@ -19,7 +19,7 @@ from web3 import AsyncHTTPProvider, AsyncWeb3
 
 from infra.settings import Settings
 
-ARTIFACT = Path(__file__).resolve().parents[1] / "contracts" / "BEZ.json"
+ARTIFACT = Path(__file__).resolve().parent / "contracts" / "BEZ.json"
 TRANSFER_TOPIC = "0x" + keccak(text="Transfer(address,address,uint256)").hex()
 CHAIN_INFO_METHOD = "gk_chainInfo"
 
@@ -51,10 +51,8 @@ TOKEN_ABI: list[dict[str, Any]] = [
 
 @cache
 def artifact() -> dict[str, Any]:
-    """The committed ABI and bytecode (contracts/BEZ.json, rebuilt by contracts/build.sh).
-
-    Only the embedded chain needs it, to deploy BEZ; it is read from the source checkout.
-    """
+    """The committed ABI and bytecode (infra/contracts/BEZ.json, package data, rebuilt from
+    contracts/BEZ.sol by contracts/build.sh). Only the embedded chain needs it, to deploy BEZ."""
     return json.loads(ARTIFACT.read_text())
 
 

@@ -50,7 +50,7 @@ def test_format_and_parse_examples():
 
 
 def test_the_token_abi_in_code_matches_the_compiled_contract():
-    """infra.chain.TOKEN_ABI is what a real node is called with; it must agree with contracts/BEZ.json."""
+    """infra.chain.TOKEN_ABI is what a real node is called with; it must agree with infra/contracts/BEZ.json."""
     from infra.chain import TOKEN_ABI, artifact
 
     compiled = {(e["type"], e["name"]): e for e in artifact()["abi"] if "name" in e}
