@@ -141,7 +141,7 @@ class CallSockets:
         except MeterUnavailable:
             await self.registry.transition(payload.callId, replace(call, state="active"), "ringing")
             raise
-        await self._tell("call-accepted", caller, CallPeerEvent(callId=payload.callId, userId=who.user_id))
+        await self._tell("accept-call", caller, CallPeerEvent(callId=payload.callId, userId=who.user_id))
         return {"status": "accepted", "callId": payload.callId}
 
     async def reject_call(self, sid: str, who: Identity, payload: CallRef) -> dict[str, Any]:
@@ -153,7 +153,7 @@ class CallSockets:
         if not await self.registry.transition(payload.callId, call, None):
             raise CallStateError(f"call {payload.callId!r} changed meanwhile")
         notice = CallPeerEvent(callId=payload.callId, userId=who.user_id, reason="rejected")
-        await self._tell("call-rejected", caller, notice)
+        await self._tell("reject-call", caller, notice)
         return {"status": "accepted", "callId": payload.callId}
 
     async def end_call(self, sid: str, who: Identity, payload: CallRef) -> dict[str, Any]:
@@ -163,7 +163,7 @@ class CallSockets:
         if not await self.registry.transition(payload.callId, call, None):
             raise CallStateError(f"call {payload.callId!r} changed meanwhile; retry")
         notice = CallPeerEvent(callId=payload.callId, userId=who.user_id, reason="hangup")
-        await self._tell("call-ended", other, notice)
+        await self._tell("end-call", other, notice)
         return {"status": "accepted", "callId": payload.callId}
 
     async def signal(self, sid: str, who: Identity, payload: CallSignal) -> dict[str, Any]:

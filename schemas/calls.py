@@ -83,7 +83,8 @@ class IncomingCall(Outbound):
 
 
 class CallPeerEvent(Outbound):
-    """``call-accepted``, ``call-rejected``, ``call-ended``, ``call-unavailable`` to one party."""
+    """To one party: ``accept-call``, ``reject-call``, ``end-call`` (relayed under the seed's own
+    names) and ``call-unavailable``."""
 
     callId: str
     userId: str  # the other party, who caused it

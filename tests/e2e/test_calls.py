@@ -141,7 +141,7 @@ async def test_signaling_between_users_on_different_nodes(call_stack, ledger, cl
     assert denied["status"] == "rejected" and denied["error"]["code"] == "forbidden"
 
     assert (await call(bob, "accept-call", {"callId": call_id}))["status"] == "accepted"
-    await alice.wait_for("call-accepted", by_call(call_id))
+    await alice.wait_for("accept-call", by_call(call_id))
     started = await alice.wait_for("callStarted", by_call(call_id))
     await bob.wait_for("callStarted", by_call(call_id))
     assert (started["callerId"], started["calleeId"], started["pricePerMinute"]) == (alice_id, bob_id, PRICE)
@@ -163,7 +163,7 @@ async def test_signaling_between_users_on_different_nodes(call_stack, ledger, cl
     assert malformed["status"] == "rejected" and malformed["error"]["code"] == "bad_request"
 
     assert (await call(bob, "end-call", {"callId": call_id}))["status"] == "accepted"
-    await alice.wait_for("call-ended", by_call(call_id))
+    await alice.wait_for("end-call", by_call(call_id))
     ended = await alice.wait_for("callEnded", by_call(call_id))
     assert ended == await bob.wait_for("callEnded", by_call(call_id))
     assert ended["reason"] == "hangup"
@@ -189,12 +189,12 @@ async def test_reject_and_cancel_reach_the_other_side(call_stack, ledger, client
     await call(alice, "initiate-call", {"callId": rejected_call, "calleeId": bob_id})
     await bob.wait_for("incoming-call", by_call(rejected_call))
     assert (await call(bob, "reject-call", {"callId": rejected_call}))["status"] == "accepted"
-    assert (await alice.wait_for("call-rejected", by_call(rejected_call)))["userId"] == bob_id
+    assert (await alice.wait_for("reject-call", by_call(rejected_call)))["userId"] == bob_id
 
     await call(alice, "initiate-call", {"callId": cancelled_call, "calleeId": bob_id})
     await bob.wait_for("incoming-call", by_call(cancelled_call))
     assert (await call(alice, "end-call", {"callId": cancelled_call}))["status"] == "accepted"
-    assert (await bob.wait_for("call-ended", by_call(cancelled_call)))["userId"] == alice_id
+    assert (await bob.wait_for("end-call", by_call(cancelled_call)))["userId"] == alice_id
     # Neither call was ever billed.
     assert await call_row(ledger, rejected_call) is None and await call_row(ledger, cancelled_call) is None
     self_call = await call(alice, "initiate-call", {"callId": uid("call"), "calleeId": alice_id})

@@ -19,7 +19,7 @@ EVENTS = (
     "tipReceived", "tipSent",
     "quotaExceeded", "planUpdated",
     "creditsPurchased", "creditsRefunded",
-    "incoming-call", "call-accepted", "call-rejected", "call-ended", "call-unavailable", "signal", "callStarted",
+    "incoming-call", "accept-call", "reject-call", "end-call", "call-unavailable", "signal", "callStarted",
     "callEnded",
 )  # fmt: skip
 
