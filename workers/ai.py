@@ -14,7 +14,6 @@ unacked until it is done, so a crash there gets redelivered.
 from __future__ import annotations
 
 import asyncio
-import time
 import uuid
 from dataclasses import dataclass
 from typing import Any
@@ -31,7 +30,7 @@ from schemas.ai import MessageDelta
 from schemas.channels import room_channel, user_channel
 from schemas.commands import AgentReply, ClassifyMessage
 from schemas.queues import AGENT_REPLY_ACTOR, AI_QUEUE, CLASSIFY_ACTOR
-from workers import ai_service, quotas
+from workers import ai_service
 from workers.broker import resources, settings, shutdown
 from workers.deltas import DeltaCoalescer
 from workers.effects import Outcome, carry_out
@@ -111,7 +110,7 @@ async def ai_reply(command: dict[str, Any]) -> None:
 async def _answer(res: Resources, rt: AiRuntime, cmd: AgentReply) -> Outcome:
     s = res.settings
     policy = s.credit_policy
-    inputs = await ai_service.reply_inputs(res.pool, cmd, policy, s.ai_context_messages)
+    inputs = await ai_service.reply_inputs(res.pool, cmd, policy, s.ai_context_messages, s.plan_catalog)
     if inputs.stored is not None:
         return inputs.stored  # answered before: no new call, no new charge
     if not rt.model.configured:
@@ -130,8 +129,7 @@ async def _answer(res: Resources, rt: AiRuntime, cmd: AgentReply) -> Outcome:
         )  # fmt: skip
         return await ai_service.close_with(res.pool, cmd.command_id, cmd.type, cmd.asker_user_id, [error],
                                            reason="insufficient_credits")  # fmt: skip
-    if cmd.asker_user_id and (block := await quotas.ai_token_block(res.pool, s.plan_catalog, cmd.asker_user_id,
-                                                                   time.time())):  # fmt: skip
+    if cmd.asker_user_id and (block := inputs.quota):
         notice = emit("quotaExceeded", user_channel(cmd.asker_user_id), block.event(cmd.reply_id, None, cmd.room_id))
         return await ai_service.close_with(res.pool, cmd.command_id, cmd.type, cmd.asker_user_id, [notice],
                                            reason="quota_exceeded")  # fmt: skip

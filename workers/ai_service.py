@@ -15,6 +15,7 @@ import asyncpg
 
 from domain.channels import conversation_room
 from domain.credits import Blocked, Charged, CreditPolicy, charge_words
+from domain.plans import PlanCatalog
 from domain.sanitize import sanitize_text
 from domain.words import count_words
 from infra import inbox, ledger, receivables
@@ -23,10 +24,12 @@ from schemas.channels import room_channel, tenant_channel, user_channel
 from schemas.commands import AgentReply, ClassifyMessage, SendOutbound
 from schemas.queues import OUTBOUND_QUEUE, SEND_OUTBOUND_ACTOR
 from schemas.socket_events import CreditError, CreditInfo, NewMessage
+from workers import quotas
 from workers.channel_service import conversation_updated
 from workers.effects import Outcome, follow_up, replay
 from workers.emits import Emit, emit
 from workers.providers.model import Completion
+from workers.quotas import QuotaBlock
 
 AGENT_USER_ID = "agent"
 
@@ -50,9 +53,12 @@ class ReplyInputs:
     history: list[dict] = field(default_factory=list)
     system_prompt: str = ""
     owed: int = 0  # credits a refunded purchase left owed (infra.receivables): no call while unpaid
+    quota: QuotaBlock | None = None  # the asker's plan allows no more AI tokens today
 
 
-async def reply_inputs(pool: asyncpg.Pool, cmd: AgentReply, policy: CreditPolicy, limit: int) -> ReplyInputs:
+async def reply_inputs(
+    pool: asyncpg.Pool, cmd: AgentReply, policy: CreditPolicy, limit: int, plans: PlanCatalog
+) -> ReplyInputs:
     async with pool.acquire() as conn:
         if (stored := await stored_outcome(conn, cmd.command_id)) is not None:
             return ReplyInputs(stored)
@@ -61,7 +67,8 @@ async def reply_inputs(pool: asyncpg.Pool, cmd: AgentReply, policy: CreditPolicy
         available = max(0, available - owed * policy.words_per_credit)  # owed credits are settled first
         history = await context(conn, cmd.room_id, cmd.trigger_message_id, limit)
         prompt = await system_prompt(conn, cmd.tenant_id)
-        return ReplyInputs(None, available, credits, words_left, history, prompt, owed)
+        quota = await quotas.ai_token_block(conn, plans, cmd.asker_user_id, time.time()) if cmd.asker_user_id else None
+        return ReplyInputs(None, available, credits, words_left, history, prompt, owed, quota)
 
 
 async def close_with(pool: asyncpg.Pool, command_id: str, kind: str, user_id: str | None, emits: list[Emit],

@@ -9,6 +9,7 @@ from typing import Any
 
 from domain.credit_packs import credits_to_reverse, parse_credit_packs
 from domain.credits import CreditPolicy
+from domain.plans import PlanCatalog
 from infra import grants, receivables
 from infra import ledger as ledger_repo
 from schemas.billing import StripeEvent
@@ -299,7 +300,7 @@ async def test_the_ai_agent_is_not_asked_or_charged_while_its_asker_owes(ledger)
         command_id=command_id, reply_id=reply_id, trigger_message_id=trigger_id, room_id="shop",
         asker=ledger_repo.user_account(user), asker_user_id=user, requested_at_ms=int(time.time() * 1000),
     )  # fmt: skip
-    inputs = await ai_service.reply_inputs(ledger, cmd, POLICY, 20)
+    inputs = await ai_service.reply_inputs(ledger, cmd, POLICY, 20, PlanCatalog.parse(""))
     assert (inputs.owed, inputs.credits, inputs.available) == (3, 0, 0)  # the pre-call check refuses
     # A reply that was already being answered when the refund landed is not charged either.
     stored = await ai_service.store_reply(ledger, cmd, Completion("hola mundo", 5, 2, "m", 10), POLICY, "AI", "/b")
