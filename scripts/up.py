@@ -119,6 +119,7 @@ def main() -> int:
             f"  Chat workers:     {args.processes} processes x {args.threads} threads on queue 'chat'\n"
             f"  Outbound workers: 1 process x 128 threads on queue 'outbound'\n"
             f"  AI workers:       1 process x 256 threads on queue 'ai' (OPENAI_BASE_URL, AI_MODEL)\n"
+            f"  Billing workers:  1 process x 16 threads on queue 'billing' (packs, plans, tips, calls)\n"
             f"  Chain watcher:    BEZ deposits to the treasury -> queue 'chain' (1 process x 4 threads);\n"
             f"                    {chain_where(settings)}\n"
             f"  Logs:             {args.logs}/\n\n"
