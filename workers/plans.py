@@ -14,7 +14,6 @@ from concurrent.futures import Future
 from typing import Any
 
 import dramatiq
-import pydantic
 import structlog
 from dramatiq.asyncio import get_event_loop_thread
 
@@ -22,16 +21,10 @@ from schemas.billing import ReportUsage, StripeEvent
 from schemas.queues import BILLING_QUEUE, REPORT_USAGE_ACTOR, STRIPE_SUBSCRIPTION_ACTOR
 from workers import metering, plans_service
 from workers.broker import broker, resources, settings, shutdown
+from workers.chat import RETRY_POLICY
 from workers.effects import carry_out
 
 log = structlog.get_logger(__name__)
-
-RETRY_POLICY: dict[str, Any] = {
-    "max_retries": 5,
-    "min_backoff": 200,
-    "max_backoff": 5_000,
-    "throws": (pydantic.ValidationError,),
-}
 
 
 @dramatiq.actor(queue_name=BILLING_QUEUE, actor_name=STRIPE_SUBSCRIPTION_ACTOR, **RETRY_POLICY)
