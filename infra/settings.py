@@ -160,6 +160,21 @@ class Settings(BaseSettings):
     call_state_ttl_s: int = Field(default=21_600, ge=60)  # signaling state, renewed by heartbeats
     call_signal_max_bytes: int = Field(default=16_384, ge=256, le=60_000)  # one signal's JSON data
 
+    # --- Sentry (errors from ingress and workers, scrubbed; off while SENTRY_DSN is empty) ---
+    sentry_dsn: SecretStr = SecretStr("")
+    sentry_environment: str = "development"
+    sentry_release: str = ""  # default: gatekeeper@<installed version>
+    sentry_traces_sample_rate: float = Field(default=0.0, ge=0, le=1)
+
+    # --- Metrics ---
+    # Ingress serves GET /metrics on its own port; with a token set, scrapers must send it as a Bearer.
+    metrics_token: SecretStr = SecretStr("")
+    # A worker pool's /metrics port (one per pool and machine); 0 = no metrics server.
+    worker_metrics_port: int = Field(default=0, ge=0, le=65_535)
+    worker_metrics_host: str = "127.0.0.1"
+    # Where a pool's processes keep their shared metric files (a fresh sub-directory per pool run).
+    worker_metrics_dir: str = ""  # empty: the system's temp directory
+
     log_level: str = "INFO"
     log_format: str = Field(default="json", pattern="^(json|console)$")
 

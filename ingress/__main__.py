@@ -5,8 +5,10 @@ from __future__ import annotations
 import argparse
 
 from aiohttp import web
+from sentry_sdk.integrations.aiohttp import AioHttpIntegration
 
 from infra.logging import configure_logging
+from infra.sentry import init_sentry
 from infra.settings import Settings
 from ingress.app import init_app
 
@@ -20,6 +22,7 @@ def main() -> None:
     if "node_id" not in settings.model_fields_set:
         settings = settings.model_copy(update={"node_id": f"{settings.node_id}-{args.port}"})
     configure_logging(settings.log_level, settings.log_format, service="ingress", node=settings.node_id)
+    init_sentry(settings, "ingress", [AioHttpIntegration()])
     web.run_app(init_app(settings), host=args.host, port=args.port, print=None, shutdown_timeout=10)
 
 

@@ -16,6 +16,7 @@ from ingress.billing_api import billing_routes, stripe_client_context
 from ingress.billing_webhooks import billing_webhook_routes
 from ingress.history_api import history_routes
 from ingress.http_api import routes
+from ingress.metrics import METRICS, IngressMetrics, metrics_middleware, metrics_routes
 from ingress.plans_api import plans_routes
 from ingress.presence import Presence
 from ingress.rate_limiter import RateLimiter
@@ -33,7 +34,8 @@ MAX_FRAME_BYTES = 64 * 1024  # a 4000-character message fits many times over
 
 
 def init_app(settings: Settings) -> web.Application:
-    app = web.Application(client_max_size=MAX_FRAME_BYTES)
+    app = web.Application(client_max_size=MAX_FRAME_BYTES, middlewares=[metrics_middleware])
+    metrics = app[METRICS] = IngressMetrics()  # this node's own registry, served at /metrics
     sio = AckAwareServer(
         async_mode="aiohttp",
         client_manager=socketio_manager(settings.effective_redis_url, settings.key("socketio")),
@@ -45,6 +47,7 @@ def init_app(settings: Settings) -> web.Application:
         engineio_logger=False,
     )
     sio.attach(app)
+    metrics.instrument(sio.manager)
     app.router.add_routes(routes)
     app.router.add_routes(tenant_routes)
     app.router.add_routes(webhook_routes)
@@ -54,6 +57,7 @@ def init_app(settings: Settings) -> web.Application:
     app.router.add_routes(history_routes)
     app.router.add_routes(wallet_routes)
     app.router.add_routes(plans_routes)
+    app.router.add_routes(metrics_routes)
 
     async def resources(app: web.Application) -> AsyncIterator[None]:
         await db.migrate(settings.database_url)
@@ -67,7 +71,7 @@ def init_app(settings: Settings) -> web.Application:
         app[APP_STATE] = state
         ChatSockets(
             sio, settings, presence, publisher,
-            RateLimiter(redis, settings.key_prefix, settings.rate_windows), redis, pool,
+            RateLimiter(redis, settings.key_prefix, settings.rate_windows), redis, pool, metrics,
         )  # fmt: skip
         log.info("ingress.started", node=settings.node_id)
         yield

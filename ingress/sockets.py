@@ -26,6 +26,7 @@ from infra.publisher import CommandPublisher, PublishFailed
 from infra.settings import Settings
 from ingress.auth import Identity, Unauthorized, decode_token
 from ingress.calls import CallSockets
+from ingress.metrics import IngressMetrics
 from ingress.presence import Presence
 from ingress.rate_limiter import RateLimiter
 from ingress.socket_server import AckAwareServer, ack_requested
@@ -65,8 +66,10 @@ class ChatSockets:
         limiter: RateLimiter,
         redis: Redis,
         pool: asyncpg.Pool,
+        metrics: IngressMetrics | None = None,
     ) -> None:
         self.sio = sio
+        self.metrics = metrics or IngressMetrics()
         self.settings = settings
         self.presence = presence
         self.publisher = publisher
@@ -95,6 +98,14 @@ class ChatSockets:
         """Validate the payload and turn every failure into a clear error for the sender only."""
 
         async def run(sid: str, data: Any = None, *_: Any) -> dict[str, Any] | None:
+            self.metrics.event(event)
+            started = time.perf_counter()
+            result = await attempt(sid, data)
+            status = result.get("status", "ok") if isinstance(result, dict) else "ok"
+            self.metrics.acked(event, str(status), time.perf_counter() - started)
+            return result
+
+        async def attempt(sid: str, data: Any) -> dict[str, Any] | None:
             try:
                 payload = schema.model_validate(data if data is not None else {})
                 identity = await self._identity(sid)
@@ -113,6 +124,7 @@ class ChatSockets:
 
     async def _reject(self, sid: str, event: str, code: str, message: str, **extra: Any) -> dict[str, Any]:
         error = {"code": code, "message": message}
+        self.metrics.rejected("socket", code)
         if not ack_requested.get():
             await self.sio.emit("error", {**error, "event": event, **extra}, to=sid)
         return {"status": "rejected", "error": error, **extra}
@@ -133,6 +145,7 @@ class ChatSockets:
             identity = decode_token(token, self._secret)
         except Unauthorized as exc:
             log.info("socket.unauthorized", reason=str(exc))
+            self.metrics.rejected("socket", "unauthorized")
             raise socketio.exceptions.ConnectionRefusedError("unauthorized") from None
         await self.sio.save_session(sid, {"identity": identity})
         await self.sio.enter_room(sid, user_channel(identity.user_id))
@@ -140,11 +153,14 @@ class ChatSockets:
             await self.sio.enter_room(sid, tenant_channel(identity.operator_of))
         self.presence.connected(sid)
         await self.calls.connected(sid, identity)
+        self.metrics.connected()
         log.info("socket.connected", sid=sid, user_id=identity.user_id)
 
     async def disconnect(self, sid: str, *_: Any) -> None:
         session = await self.sio.get_session(sid)
         identity: Identity | None = session.get("identity")
+        if identity is not None:
+            self.metrics.disconnected()
         if identity is not None:
             await self.calls.disconnected(sid, identity)
         for room_id in await self.presence.disconnected(sid):

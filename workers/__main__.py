@@ -15,6 +15,7 @@ from infra import db
 from infra.logging import configure_logging
 from infra.settings import Settings
 from schemas.queues import ALL_QUEUES
+from workers.metrics import prepare_pool_dir, remove_pool_dir
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -27,7 +28,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"unknown queue(s): {', '.join(sorted(unknown))}; known: {', '.join(ALL_QUEUES)}", file=sys.stderr)
         return 2
     asyncio.run(db.migrate(settings.database_url))
-    return dramatiq_main(args) or 0
+    metrics_dir = prepare_pool_dir(settings)  # before the fork: every process of this pool shares it
+    try:
+        return dramatiq_main(args) or 0
+    finally:
+        remove_pool_dir(metrics_dir)
 
 
 if __name__ == "__main__":

@@ -7,24 +7,37 @@ from __future__ import annotations
 
 import dramatiq
 from dramatiq.brokers.rabbitmq import RabbitmqBroker
-from dramatiq.middleware import AsyncIO, Retries
+from dramatiq.middleware import AsyncIO, Retries, default_middleware
+from sentry_sdk.integrations.dramatiq import DramatiqIntegration
 
 from infra.logging import configure_logging
+from infra.sentry import init_sentry
 from infra.settings import Settings
 from workers.fail_closed import FailClosed
 from workers.lifetime import CloseOnShutdown
+from workers.metrics import install as install_metrics
 from workers.resources import ResourceHolder
+from workers.safe_retries import SafeRetries
 
 settings = Settings()
 configure_logging(settings.log_level, settings.log_format, service="workers")
+# Before the broker exists: sentry-sdk's dramatiq integration hooks into brokers as they are made.
+init_sentry(settings, "workers", [DramatiqIntegration()])
 resources = ResourceHolder(settings)
 
-broker = RabbitmqBroker(url=settings.amqp_url, confirm_delivery=True)
+# dramatiq's default middleware, with Retries replaced by one that never loses a message whose
+# re-enqueue fails (workers/safe_retries.py).
+broker = RabbitmqBroker(
+    url=settings.amqp_url,
+    confirm_delivery=True,
+    middleware=[SafeRetries() if m is Retries else m() for m in default_middleware],
+)
 broker.add_middleware(AsyncIO())
 shutdown = CloseOnShutdown(resources.close)
 broker.add_middleware(shutdown)
 # Added before Retries so its after_* hook runs after Retries has decided to give up.
 broker.add_middleware(FailClosed(resources), before=Retries)
+install_metrics(broker, settings)  # /metrics on WORKER_METRICS_PORT, when set
 dramatiq.set_broker(broker)
 
 # Import the actors so that ``python -m dramatiq workers.broker`` registers them.

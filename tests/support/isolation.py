@@ -78,6 +78,11 @@ def create_vhost(vhost: str) -> None:
     _rabbitmqctl("set_permissions", "-p", vhost, "guest", ".*", ".*", ".*")
 
 
+def set_permissions(vhost: str, *, configure: str, write: str, read: str) -> None:
+    """guest's permissions on ``vhost`` (regular expressions; "" refuses everything)."""
+    _rabbitmqctl("set_permissions", "-p", vhost, "guest", configure, write, read)
+
+
 def delete_vhost(vhost: str) -> None:
     _rabbitmqctl("delete_vhost", vhost)
 

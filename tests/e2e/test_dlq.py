@@ -1,0 +1,236 @@
+"""``python -m scripts.dlq`` against real chat workers that dead-letter real poison commands.
+
+Each test has its own database, vhost and worker pool, so the dead-letter queue holds only its
+own messages. The fault is real: a PostgreSQL trigger refuses the room's messages until the
+"fix" drops it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+import aio_pika
+import asyncpg
+import pytest
+
+from infra import db, grants, ledger
+from infra.amqp import encode_actor_message, topology
+from schemas.queues import CHAT_QUEUE, MARK_READ_ACTOR, SEND_MESSAGE_ACTOR
+from tests.e2e.test_exactly_once import chat_command
+from tests.support import isolation
+from tests.support.ledger_checks import assert_ledger_invariants
+from tests.support.processes import ROOT, Proc, Processes, wait_for_log
+
+DEAD_QUEUE = CHAT_QUEUE + ".XQ"
+
+
+@dataclass
+class DlqStack:
+    iso: isolation.Isolation
+    pool: asyncpg.Pool
+    workers: Proc
+
+    def cli(self, *args: str, stdin: str = "", **env: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "scripts.dlq", *args],
+            cwd=ROOT, env=self.iso.env(**env), input=stdin, capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+
+    def listed(self, *filters: str) -> list[dict[str, Any]]:
+        done = self.cli("list", "--json", *filters)
+        assert done.returncode == 0, done.stderr
+        return json.loads(done.stdout)["messages"]
+
+    async def publish(self, actor: str, command: dict[str, Any]) -> str:
+        connection = await aio_pika.connect(self.iso.amqp_url)
+        async with connection:
+            channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
+            for name, arguments in topology(CHAT_QUEUE):
+                await channel.declare_queue(name, durable=True, arguments=arguments)
+            message_id = str(uuid.uuid4())
+            body = encode_actor_message(CHAT_QUEUE, actor, {"command": command}, message_id)
+            await channel.default_exchange.publish(
+                aio_pika.Message(body, delivery_mode=aio_pika.DeliveryMode.PERSISTENT, message_id=message_id),
+                routing_key=CHAT_QUEUE,
+                mandatory=True,
+            )
+        return message_id
+
+    async def dead_count(self) -> int:
+        connection = await aio_pika.connect(self.iso.amqp_url)
+        async with connection:
+            channel = await connection.channel()
+            queue = await channel.declare_queue(DEAD_QUEUE, passive=True)
+            return queue.declaration_result.message_count or 0
+
+    async def wait_dead(self, expected: int, timeout: float = 90) -> None:
+        deadline = time.monotonic() + timeout
+        while (count := await self.dead_count()) != expected:
+            assert time.monotonic() < deadline, f"{count} dead messages, expected {expected}"
+            await asyncio.sleep(0.3)
+
+    async def refuse_room(self, room: str) -> None:
+        """A real fault: PostgreSQL refuses this room's messages (after the charge, so it also rolls back)."""
+        await self.pool.execute(
+            "CREATE OR REPLACE FUNCTION dlq_test_refuse() RETURNS trigger LANGUAGE plpgsql AS"
+            " $$ BEGIN RAISE EXCEPTION 'test fault: room % refused', NEW.room_id; END $$"
+        )
+        await self.pool.execute(
+            f"CREATE TRIGGER dlq_test_refuse BEFORE INSERT ON messages FOR EACH ROW"
+            f" WHEN (NEW.room_id = '{room}') EXECUTE FUNCTION dlq_test_refuse()"
+        )
+
+    async def fix(self) -> None:
+        await self.pool.execute("DROP TRIGGER dlq_test_refuse ON messages")
+
+
+@pytest.fixture
+async def dlq() -> AsyncIterator[DlqStack]:
+    run = isolation.new_isolation()
+    isolation.create_vhost(run.vhost)
+    procs = Processes(run.env())
+    pool = None
+    try:
+        await db.migrate(run.database_url)
+        pool = await db.create_pool(run.database_url, max_size=4)
+        stack = DlqStack(run, pool, procs.workers("chat", processes=1, threads=4))
+        yield stack
+        async with pool.acquire() as conn:
+            await assert_ledger_invariants(conn)
+    finally:
+        procs.stop_all()
+        if pool is not None:
+            await pool.close()
+        isolation.delete_vhost(run.vhost)
+        await isolation.drop_database(run.database)
+
+
+def send(user: str, room: str, words: int = 1500) -> dict[str, Any]:
+    return chat_command(user, room, words).model_dump(mode="json")
+
+
+def invalid_mark_read(user: str) -> dict[str, Any]:
+    """Fails validation (no room or message id): dramatiq gives up at once, without retries."""
+    return {"type": "chat.mark_read", "command_id": f"read:{uuid.uuid4()}", "user_id": user}
+
+
+async def test_poison_commands_are_listed_then_requeued_after_a_fix_and_applied_once(dlq: DlqStack):
+    user, room = f"dlq-{uuid.uuid4().hex[:8]}", f"room-{uuid.uuid4().hex[:8]}"
+    await grants.grant(dlq.pool, ledger.user_account(user), 5, "test", "g")
+    await dlq.refuse_room(room)
+    sends = [send(user, room), send(user, room)]
+    send_ids = [await dlq.publish(SEND_MESSAGE_ACTOR, cmd) for cmd in sends]
+    bad = invalid_mark_read(user)
+    await dlq.publish(MARK_READ_ACTOR, bad)
+    await dlq.wait_dead(3)
+
+    listed = dlq.listed()
+    assert len(listed) == 3
+    by_command = {m["command_id"]: m for m in listed}
+    for cmd, message_id in zip(sends, send_ids, strict=True):
+        dead = by_command[cmd["command_id"]]
+        assert (dead["queue"], dead["actor"], dead["message_id"]) == (CHAT_QUEUE, SEND_MESSAGE_ACTOR, message_id)
+        assert dead["command_type"] == "chat.send_message" and dead["retries"] == 5
+        assert "test fault" in dead["error"] and "test fault" in dead["traceback_tail"][-1]
+        assert dead["enqueued_at"] and dead["failed_at"] and dead["failed_at"] >= dead["enqueued_at"]
+    invalid = by_command[bad["command_id"]]
+    assert invalid["actor"] == MARK_READ_ACTOR and invalid["retries"] == 0 and "validation error" in invalid["error"]
+
+    # Browsing neither loses nor reorders: the same messages in the same order, still all there.
+    assert [m["message_id"] for m in dlq.listed()] == [m["message_id"] for m in listed]
+    assert await dlq.dead_count() == 3
+    table = dlq.cli("list", "--queue", "chat")
+    print(table.stdout)
+    assert table.returncode == 0 and "3 dead message(s)" in table.stdout
+    assert all(cmd["command_id"] in table.stdout for cmd in sends) and "test fault" in table.stdout
+
+    # Filters.
+    assert [m["command_id"] for m in dlq.listed("--actor", MARK_READ_ACTOR)] == [bad["command_id"]]
+    assert len(dlq.listed("--actor", SEND_MESSAGE_ACTOR)) == 2
+    assert dlq.listed("--queue", "billing") == []
+    assert len(dlq.listed("--since", "10m")) == 3
+    assert dlq.listed("--since", "2099-01-01T00:00") == []
+    assert len(dlq.listed("--limit", "1")) == 1
+    bad_arg = dlq.cli("list", "--queue", "nope")
+    assert bad_arg.returncode == 2 and "unknown queue" in bad_arg.stderr
+    for bad_since in ("yesterday", "5w"):
+        assert dlq.cli("list", "--since", bad_since).returncode == 2
+    unreachable = dlq.cli("list", AMQP_URL="amqp://guest:guest@127.0.0.1:1/")
+    assert unreachable.returncode == 2 and "error: RabbitMQ" in unreachable.stderr
+
+    # A dry run changes nothing.
+    dry = dlq.cli("requeue", "--actor", SEND_MESSAGE_ACTOR, "--dry-run")
+    assert dry.returncode == 0 and "would requeue 2 message(s)" in dry.stdout
+    assert await dlq.dead_count() == 3
+    assert await dlq.pool.fetchval("SELECT count(*) FROM messages WHERE room_id = $1", room) == 0
+
+    # After the fix, a requeue applies each command exactly once.
+    await dlq.fix()
+    moved = dlq.cli("requeue", "--actor", SEND_MESSAGE_ACTOR)
+    assert moved.returncode == 0 and "requeued 2 message(s)" in moved.stdout, moved.stdout + moved.stderr
+    ids = [cmd["command_id"] for cmd in sends]
+    deadline = time.monotonic() + 60
+    while (
+        await dlq.pool.fetchval("SELECT count(*) FROM inbox WHERE command_id = ANY($1) AND status = 'applied'", ids) < 2
+    ):
+        assert time.monotonic() < deadline, "the requeued commands were not applied"
+        await asyncio.sleep(0.2)
+    assert await dlq.dead_count() == 1  # only the invalid one is left
+    # The same requeue again finds nothing to move: no duplicate.
+    again = dlq.cli("requeue", "--actor", SEND_MESSAGE_ACTOR)
+    assert "requeued 0 message(s)" in again.stdout
+    await asyncio.sleep(1.0)
+    assert await dlq.pool.fetchval("SELECT count(*) FROM messages WHERE room_id = $1", room) == 2
+    refs = await dlq.pool.fetchval("SELECT count(*) FROM ledger_transactions WHERE reference = ANY($1)", ids)
+    assert refs == 2
+    # 5 granted; 3000 words cost 3 credits (the first message's 500 left-over words carry to the second).
+    credits = await dlq.pool.fetchval("SELECT credits FROM accounts WHERE account_id = $1", ledger.user_account(user))
+    assert credits == 2
+
+
+async def test_a_requeue_gets_fresh_retries_and_purge_deletes_only_what_matches(dlq: DlqStack):
+    user, room = f"dlq-{uuid.uuid4().hex[:8]}", f"room-{uuid.uuid4().hex[:8]}"
+    await grants.grant(dlq.pool, ledger.user_account(user), 5, "test", "g")
+    await dlq.refuse_room(room)  # never fixed here
+    poison_id = await dlq.publish(SEND_MESSAGE_ACTOR, send(user, room))
+    bad = invalid_mark_read(user)
+    await dlq.publish(MARK_READ_ACTOR, bad)
+    await dlq.wait_dead(2)
+    retrying = f"Retrying message '{poison_id}'"
+    assert dlq.workers.log().count(retrying) == 5
+
+    # Requeued, it fails again and comes back, having had a whole new set of five retries.
+    moved = dlq.cli("requeue", "--queue", "chat", "--actor", SEND_MESSAGE_ACTOR)
+    assert "requeued 1 message(s)" in moved.stdout
+    wait_for_log(dlq.workers, retrying, count=10, timeout=90)
+    await dlq.wait_dead(2)
+    assert dlq.workers.log().count(retrying) == 10
+    [dead] = dlq.listed("--actor", SEND_MESSAGE_ACTOR)
+    assert dead["message_id"] == poison_id and dead["retries"] == 5
+
+    # purge asks first: "no" or no answer deletes nothing.
+    for answer in ("no\n", ""):
+        refused = dlq.cli("purge", "--actor", MARK_READ_ACTOR, stdin=answer)
+        assert refused.returncode == 1 and "nothing purged" in refused.stderr
+        assert await dlq.dead_count() == 2
+
+    purged = dlq.cli("purge", "--actor", MARK_READ_ACTOR, "--yes")
+    assert purged.returncode == 0 and "purged 1 message(s)" in purged.stdout
+    assert await dlq.dead_count() == 1
+    assert [m["message_id"] for m in dlq.listed()] == [poison_id]
+
+    # Typing the queue name confirms too.
+    confirmed = dlq.cli("purge", "--queue", "chat", stdin="chat\n")
+    assert confirmed.returncode == 0 and "purged 1 message(s)" in confirmed.stdout
+    assert await dlq.dead_count() == 0
+    # Nothing was charged for the command that never applied.
+    assert await dlq.pool.fetchval("SELECT status FROM inbox WHERE command_id = $1", bad["command_id"]) == "failed"
+    assert await dlq.pool.fetchval("SELECT count(*) FROM messages WHERE room_id = $1", room) == 0

@@ -1,0 +1,73 @@
+"""The parts of the dead-letter tool that need no broker: time filters and the requeued body."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import dramatiq
+import pytest
+
+from infra.dead_letters import DeadMessage, Filters, fresh_body, parse_since
+
+NOW = dt.datetime(2026, 11, 23, 12, 0, tzinfo=dt.UTC)
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("90s", NOW - dt.timedelta(seconds=90)),
+        ("15m", NOW - dt.timedelta(minutes=15)),
+        ("2h", NOW - dt.timedelta(hours=2)),
+        ("7d", NOW - dt.timedelta(days=7)),
+        ("2026-11-23T10:00", dt.datetime(2026, 11, 23, 10, 0, tzinfo=dt.UTC)),
+        ("2026-11-23T10:00:00+01:00", dt.datetime(2026, 11, 23, 9, 0, tzinfo=dt.UTC)),
+    ],
+)
+def test_since_accepts_ages_and_iso_times(value, expected):
+    assert parse_since(value, NOW) == expected
+
+
+@pytest.mark.parametrize("value", ["", "yesterday", "5w", "h", "-3h"])
+def test_since_rejects_anything_else(value):
+    with pytest.raises(ValueError):
+        parse_since(value, NOW)
+
+
+def dead(actor: str = "chat_send_message", failed_at: dt.datetime | None = NOW, **options) -> DeadMessage:
+    message = dramatiq.Message(
+        queue_name="chat.DQ", actor_name=actor, args=(), kwargs={"command": {"command_id": "c1"}},
+        options=options, message_id="m1",
+    )  # fmt: skip
+    return DeadMessage(
+        queue="chat", actor=actor, message_id="m1", command_id="c1", command_type=None, enqueued_at=None,
+        failed_at=failed_at, retries=int(options.get("retries", 0)), traceback=options.get("traceback"),
+        body=message.asdict(),
+    )  # fmt: skip
+
+
+def test_filters_match_on_actor_time_and_ids():
+    d = dead()
+    assert Filters(("chat",)).matches(d)
+    assert not Filters(("chat",), actor="chat_mark_read").matches(d)
+    assert Filters(("chat",), since=NOW).matches(d)
+    assert not Filters(("chat",), since=NOW + dt.timedelta(seconds=1)).matches(d)
+    assert not Filters(("chat",), since=NOW).matches(dead(failed_at=None))
+    assert not Filters(("chat",), message_ids=frozenset({"other"})).matches(d)
+
+
+def test_a_requeued_body_targets_the_work_queue_with_fresh_retries():
+    d = dead(retries=5, traceback="Traceback...\nError: boom", eta=1, requeue_timestamp=2, max_retries=7)
+    message = dramatiq.Message.decode(fresh_body(d))
+    assert message.queue_name == "chat" and message.message_id == "m1"
+    assert message.kwargs == {"command": {"command_id": "c1"}}
+    assert message.options == {"max_retries": 7}  # an operator's own option stays; the retry bookkeeping goes
+
+
+def test_the_traceback_tail_skips_marker_lines():
+    tb = "Traceback (most recent call last):\n  File x\n    f()\n    ^^^\nValueError: boom\n"
+    assert dead(traceback=tb).traceback_tail == [
+        "Traceback (most recent call last):",
+        "  File x",
+        "    f()",
+        "ValueError: boom",
+    ]
