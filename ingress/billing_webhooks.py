@@ -8,9 +8,6 @@ The worker's inbox dedupes whatever is published twice.
 
 from __future__ import annotations
 
-import asyncio
-import hashlib
-import hmac
 import json
 from typing import Any
 
@@ -18,11 +15,11 @@ import stripe
 import structlog
 from aiohttp import web
 from pydantic import ValidationError
-from redis.exceptions import RedisError
 
 from infra.publisher import PublishFailed
 from ingress.http_api import json_error
 from ingress.state import APP_STATE, IngressState
+from ingress.webhooks import accept_routed, hmac_sha256_hex_ok, unavailable
 from schemas.base import Command
 from schemas.billing import StripeEvent
 from schemas.lemonsqueezy import ORDER_EVENTS, LemonSqueezyOrder, lemonsqueezy_command_id
@@ -36,7 +33,6 @@ STRIPE_SIGNATURE_HEADER = "Stripe-Signature"
 STRIPE_TOLERANCE_S = 300
 LEMONSQUEEZY_SIGNATURE_HEADER = "X-Signature"
 MAX_BODY_BYTES = 1024 * 1024
-REDIS_TIMEOUT_S = 0.5
 
 
 def stripe_actor(event_type: str) -> str | None:
@@ -48,37 +44,14 @@ def stripe_actor(event_type: str) -> str | None:
     return None
 
 
-async def _seen(state: IngressState, key: str) -> bool:
-    """Accepted before? If Redis cannot say, publish again: the worker's inbox dedupes."""
-    try:
-        async with asyncio.timeout(REDIS_TIMEOUT_S):
-            return await state.redis.exists(key) > 0
-    except (RedisError, OSError, TimeoutError) as exc:
-        log.warning("webhook.dedupe_unavailable", error=repr(exc))
-        return False
-
-
 async def accept(state: IngressState, actor: str, command: Command) -> bool:
-    """Publish unless accepted before; True if published. Raises PublishFailed without a confirm."""
-    command_id = command.command_id  # type: ignore[attr-defined]
-    key = state.settings.key("webhook", command_id)
-    if await _seen(state, key):
-        return False
-    await state.publisher.publish(BILLING_QUEUE, actor, command)
-    try:  # confirmed: only now may a redelivery be answered without publishing
-        async with asyncio.timeout(REDIS_TIMEOUT_S):
-            await state.redis.set(key, "1", ex=state.settings.webhook_dedupe_ttl_s)
-    except (RedisError, OSError, TimeoutError) as exc:
-        log.warning("webhook.dedupe_mark_failed", command_id=command_id, error=repr(exc))
-    return True
+    """Publish to ``billing`` unless accepted before; True if published. Raises PublishFailed
+    without a confirm (the same dedupe-after-confirm as the channel webhooks)."""
+    return (await accept_routed(state, [(BILLING_QUEUE, actor, command)])).published == 1
 
 
 async def _read(request: web.Request) -> bytes:
     return await request.clone(client_max_size=MAX_BODY_BYTES).read()
-
-
-def _unavailable() -> web.Response:
-    return json_error(503, "unavailable", "the event could not be stored durably; retry later")
 
 
 # --- Stripe ---------------------------------------------------------------------------------------
@@ -131,16 +104,11 @@ async def stripe_webhook(request: web.Request) -> web.Response:
         published = await accept(state, actor, command)
     except PublishFailed as exc:
         log.warning("webhook.not_accepted", provider="stripe", command_id=command.command_id, error=str(exc))
-        return _unavailable()
+        return unavailable()
     return web.json_response({"received": True, "duplicate": not published})
 
 
 # --- LemonSqueezy ---------------------------------------------------------------------------------
-
-
-def lemonsqueezy_signature_ok(body: bytes, provided: str, secret: str) -> bool:
-    expected = hmac.new(secret.encode("utf-8"), body, hashlib.sha256).hexdigest()
-    return hmac.compare_digest(expected.encode("ascii"), provided.strip().lower().encode("ascii", "replace"))
 
 
 def lemonsqueezy_command(payload: dict[str, Any]) -> LemonSqueezyOrder | None:
@@ -182,7 +150,7 @@ async def lemonsqueezy_webhook(request: web.Request) -> web.Response:
         log.warning("webhook.rejected", provider="lemonsqueezy", reason="missing_signature")
         return json_error(401, "unauthorized", f"missing {LEMONSQUEEZY_SIGNATURE_HEADER}")
     body = await _read(request)
-    if not lemonsqueezy_signature_ok(body, provided, secret):
+    if not hmac_sha256_hex_ok(body, provided, secret):
         log.warning("webhook.rejected", provider="lemonsqueezy", reason="bad_signature")
         return json_error(401, "unauthorized", "bad signature")
     try:
@@ -199,5 +167,5 @@ async def lemonsqueezy_webhook(request: web.Request) -> web.Response:
         published = await accept(state, LEMONSQUEEZY_ORDER_ACTOR, command)
     except PublishFailed as exc:
         log.warning("webhook.not_accepted", provider="lemonsqueezy", command_id=command.command_id, error=str(exc))
-        return _unavailable()
+        return unavailable()
     return web.json_response({"received": True, "duplicate": not published})

@@ -26,6 +26,7 @@ from twilio.request_validator import get_signature_algorithm as twilio_signature
 from infra.publisher import PublishFailed
 from ingress.http_api import json_error
 from ingress.state import APP_STATE, IngressState
+from schemas.base import Command
 from schemas.queues import CHAT_QUEUE
 from schemas.webhooks import BadPayload, WebhookCommand, actor_for, parse_meta_delivery, parse_twilio_form
 
@@ -62,8 +63,8 @@ async def _already_accepted(state: IngressState, keys: list[str]) -> list[bool]:
     return [value is not None for value in values]
 
 
-async def _publish_and_mark(state: IngressState, command: WebhookCommand, key: str) -> None:
-    await state.publisher.publish(CHAT_QUEUE, actor_for(command), command)
+async def _publish_and_mark(state: IngressState, queue: str, actor: str, command: Command, key: str) -> None:
+    await state.publisher.publish(queue, actor, command)
     # Confirmed: only now may a redelivery of this event be answered without publishing.
     try:
         async with asyncio.timeout(REDIS_TIMEOUT_S):
@@ -72,23 +73,24 @@ async def _publish_and_mark(state: IngressState, command: WebhookCommand, key: s
         log.warning("webhook.dedupe_mark_failed", command_id=command.command_id, error=repr(exc))
 
 
-async def accept(state: IngressState, commands: list[WebhookCommand]) -> Outcome:
-    """Publish every command not accepted before; raise PublishFailed unless all were confirmed.
+async def accept_routed(state: IngressState, routed: list[tuple[str, str, Command]]) -> Outcome:
+    """Publish every (queue, actor, command) not accepted before; raise PublishFailed unless all
+    were confirmed.
 
     The publishes run concurrently and all finish (confirmed or failed) before this returns, so
     the ones that were confirmed are marked and a retry of the whole delivery skips them.
     """
-    unique: dict[str, WebhookCommand] = {}
-    for command in commands:
-        unique.setdefault(command.command_id, command)
-    in_delivery_duplicates = len(commands) - len(unique)
+    unique: dict[str, tuple[str, str, Command]] = {}
+    for queue, actor, command in routed:
+        unique.setdefault(command.command_id, (queue, actor, command))
+    in_delivery_duplicates = len(routed) - len(unique)
     if not unique:
         return Outcome(0, in_delivery_duplicates)
     keys = [state.settings.key("webhook", command_id) for command_id in unique]
     seen = await _already_accepted(state, keys)
-    fresh = [(command, key) for command, key, was_seen in zip(unique.values(), keys, seen, strict=True) if not was_seen]
+    fresh = [(item, key) for item, key, was_seen in zip(unique.values(), keys, seen, strict=True) if not was_seen]
     results = await asyncio.gather(
-        *(_publish_and_mark(state, command, key) for command, key in fresh), return_exceptions=True
+        *(_publish_and_mark(state, *item, key) for item, key in fresh), return_exceptions=True
     )
     failed = [r for r in results if isinstance(r, BaseException)]
     for error in failed:
@@ -99,7 +101,18 @@ async def accept(state: IngressState, commands: list[WebhookCommand]) -> Outcome
     return Outcome(len(fresh), in_delivery_duplicates + len(unique) - len(fresh))
 
 
-def _unavailable() -> web.Response:
+async def accept(state: IngressState, commands: list[WebhookCommand]) -> Outcome:
+    """Channel webhooks: every command to its actor on the chat queue (see :func:`accept_routed`)."""
+    return await accept_routed(state, [(CHAT_QUEUE, actor_for(command), command) for command in commands])
+
+
+def hmac_sha256_hex_ok(body: bytes, provided: str, secret: str) -> bool:
+    """``provided`` is the hex HMAC-SHA256 of ``body`` under ``secret``, compared in constant time."""
+    expected = hmac.new(secret.encode("utf-8"), body, hashlib.sha256).hexdigest()
+    return hmac.compare_digest(expected.encode("ascii"), provided.strip().lower().encode("ascii", "replace"))
+
+
+def unavailable() -> web.Response:
     return json_error(503, "unavailable", "the event could not be stored durably; retry later")
 
 
@@ -138,7 +151,7 @@ async def twilio_webhook(request: web.Request) -> web.Response:
         outcome = await accept(state, [command])
     except PublishFailed as exc:
         log.warning("webhook.not_accepted", provider="twilio", command_id=command.command_id, error=str(exc))
-        return _unavailable()
+        return unavailable()
     log.debug("webhook.accepted", provider="twilio", command_id=command.command_id, duplicate=bool(outcome.duplicates))
     return web.Response(text=EMPTY_TWIML, content_type="text/xml")
 
@@ -171,10 +184,7 @@ async def meta_verify(request: web.Request) -> web.Response:
 
 def _meta_signature_ok(body: bytes, header: str, secret: str) -> bool:
     scheme, _, provided = header.partition("=")
-    if scheme.strip().lower() != "sha256" or not provided:
-        return False
-    expected = hmac.new(secret.encode("utf-8"), body, hashlib.sha256).hexdigest()
-    return hmac.compare_digest(expected.encode("ascii"), provided.strip().lower().encode("ascii", "replace"))
+    return scheme.strip().lower() == "sha256" and bool(provided) and hmac_sha256_hex_ok(body, provided, secret)
 
 
 @webhook_routes.post("/webhooks/meta")
@@ -202,7 +212,7 @@ async def meta_webhook(request: web.Request) -> web.Response:
         outcome = await accept(state, parsed.commands)
     except PublishFailed as exc:
         log.warning("webhook.not_accepted", provider="meta", commands=len(parsed.commands), error=str(exc))
-        return _unavailable()
+        return unavailable()
     log.debug("webhook.accepted", provider="meta", published=outcome.published, duplicates=outcome.duplicates)
     return web.json_response(
         {"received": outcome.published, "duplicates": outcome.duplicates, "skipped": len(parsed.skipped)}
