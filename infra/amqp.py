@@ -7,25 +7,92 @@ refuses the second declaration.
 
 from __future__ import annotations
 
-from typing import Any
+import re
+from typing import Any, Literal
+from urllib.parse import urlsplit
 
+import aio_pika
 import dramatiq
+from aio_pika.abc import AbstractConnection
+from dramatiq.brokers.rabbitmq import RabbitmqBroker
 from dramatiq.common import dq_name, xq_name
 
 DEAD_MESSAGE_TTL_MS = 7 * 86_400_000  # dramatiq's default, kept so both sides agree
 
-
-def queue_arguments(queue_name: str) -> dict[str, Any]:
-    return {"x-dead-letter-exchange": "", "x-dead-letter-routing-key": xq_name(queue_name)}
+QueueType = Literal["classic", "quorum"]
 
 
-def topology(queue_name: str) -> list[tuple[str, dict[str, Any]]]:
-    """(name, arguments) of the work, delay and dead-letter queues of one capability."""
+def amqp_urls(url: str) -> tuple[str, ...]:
+    """The nodes of an ``AMQP_URL``: one URL, or several separated by ``;`` (or ``,``), tried in order."""
+    urls = tuple(part.strip() for part in re.split(r"[;,]", url) if part.strip())
+    if not urls:
+        raise ValueError("AMQP_URL names no node")
+    for node in urls:
+        parts = urlsplit(node)
+        if parts.scheme not in ("amqp", "amqps") or not parts.hostname:
+            raise ValueError(f"AMQP_URL: {node_name(node)!r} is not an amqp:// or amqps:// URL")
+        parts.port  # noqa: B018 - raises ValueError on a port that is not a number
+    return urls
+
+
+def node_name(url: str) -> str:
+    """host:port of one node's URL, for logs (never the credentials)."""
+    parts = urlsplit(url)
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    return f"{parts.hostname or '?'}:{port or 5672}"
+
+
+def queue_arguments(queue_name: str, queue_type: QueueType = "classic") -> dict[str, Any]:
+    arguments: dict[str, Any] = {"x-dead-letter-exchange": "", "x-dead-letter-routing-key": xq_name(queue_name)}
+    if queue_type == "quorum":
+        arguments["x-queue-type"] = "quorum"
+    return arguments
+
+
+def topology(queue_name: str, queue_type: QueueType = "classic") -> list[tuple[str, dict[str, Any]]]:
+    """(name, arguments) of the work, delay and dead-letter queues of one capability.
+
+    Quorum queues (replicated with Raft across a RabbitMQ cluster) take the same dead-letter and
+    TTL arguments; classic queues are declared without ``x-queue-type``, as they always were.
+    """
+    dead: dict[str, Any] = {"x-message-ttl": DEAD_MESSAGE_TTL_MS}
+    if queue_type == "quorum":
+        dead["x-queue-type"] = "quorum"
     return [
-        (queue_name, queue_arguments(queue_name)),
-        (dq_name(queue_name), queue_arguments(queue_name)),
-        (xq_name(queue_name), {"x-message-ttl": DEAD_MESSAGE_TTL_MS}),
+        (queue_name, queue_arguments(queue_name, queue_type)),
+        (dq_name(queue_name), queue_arguments(queue_name, queue_type)),
+        (xq_name(queue_name), dead),
     ]
+
+
+class TopologyBroker(RabbitmqBroker):
+    """dramatiq's RabbitmqBroker declaring exactly the queues ``topology`` describes, classic or quorum."""
+
+    def __init__(self, *, queue_type: QueueType = "classic", **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.queue_type: QueueType = queue_type
+
+    def _build_queue_arguments(self, queue_name: str) -> dict[str, Any]:
+        return queue_arguments(queue_name, self.queue_type)
+
+    def _declare_xq_queue(self, queue_name: str) -> Any:
+        name, arguments = topology(queue_name, self.queue_type)[2]
+        return self.channel.queue_declare(queue=name, durable=True, arguments=arguments)
+
+
+async def connect_first(url: str, **kwargs: Any) -> AbstractConnection:
+    """A plain (not robust) connection to the first node of ``url`` that answers."""
+    error: BaseException | None = None
+    for node in amqp_urls(url):
+        try:
+            return await aio_pika.connect(node, **kwargs)
+        except (aio_pika.exceptions.AMQPError, OSError) as exc:
+            error = exc
+    assert error is not None
+    raise error
 
 
 def encode_actor_message(queue_name: str, actor_name: str, kwargs: dict[str, Any], message_id: str) -> bytes:

@@ -31,6 +31,8 @@ import dramatiq
 from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractIncomingMessage
 from dramatiq.common import q_name, xq_name
 
+from infra.amqp import connect_first
+
 TRACEBACK_TAIL_LINES = 6
 # Options dramatiq writes while retrying: dropped on requeue so the message gets a fresh set of retries.
 RETRY_OPTIONS = ("retries", "traceback", "requeue_timestamp", "eta")
@@ -146,7 +148,7 @@ def fresh_body(dead: DeadMessage) -> bytes:
 
 @asynccontextmanager
 async def _connect(amqp_url: str) -> AsyncIterator[AbstractConnection]:
-    connection = await aio_pika.connect(amqp_url)  # not robust: a reconnect would invalidate delivery tags
+    connection = await connect_first(amqp_url)  # not robust: a reconnect would invalidate delivery tags
     try:
         yield connection
     finally:
@@ -209,6 +211,7 @@ async def requeue(amqp_url: str, filters: Filters, *, dry_run: bool = False) -> 
                 fresh_body(dead),
                 delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
                 message_id=dead.message_id,
+                timestamp=dt.datetime.now(dt.UTC),  # its age in the work queue starts now (scripts.status)
             ),
             routing_key=dead.queue,
             mandatory=True,

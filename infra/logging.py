@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sys
+from collections.abc import Iterator
+from typing import Any
 
 import structlog
 
@@ -49,3 +52,20 @@ def configure_logging(level: str = "INFO", fmt: str = "json", **static: str) -> 
     root.setLevel(level.upper())
     for noisy in ("aio_pika", "aiormq", "pika", "engineio.server", "socketio.server"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
+
+
+@contextlib.contextmanager
+def log_scope(**fields: Any) -> Iterator[None]:
+    """Bind ``fields`` to every line logged in this block, and drop on exit whatever the block bound.
+
+    Unlike ``structlog.contextvars.bound_contextvars``, which restores only the keys it was given,
+    this restores the whole log context: a ``command_id`` bound deep inside a handler cannot leak
+    into the next request or socket event handled in the same task.
+    """
+    saved = structlog.contextvars.get_contextvars()
+    structlog.contextvars.bind_contextvars(**fields)
+    try:
+        yield
+    finally:
+        structlog.contextvars.clear_contextvars()
+        structlog.contextvars.bind_contextvars(**saved)

@@ -1,15 +1,22 @@
-"""Publish commands to RabbitMQ with publisher confirms, without blocking the event loop."""
+"""Publish commands to RabbitMQ with publisher confirms, without blocking the event loop.
+
+``AMQP_URL`` may list several nodes of a cluster. The publisher connects to the first that answers
+and, when that connection or its channel is lost, reconnects starting with the next node, so a
+node that died is not retried first. Publishes made meanwhile wait for the new channel up to
+PUBLISH_TIMEOUT_S, then fail (the caller answers 503; nothing is half-sent).
+"""
 
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import uuid
 
 import aio_pika
 import structlog
-from aio_pika.abc import AbstractRobustChannel, AbstractRobustConnection
+from aio_pika.abc import AbstractChannel, AbstractConnection
 
-from infra.amqp import encode_actor_message, topology
+from infra.amqp import QueueType, amqp_urls, encode_actor_message, node_name, topology
 from schemas.base import Command
 
 log = structlog.get_logger(__name__)
@@ -19,45 +26,93 @@ class PublishFailed(Exception):
     """RabbitMQ did not confirm the command in time; it may not be durable."""
 
 
+CONNECT_TIMEOUT_S = 5.0  # per node: a black-holed node must not stall the failover to the next
+
+
 class CommandPublisher:
     def __init__(
-        self, url: str, queues: tuple[str, ...], timeout_s: float, connection_name: str = "gatekeeper"
+        self,
+        url: str,
+        queues: tuple[str, ...],
+        timeout_s: float,
+        connection_name: str = "gatekeeper",
+        queue_type: QueueType = "classic",
     ) -> None:
         self._connection_name = connection_name
-        self._url = url
+        self._urls = amqp_urls(url)
+        self._next = 0  # index into _urls of the node to try first
         self._queues = queues
+        self._queue_type: QueueType = queue_type
         self._timeout_s = timeout_s
-        self._connection: AbstractRobustConnection | None = None
-        self._channel: AbstractRobustChannel | None = None
+        self._connection: AbstractConnection | None = None
+        self._channel: AbstractChannel | None = None
         self._connector: asyncio.Task[None] | None = None
         self._ready = asyncio.Event()
+        self._closing = False
 
     async def start(self) -> None:
         """Connect in the background: a node whose broker is down still starts, and reports degraded."""
         self._connector = asyncio.create_task(self._connect_until_up())
 
     async def _connect_until_up(self) -> None:
+        """Try the nodes in turn from ``_next``; back off only after a whole round failed."""
         delay = 0.2
-        while True:
+        failed_in_round = 0
+        while not self._closing:
+            url = self._urls[self._next % len(self._urls)]
             try:
-                connection = await aio_pika.connect_robust(
-                    self._url, client_properties={"connection_name": self._connection_name}
-                )
-                channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
-                for queue in self._queues:
-                    for name, arguments in topology(queue):
-                        await channel.declare_queue(name, durable=True, arguments=arguments)
+                connection, channel = await self._open(url)
             except (aio_pika.exceptions.AMQPError, OSError) as exc:
-                log.warning("amqp.connect_failed", error=repr(exc), retry_in_s=delay)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 5.0)
+                self._next += 1
+                failed_in_round += 1
+                log.warning("amqp.connect_failed", node=node_name(url), error=repr(exc))
+                if failed_in_round >= len(self._urls):
+                    failed_in_round = 0
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, 5.0)
                 continue
             self._connection, self._channel = connection, channel
+            connection.close_callbacks.add(self._on_lost)
+            channel.close_callbacks.add(self._on_lost)
             self._ready.set()
-            log.info("amqp.connected")
+            log.info("amqp.connected", node=node_name(url))
             return
 
+    async def _open(self, url: str) -> tuple[AbstractConnection, AbstractChannel]:
+        connection = await aio_pika.connect(
+            url, client_properties={"connection_name": self._connection_name}, timeout=CONNECT_TIMEOUT_S
+        )
+        try:
+            channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
+            for queue in self._queues:
+                for name, arguments in topology(queue, self._queue_type):
+                    await channel.declare_queue(name, durable=True, arguments=arguments)
+        except BaseException:
+            await connection.close()
+            raise
+        return connection, channel
+
+    def _on_lost(self, sender: object, exc: BaseException | None = None) -> None:
+        """The connection or its channel closed under us: reconnect, starting with the next node."""
+        if self._closing or (sender is not self._connection and sender is not self._channel):
+            return  # our own close, or a callback of a connection already replaced
+        lost = self._connection
+        self._ready.clear()
+        self._connection = self._channel = None
+        self._next += 1
+        log.warning("amqp.connection_lost", error=repr(exc))
+        self._connector = asyncio.create_task(self._reconnect(lost))
+
+    async def _reconnect(self, lost: AbstractConnection | None) -> None:
+        if lost is not None and not lost.is_closed:
+            try:
+                await lost.close()  # only the channel failed: drop its connection too
+            except (aio_pika.exceptions.AMQPError, OSError, RuntimeError):
+                pass
+        await self._connect_until_up()
+
     async def close(self) -> None:
+        self._closing = True
         if self._connector is not None:
             self._connector.cancel()
         if self._connection is not None:
@@ -65,7 +120,7 @@ class CommandPublisher:
 
     @property
     def connected(self) -> bool:
-        return self._connection is not None and not self._connection.is_closed
+        return self._ready.is_set() and self._connection is not None and not self._connection.is_closed
 
     async def publish(self, queue: str, actor: str, command: Command) -> None:
         """Return once RabbitMQ has confirmed a persistent copy; raise PublishFailed otherwise."""
@@ -73,13 +128,14 @@ class CommandPublisher:
 
     async def publish_payload(self, queue: str, actor: str, payload: dict) -> None:
         """Publish an already serialized command (a stored follow-up, a replayed event)."""
-        if self._channel is None:
+        if not self._ready.is_set():
             try:
                 async with asyncio.timeout(self._timeout_s):
-                    await self._ready.wait()  # first use, while the first connection is still being made
+                    await self._ready.wait()  # the first connection, or a failover, is under way
             except TimeoutError:
                 raise PublishFailed("not connected to RabbitMQ") from None
-        if self._channel is None or not self.connected:
+        channel = self._channel
+        if channel is None or not self.connected:
             raise PublishFailed("not connected to RabbitMQ")
         message_id = str(uuid.uuid4())
         body = encode_actor_message(queue, actor, {"command": payload}, message_id)
@@ -89,10 +145,24 @@ class CommandPublisher:
             content_type="application/json",
             message_id=message_id,
             correlation_id=payload.get("command_id"),
+            # RabbitMQ reports the head message's timestamp: the queue's oldest-message age (scripts.status).
+            timestamp=dt.datetime.now(dt.UTC),
         )
+        ids = _log_ids(payload)
         try:
             async with asyncio.timeout(self._timeout_s):
-                await self._channel.default_exchange.publish(message, routing_key=queue, mandatory=True)
+                await channel.default_exchange.publish(message, routing_key=queue, mandatory=True)
         except (TimeoutError, aio_pika.exceptions.AMQPError, ConnectionError, RuntimeError) as exc:
-            log.warning("publish.failed", queue=queue, actor=actor, error=repr(exc))
+            log.warning("publish.failed", queue=queue, actor=actor, error=repr(exc), **ids)
             raise PublishFailed(repr(exc)) from None
+        log.info("command.published", queue=queue, actor=actor, amqp_message_id=message_id, **ids)
+
+
+def _log_ids(payload: dict) -> dict[str, str]:
+    """The command's id and type and, when it is published while another command is being
+    processed (a worker's follow-up), that command's id as ``caused_by``, so a chain can be followed."""
+    ids = {"command_id": payload.get("command_id"), "command_type": payload.get("type")}
+    parent = structlog.contextvars.get_contextvars().get("command_id")
+    if parent is not None and parent != ids["command_id"]:
+        ids["caused_by"] = parent
+    return {key: value for key, value in ids.items() if isinstance(value, str)}

@@ -9,14 +9,40 @@ already computed at import makes a new connection cheap.
 
 from __future__ import annotations
 
+from urllib.parse import urlsplit
+
 import redis
 import socketio
 from redis.asyncio import Redis
+from redis.asyncio.sentinel import Sentinel
+from socketio.redis_manager import parse_redis_sentinel_url
 
 CLIENT_OPTIONS = {"lib_version": redis.__version__}
+SENTINEL_SCHEME = "redis+sentinel"
+SCHEMES = ("redis", "rediss", "unix", SENTINEL_SCHEME)
+
+
+def check_redis_url(url: str) -> None:
+    """Refuse at start-up what would only fail at the first command, e.g. a sentinel URL without its master's name."""
+    scheme = urlsplit(url).scheme
+    if scheme not in SCHEMES:
+        raise ValueError(f"REDIS_URL: scheme must be one of {', '.join(SCHEMES)}, not {scheme!r}")
+    if scheme == SENTINEL_SCHEME:
+        sentinels, service, _ = parse_redis_sentinel_url(url)
+        if not sentinels or not service:
+            raise ValueError("REDIS_URL: redis+sentinel://host:port[,host:port...]/<db>/<master name>")
 
 
 def redis_client(url: str) -> Redis:
+    """A client of the Redis master: ``url`` itself, or the one Sentinel names for a redis+sentinel:// URL.
+
+    Through Sentinel the client asks for the current master on each new connection, so after a
+    failover it follows the promoted replica the way Socket.IO's manager (same URL) does.
+    """
+    if urlsplit(url).scheme == SENTINEL_SCHEME:
+        sentinels, service, options = parse_redis_sentinel_url(url)
+        sentinel = Sentinel(sentinels, decode_responses=True, **CLIENT_OPTIONS, **options)
+        return sentinel.master_for(service)
     return Redis.from_url(url, decode_responses=True, **CLIENT_OPTIONS)
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import socket
 from functools import cached_property
-from typing import Annotated
+from typing import Annotated, Literal
 from urllib.parse import quote
 
 from pydantic import AliasChoices, Field, SecretStr, model_validator
@@ -25,7 +25,15 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_file=".env", extra="ignore", frozen=True)
 
     database_url: str = "postgresql://postgres@127.0.0.1:5432/gatekeeper"
+    # A read replica for reads that may lag (credit history and stats, plan usage, analytics);
+    # empty: they read from DATABASE_URL. Ledger writes and what decides them always use the primary.
+    database_read_url: str = ""
+    # Several RabbitMQ nodes: their URLs separated by ";" (or ","), tried in order, failed over in turn.
     amqp_url: str = "amqp://guest:guest@127.0.0.1:5672/%2F"
+    # "quorum": work, delay and dead-letter queues replicated across a RabbitMQ cluster. Every process
+    # of a deployment must agree; switching needs empty queues or a new vhost (docs/scaling.md).
+    amqp_queue_type: Literal["classic", "quorum"] = "classic"
+    # redis://, rediss://, unix://, or redis+sentinel://[user:pw@]host1:26379,host2:26379/<db>/<master name>
     redis_url: str = ""
     # The original system's REDIS_* variables, used only when REDIS_URL is unset.
     redis_host: str = "127.0.0.1"
@@ -52,6 +60,7 @@ class Settings(BaseSettings):
     port: int = Field(default=8080, validation_alias=AliasChoices("PORT", "CHAT_SERVER_PORT"))
     node_id: str = Field(default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}")
     publish_timeout_s: float = Field(default=2.0, gt=0)
+    shutdown_timeout_s: float = Field(default=10.0, gt=0)  # ingress: SIGTERM to exit, drain included
     worker_db_pool_size: int = Field(default=10, ge=1)
     history_size: int = Field(default=50, ge=0, le=500)
     # --- channels (Twilio, Meta) ---
@@ -174,6 +183,9 @@ class Settings(BaseSettings):
     worker_metrics_host: str = "127.0.0.1"
     # Where a pool's processes keep their shared metric files (a fresh sub-directory per pool run).
     worker_metrics_dir: str = ""  # empty: the system's temp directory
+    # RabbitMQ's management HTTP API, read by python -m scripts.status (rates, oldest message age);
+    # empty: the first AMQP_URL node's host on port 15672 (https and 15671 for amqps), its user and password.
+    rabbitmq_management_url: str = Field(default="", pattern=r"^(https?://[^\s/]+(/\S*)?)?$")
 
     log_level: str = "INFO"
     log_format: str = Field(default="json", pattern="^(json|console)$")
@@ -191,6 +203,23 @@ class Settings(BaseSettings):
     def _check_rate_limits(self) -> Settings:
         parse_rate_limits(self.rate_limits)
         return self
+
+    @model_validator(mode="after")
+    def _check_cluster_urls(self) -> Settings:
+        from infra.amqp import amqp_urls
+        from infra.redis_clients import check_redis_url
+
+        amqp_urls(self.amqp_url)
+        check_redis_url(self.effective_redis_url)
+        if self.database_read_url and not self.database_read_url.startswith(("postgres://", "postgresql://")):
+            raise ValueError("DATABASE_READ_URL must be a postgresql:// URL (or empty)")
+        return self
+
+    @property
+    def amqp_urls(self) -> tuple[str, ...]:
+        from infra.amqp import amqp_urls
+
+        return amqp_urls(self.amqp_url)
 
     @property
     def effective_redis_url(self) -> str:

@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
+import sys
 
-from aiohttp import web
 from sentry_sdk.integrations.aiohttp import AioHttpIntegration
 
 from infra.logging import configure_logging
 from infra.sentry import init_sentry
 from infra.settings import Settings
 from ingress.app import init_app
+from ingress.shutdown import serve
 
 
-def main() -> None:
+def main() -> int:
     settings = Settings()
     parser = argparse.ArgumentParser(prog="python -m ingress", description="Run one Gatekeeper ingress node.")
     parser.add_argument("--host", default=settings.host)
@@ -23,8 +25,9 @@ def main() -> None:
         settings = settings.model_copy(update={"node_id": f"{settings.node_id}-{args.port}"})
     configure_logging(settings.log_level, settings.log_format, service="ingress", node=settings.node_id)
     init_sentry(settings, "ingress", [AioHttpIntegration()])
-    web.run_app(init_app(settings), host=args.host, port=args.port, print=None, shutdown_timeout=10)
+    # SIGTERM / SIGINT drain the node within SHUTDOWN_TIMEOUT_S (ingress/shutdown.py).
+    return asyncio.run(serve(init_app(settings), args.host, args.port, settings.shutdown_timeout_s))
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

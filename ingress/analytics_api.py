@@ -71,7 +71,7 @@ async def _prepare(request: web.Request, default_since: datetime | None) -> tupl
         since = parse_since(request.query.get("since"), default_since)
     except ValueError as exc:
         raise _Refused(json_error(400, "bad_request", str(exc))) from None
-    if not await analytics.tenant_exists(request.app[APP_STATE].pool, tenant_id):
+    if not await analytics.tenant_exists(request.app[APP_STATE].reads, tenant_id):
         raise _Refused(json_error(404, "unknown_tenant", f"no tenant {tenant_id[:64]!r}"))
     return tenant_id, since
 
@@ -83,8 +83,7 @@ async def conversation_analytics(request: web.Request) -> web.Response:
     except _Refused as refused:
         return refused.response
     assert since is not None
-    # Reads may lag: this is the place to pass a read-replica pool once settings have one.
-    stats = await analytics.conversation_stats(request.app[APP_STATE].pool, tenant_id, since)
+    stats = await analytics.conversation_stats(request.app[APP_STATE].reads, tenant_id, since)  # may lag
     return web.json_response(
         {
             "tenant": tenant_id,
@@ -104,7 +103,7 @@ async def intent_analytics(request: web.Request) -> web.Response:
         tenant_id, since = await _prepare(request, None)
     except _Refused as refused:
         return refused.response
-    stats = await analytics.intent_stats(request.app[APP_STATE].pool, tenant_id, since)
+    stats = await analytics.intent_stats(request.app[APP_STATE].reads, tenant_id, since)
     return web.json_response(
         {
             "tenant": tenant_id,

@@ -14,12 +14,14 @@ from infra.settings import Settings
 from ingress.analytics_api import analytics_routes
 from ingress.billing_api import billing_routes, stripe_client_context
 from ingress.billing_webhooks import billing_webhook_routes
+from ingress.correlation import log_context_middleware
 from ingress.history_api import history_routes
 from ingress.http_api import routes
 from ingress.metrics import METRICS, IngressMetrics, metrics_middleware, metrics_routes
 from ingress.plans_api import plans_routes
 from ingress.presence import Presence
 from ingress.rate_limiter import RateLimiter
+from ingress.shutdown import DRAIN, Drain, drain_middleware
 from ingress.socket_server import AckAwareServer
 from ingress.sockets import ChatSockets
 from ingress.state import APP_STATE, IngressState
@@ -34,7 +36,9 @@ MAX_FRAME_BYTES = 64 * 1024  # a 4000-character message fits many times over
 
 
 def init_app(settings: Settings) -> web.Application:
-    app = web.Application(client_max_size=MAX_FRAME_BYTES, middlewares=[metrics_middleware])
+    app = web.Application(
+        client_max_size=MAX_FRAME_BYTES, middlewares=[metrics_middleware, log_context_middleware, drain_middleware]
+    )
     metrics = app[METRICS] = IngressMetrics()  # this node's own registry, served at /metrics
     sio = AckAwareServer(
         async_mode="aiohttp",
@@ -47,6 +51,7 @@ def init_app(settings: Settings) -> web.Application:
         engineio_logger=False,
     )
     sio.attach(app)
+    app[DRAIN] = Drain(sio, sio.in_flight)  # SIGTERM drains the node (ingress/shutdown.py)
     metrics.instrument(sio.manager)
     app.router.add_routes(routes)
     app.router.add_routes(tenant_routes)
@@ -62,12 +67,15 @@ def init_app(settings: Settings) -> web.Application:
     async def resources(app: web.Application) -> AsyncIterator[None]:
         await db.migrate(settings.database_url)
         pool = await db.create_pool(settings.database_url)
+        read_pool = await db.create_pool(settings.database_read_url) if settings.database_read_url else None
         redis = redis_client(settings.effective_redis_url)
-        publisher = CommandPublisher(settings.amqp_url, ALL_QUEUES, settings.publish_timeout_s)
+        publisher = CommandPublisher(
+            settings.amqp_url, ALL_QUEUES, settings.publish_timeout_s, queue_type=settings.amqp_queue_type
+        )
         presence = Presence(redis, settings.key_prefix, settings.node_id)
         await publisher.start()
         await presence.start()
-        state = IngressState(settings, pool, redis, publisher, presence)
+        state = IngressState(settings, pool, redis, publisher, presence, read_pool=read_pool)
         app[APP_STATE] = state
         ChatSockets(
             sio, settings, presence, publisher,
@@ -81,6 +89,8 @@ def init_app(settings: Settings) -> web.Application:
         await publisher.close()
         await redis.aclose()
         await pool.close()
+        if read_pool is not None:
+            await read_pool.close()
 
     app.cleanup_ctx.append(resources)
     app.cleanup_ctx.append(stripe_client_context(settings))

@@ -74,6 +74,7 @@ def stripe_command(payload: dict[str, Any]) -> StripeEvent:
 
 @billing_webhook_routes.post("/webhooks/stripe")
 async def stripe_webhook(request: web.Request) -> web.Response:
+    structlog.contextvars.bind_contextvars(provider="stripe")  # for this request (log_context_middleware)
     state = request.app[APP_STATE]
     secret = state.settings.stripe_webhook_secret.get_secret_value()
     if not secret:
@@ -141,6 +142,7 @@ def lemonsqueezy_command(payload: dict[str, Any]) -> LemonSqueezyOrder | None:
 
 @billing_webhook_routes.post("/webhooks/lemonsqueezy")
 async def lemonsqueezy_webhook(request: web.Request) -> web.Response:
+    structlog.contextvars.bind_contextvars(provider="lemonsqueezy")  # for this request (log_context_middleware)
     state = request.app[APP_STATE]
     secret = state.settings.lemonsqueezy_webhook_secret.get_secret_value()
     if not secret:

@@ -28,6 +28,7 @@ from infra.publisher import CommandPublisher, PublishFailed
 from infra.settings import Settings
 from ingress.auth import Identity
 from ingress.call_registry import CallRegistry, SignaledCall
+from ingress.correlation import bind_command
 from ingress.socket_server import AckAwareServer
 from schemas import queues
 from schemas.calls import (
@@ -100,6 +101,7 @@ class CallSockets:
             command_id=str(uuid.uuid4()), action=action, call_id=call_id, sender_id=who.user_id,
             at_ms=int(time.time() * 1000), event=event, **parties,
         )  # fmt: skip
+        bind_command(command)
         try:
             await self.publisher.publish(queues.BILLING_QUEUE, queues.CALL_METER_ACTOR, command)
         except PublishFailed:

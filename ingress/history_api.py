@@ -111,7 +111,7 @@ async def credit_history(request: web.Request) -> web.Response:
     except BadRequest as exc:
         return json_error(400, "bad_request", str(exc))
     account = ledger.user_account(user_id)
-    async with request.app[APP_STATE].pool.acquire() as conn:
+    async with request.app[APP_STATE].reads.acquire() as conn:  # a replica when DATABASE_READ_URL is set
         if not await history.account_exists(conn, account):
             return json_error(404, "unknown_user", f"no account for user {user_id!r}")
         page = await history.entries(conn, account, before, limit + 1)

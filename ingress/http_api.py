@@ -13,6 +13,7 @@ from pydantic import BaseModel, ValidationError
 from domain.errors import DomainError
 from infra import grants, ledger
 from ingress.auth import Unauthorized, bearer_token, decode_token, is_admin_request
+from ingress.shutdown import DRAIN
 from ingress.state import APP_STATE
 from schemas.http import CreditStats, GrantCredits, ResetCredits
 
@@ -36,6 +37,12 @@ async def _probe(name: str, check: Any, timeout_s: float = 1.0) -> tuple[str, st
 @routes.get("/health")
 async def health(request: web.Request) -> web.Response:
     state = request.app[APP_STATE]
+    if (drain := request.app.get(DRAIN)) and drain.draining:  # shutting down: send new clients elsewhere
+        return web.json_response(
+            {"status": "draining", "service": SERVICE, "node": state.settings.node_id,
+             "timestamp": int(time.time() * 1000), "uptime": round(time.monotonic() - state.started, 3)},
+            status=503,
+        )  # fmt: skip
 
     async def rabbitmq() -> None:
         if not state.publisher.connected:
@@ -105,7 +112,7 @@ async def credit_stats(request: web.Request) -> web.Response:
     if not _caller_may_read(request, user_id):
         return json_error(403, "forbidden", "only that user or an admin may read these stats")
     state = request.app[APP_STATE]
-    async with state.pool.acquire() as conn:
+    async with state.reads.acquire() as conn:  # a replica when DATABASE_READ_URL is set: may lag
         stats = await ledger.account_stats(conn, ledger.user_account(user_id))
     if stats is None:
         return json_error(404, "unknown_user", f"no account for user {user_id!r}")

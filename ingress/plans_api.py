@@ -40,7 +40,7 @@ async def plan_usage_of(request: web.Request) -> web.Response:
     state = request.app[APP_STATE]
     catalog = state.settings.plan_catalog
     day = quota_day(time.time())
-    async with state.pool.acquire() as conn:
+    async with state.reads.acquire() as conn:  # display only (workers enforce quotas on the primary)
         row = await plan_usage.plan_row(conn, user_id)
         plan = catalog.effective(row["plan"], row["status"]) if row else catalog.free
         messages = await plan_usage.messages_used(conn, user_id, day)

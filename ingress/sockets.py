@@ -22,10 +22,12 @@ from redis.asyncio import Redis
 from domain.channels import conversation_room_tenant
 from domain.errors import DomainError
 from domain.rooms import resolve_join, validate_room_id
+from infra.logging import log_scope
 from infra.publisher import CommandPublisher, PublishFailed
 from infra.settings import Settings
 from ingress.auth import Identity, Unauthorized, decode_token
 from ingress.calls import CallSockets
+from ingress.correlation import bind_command
 from ingress.metrics import IngressMetrics
 from ingress.presence import Presence
 from ingress.rate_limiter import RateLimiter
@@ -100,7 +102,8 @@ class ChatSockets:
         async def run(sid: str, data: Any = None, *_: Any) -> dict[str, Any] | None:
             self.metrics.event(event)
             started = time.perf_counter()
-            result = await attempt(sid, data)
+            with log_scope(socket_event=event, sid=sid):  # and user_id, command_id once known
+                result = await attempt(sid, data)
             status = result.get("status", "ok") if isinstance(result, dict) else "ok"
             self.metrics.acked(event, str(status), time.perf_counter() - started)
             return result
@@ -109,6 +112,7 @@ class ChatSockets:
             try:
                 payload = schema.model_validate(data if data is not None else {})
                 identity = await self._identity(sid)
+                structlog.contextvars.bind_contextvars(user_id=identity.user_id)
                 return await handler(sid, identity, payload)
             except ValidationError as exc:
                 return await self._reject(sid, event, "bad_request", _validation_message(exc))
@@ -125,6 +129,8 @@ class ChatSockets:
     async def _reject(self, sid: str, event: str, code: str, message: str, **extra: Any) -> dict[str, Any]:
         error = {"code": code, "message": message}
         self.metrics.rejected("socket", code)
+        # A flooding client is rate limited on every event: those lines only at debug.
+        (log.debug if code == "rate_limited" else log.info)("socket.rejected", code=code, reason=message)
         if not ack_requested.get():
             await self.sio.emit("error", {**error, "event": event, **extra}, to=sid)
         return {"status": "rejected", "error": error, **extra}
@@ -229,6 +235,7 @@ class ChatSockets:
             )
 
     async def _publish(self, actor: str, command: commands.Command) -> None:
+        bind_command(command)
         try:
             await self.publisher.publish(queues.CHAT_QUEUE, actor, command)
         except PublishFailed:
@@ -297,6 +304,7 @@ class ChatSockets:
         if payload.roomId is not None:
             self._require_member(sid, payload.roomId)
         command = tip_command(who, payload, self.settings.tip_max_credits)
+        bind_command(command)
         await self._rate_limit(who)
         try:
             await self.publisher.publish(queues.BILLING_QUEUE, queues.SEND_TIP_ACTOR, command)

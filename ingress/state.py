@@ -22,6 +22,13 @@ class IngressState:
     publisher: CommandPublisher
     presence: Presence
     started: float = field(default_factory=time.monotonic)
+    read_pool: asyncpg.Pool | None = None  # DATABASE_READ_URL's pool (a replica); None: reads use ``pool``
+
+    @property
+    def reads(self) -> asyncpg.Pool:
+        """For reads that may lag behind the primary: history, stats, usage, analytics. Never for a write
+        or for what decides one; those use ``pool``, the primary."""
+        return self.read_pool if self.read_pool is not None else self.pool
 
 
 APP_STATE = web.AppKey("state", IngressState)

@@ -24,6 +24,7 @@ from twilio.request_validator import SIGNATURE_HEADER, SIGNATURE_SETTINGS_HEADER
 from twilio.request_validator import get_signature_algorithm as twilio_signature_algorithm
 
 from infra.publisher import PublishFailed
+from ingress.correlation import bind_command
 from ingress.http_api import json_error
 from ingress.state import APP_STATE, IngressState
 from schemas.base import Command
@@ -64,6 +65,7 @@ async def _already_accepted(state: IngressState, keys: list[str]) -> list[bool]:
 
 
 async def _publish_and_mark(state: IngressState, queue: str, actor: str, command: Command, key: str) -> None:
+    bind_command(command)  # this runs as a task of its own (gather): the binding ends with it
     await state.publisher.publish(queue, actor, command)
     # Confirmed: only now may a redelivery of this event be answered without publishing.
     try:
@@ -89,6 +91,9 @@ async def accept_routed(state: IngressState, routed: list[tuple[str, str, Comman
     keys = [state.settings.key("webhook", command_id) for command_id in unique]
     seen = await _already_accepted(state, keys)
     fresh = [(item, key) for item, key, was_seen in zip(unique.values(), keys, seen, strict=True) if not was_seen]
+    for command_id, was_seen in zip(unique, seen, strict=True):
+        if was_seen:
+            log.info("webhook.duplicate", command_id=command_id)  # a provider's redelivery, answered as before
     results = await asyncio.gather(
         *(_publish_and_mark(state, *item, key) for item, key in fresh), return_exceptions=True
     )
@@ -121,6 +126,7 @@ def unavailable() -> web.Response:
 
 @webhook_routes.post("/webhooks/twilio")
 async def twilio_webhook(request: web.Request) -> web.Response:
+    structlog.contextvars.bind_contextvars(provider="twilio")  # for this request (log_context_middleware)
     state = request.app[APP_STATE]
     settings = state.settings
     token = settings.twilio_auth_token.get_secret_value()
@@ -189,6 +195,7 @@ def _meta_signature_ok(body: bytes, header: str, secret: str) -> bool:
 
 @webhook_routes.post("/webhooks/meta")
 async def meta_webhook(request: web.Request) -> web.Response:
+    structlog.contextvars.bind_contextvars(provider="meta")  # for this request (log_context_middleware)
     state = request.app[APP_STATE]
     secret = state.settings.meta_app_secret.get_secret_value()
     if not secret:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import aio_pika
 
-from infra.amqp import encode_actor_message, topology
+from infra.amqp import connect_first, encode_actor_message, topology
 from schemas.base import Command
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -43,7 +43,7 @@ def stop_worker(proc: subprocess.Popen) -> None:
 
 async def publish_bulk(amqp_url: str, queue: str, actor: str, commands: Sequence[Command], batch: int = 500) -> None:
     """Publish persistent commands ``batch`` at a time, each confirmed by RabbitMQ."""
-    connection = await aio_pika.connect(amqp_url)
+    connection = await connect_first(amqp_url)
     async with connection:
         channel = await connection.channel(publisher_confirms=True)
         for name, arguments in topology(queue):

@@ -43,6 +43,18 @@ ensure_services() {
   fi
   # RabbitMQ opens its port a little before it accepts logins.
   for _ in $(seq 1 60); do rabbitmq-diagnostics -q check_running >/dev/null 2>&1 && break; sleep 1; done
+  ensure_rabbitmq_management
+}
+
+# The HTTP API python -m scripts.status reads rates and message ages from (port 15672).
+# Only for a local broker we administer as root; anything else just goes without it.
+ensure_rabbitmq_management() {
+  [ "$(id -u)" = 0 ] && command -v rabbitmq-plugins >/dev/null || return 0
+  if ! rabbitmq-plugins -q list -e -m rabbitmq_management 2>/dev/null | grep -qx rabbitmq_management; then
+    log "enabling the RabbitMQ management plugin"
+    rabbitmq-plugins -q enable rabbitmq_management >/dev/null 2>&1 || { log "could not enable rabbitmq_management (scripts.status falls back to rabbitmqctl)"; return 0; }
+  fi
+  wait_port 15672 "RabbitMQ management" 60 || true
 }
 
 ensure_venv() {

@@ -96,15 +96,16 @@ shutdown.register(runtime.close)
 
 
 @dramatiq.actor(queue_name=AI_QUEUE, actor_name=AGENT_REPLY_ACTOR, **AI_RETRY_POLICY)
-async def ai_reply(command: dict[str, Any]) -> None:
+async def ai_reply(command: dict[str, Any]) -> str:
     cmd = AgentReply.model_validate(command)
     res, rt = await resources.get(), await runtime.get()
     async with rt.locks.hold(_lock_key("reply", cmd.trigger_message_id)) as held:
         if not held:
             log.info("ai.reply_in_progress_elsewhere", command_id=cmd.command_id)
-            return
+            return "duplicate"  # for the event log (workers/event_log.py): this delivery did nothing
         done = await _answer(res, rt, cmd)
     await carry_out(res.emitter, res.publisher, done)
+    return done.log_status
 
 
 async def _answer(res: Resources, rt: AiRuntime, cmd: AgentReply) -> Outcome:
@@ -165,21 +166,22 @@ async def _answer(res: Resources, rt: AiRuntime, cmd: AgentReply) -> Outcome:
 
 
 @dramatiq.actor(queue_name=AI_QUEUE, actor_name=CLASSIFY_ACTOR, **AI_RETRY_POLICY)
-async def ai_classify(command: dict[str, Any]) -> None:
+async def ai_classify(command: dict[str, Any]) -> str:
     cmd = ClassifyMessage.model_validate(command)
     res, rt = await resources.get(), await runtime.get()
     async with rt.locks.hold(_lock_key("classify", cmd.message_id)) as held:
         if not held:
-            return
+            return "duplicate"
         stored, history = await ai_service.classify_inputs(res.pool, cmd, res.settings.ai_context_messages)
         if stored is not None:
             outcome = stored  # classified before: no new call
         elif not rt.model.configured:
-            await ai_service.close_with(res.pool, cmd.command_id, cmd.type, None, [], reason="not_configured")
-            return
+            closed = await ai_service.close_with(res.pool, cmd.command_id, cmd.type, None, [], reason="not_configured")
+            return closed.log_status
         else:
             outcome = await _classify(res, rt, cmd, history)
     await carry_out(res.emitter, res.publisher, outcome)
+    return outcome.log_status
 
 
 async def _classify(res: Resources, rt: AiRuntime, cmd: ClassifyMessage, history: list[dict]) -> Outcome:

@@ -28,20 +28,22 @@ RETRY_POLICY: dict[str, Any] = {
 
 
 @dramatiq.actor(queue_name=BILLING_QUEUE, actor_name=STRIPE_PAYMENT_ACTOR, **RETRY_POLICY)
-async def billing_stripe_payment(command: dict[str, Any]) -> None:
+async def billing_stripe_payment(command: dict[str, Any]) -> str:
     cmd = StripeEvent.model_validate(command)
     res = await resources.get()
     outcome = await billing_service.apply_stripe_event(res.pool, cmd, res.settings.credit_pack_list)
     await carry_out(res.emitter, res.publisher, outcome)
     log.info("billing.stripe_event", command_id=cmd.command_id, event_type=cmd.event_type,
              status=outcome.status, duplicate=not outcome.fresh)  # fmt: skip
+    return outcome.log_status  # for the event log (workers/event_log.py)
 
 
 @dramatiq.actor(queue_name=BILLING_QUEUE, actor_name=LEMONSQUEEZY_ORDER_ACTOR, **RETRY_POLICY)
-async def billing_lemonsqueezy_order(command: dict[str, Any]) -> None:
+async def billing_lemonsqueezy_order(command: dict[str, Any]) -> str:
     cmd = LemonSqueezyOrder.model_validate(command)
     res = await resources.get()
     outcome = await billing_service.apply_lemonsqueezy_order(res.pool, cmd, res.settings.credit_pack_list)
     await carry_out(res.emitter, res.publisher, outcome)
-    log.info("billing.lemonsqueezy_order", command_id=cmd.command_id, event=cmd.event_name,
+    log.info("billing.lemonsqueezy_order", command_id=cmd.command_id, event_name=cmd.event_name,
              status=outcome.status, duplicate=not outcome.fresh)  # fmt: skip
+    return outcome.log_status

@@ -6,13 +6,15 @@ Creating the broker opens no connection; pika connects lazily, per thread, after
 from __future__ import annotations
 
 import dramatiq
-from dramatiq.brokers.rabbitmq import RabbitmqBroker
 from dramatiq.middleware import AsyncIO, Retries, default_middleware
 from sentry_sdk.integrations.dramatiq import DramatiqIntegration
 
+from infra.amqp import TopologyBroker
 from infra.logging import configure_logging
 from infra.sentry import init_sentry
 from infra.settings import Settings
+from workers.correlation import LogContext
+from workers.event_log import EventLog
 from workers.fail_closed import FailClosed
 from workers.lifetime import CloseOnShutdown
 from workers.metrics import install as install_metrics
@@ -27,16 +29,22 @@ resources = ResourceHolder(settings)
 
 # dramatiq's default middleware, with Retries replaced by one that never loses a message whose
 # re-enqueue fails (workers/safe_retries.py).
-broker = RabbitmqBroker(
-    url=settings.amqp_url,
+# Queues are declared as AMQP_QUEUE_TYPE says (classic or quorum), exactly as ingress declares them;
+# pika tries the nodes of a multi-node AMQP_URL in order on every (re)connect.
+broker = TopologyBroker(
+    url=list(settings.amqp_urls),
+    queue_type=settings.amqp_queue_type,
     confirm_delivery=True,
     middleware=[SafeRetries() if m is Retries else m() for m in default_middleware],
 )
+# First of all: every other middleware's hooks then run inside the message's log context.
+broker.add_middleware(LogContext(), before=type(broker.middleware[0]))
 broker.add_middleware(AsyncIO())
 shutdown = CloseOnShutdown(resources.close)
 broker.add_middleware(shutdown)
 # Added before Retries so its after_* hook runs after Retries has decided to give up.
 broker.add_middleware(FailClosed(resources), before=Retries)
+broker.add_middleware(EventLog(resources), before=Retries)  # likewise: logs failed only once Retries gave up
 install_metrics(broker, settings)  # /metrics on WORKER_METRICS_PORT, when set
 dramatiq.set_broker(broker)
 

@@ -39,7 +39,7 @@ def terms(settings: Settings) -> calls_service.Terms:
 
 
 @dramatiq.actor(queue_name=BILLING_QUEUE, actor_name=CALL_METER_ACTOR, **RETRY_POLICY)
-async def billing_call_meter(command: dict[str, Any]) -> None:
+async def billing_call_meter(command: dict[str, Any]) -> str:
     cmd = CallMeter.model_validate(command)
     res = await resources.get()
     s = res.settings
@@ -48,6 +48,7 @@ async def billing_call_meter(command: dict[str, Any]) -> None:
     await forget_signaling(res, cmd.call_id, outcome)
     log.info("call.meter_done", command_id=cmd.command_id, action=cmd.action, call_id=cmd.call_id,
              status=outcome.status, duplicate=not outcome.fresh)  # fmt: skip
+    return outcome.log_status  # for the event log (workers/event_log.py)
 
 
 async def forget_signaling(res: Resources, call_id: str, outcome: Outcome) -> None:

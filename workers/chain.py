@@ -25,9 +25,10 @@ RETRY_POLICY: dict[str, Any] = {
 
 
 @dramatiq.actor(queue_name=CHAIN_QUEUE, actor_name=CHAIN_DEPOSIT_ACTOR, **RETRY_POLICY)
-async def chain_deposit(command: dict[str, Any]) -> None:
+async def chain_deposit(command: dict[str, Any]) -> str:
     cmd = ChainDeposit.model_validate(command)
     res = await resources.get()
     outcome = await chain_service.apply_deposit(res.pool, cmd, res.settings.signup_credits)
     await carry_out(res.emitter, res.publisher, outcome)
     log.info("chain.deposit.done", command_id=cmd.command_id, duplicate=not outcome.fresh)
+    return outcome.log_status  # for the event log (workers/event_log.py)

@@ -191,7 +191,11 @@ async def _main(serve_only: bool) -> None:
         await db.migrate(settings.database_url)
         pool = await db.create_pool(settings.database_url, min_size=1, max_size=2)
         publisher = CommandPublisher(
-            settings.amqp_url, (CHAIN_QUEUE,), settings.publish_timeout_s, connection_name="gatekeeper-chain-watcher"
+            settings.amqp_url,
+            (CHAIN_QUEUE,),
+            settings.publish_timeout_s,
+            connection_name="gatekeeper-chain-watcher",
+            queue_type=settings.amqp_queue_type,
         )
         await publisher.start()
         w3 = chain.connect(settings)

@@ -26,7 +26,7 @@ STATUS_RETRY_POLICY: dict[str, Any] = {**RETRY_POLICY, "max_retries": 10, "max_b
 
 
 @dramatiq.actor(queue_name=CHAT_QUEUE, actor_name=INBOUND_MESSAGE_ACTOR, **RETRY_POLICY)
-async def channel_inbound_message(command: dict[str, Any]) -> None:
+async def channel_inbound_message(command: dict[str, Any]) -> str:
     cmd = InboundChannelMessage.model_validate(command)
     res = await resources.get()
     s = res.settings
@@ -37,24 +37,27 @@ async def channel_inbound_message(command: dict[str, Any]) -> None:
                     address=cmd.address)  # fmt: skip
         await res.redis.incr(s.key("stats", "unknown_destination"))
     log.info("command.done", command_id=cmd.command_id, status=outcome.status, duplicate=not outcome.fresh)
+    return outcome.log_status  # for the event log (workers/event_log.py)
 
 
 @dramatiq.actor(queue_name=CHAT_QUEUE, actor_name=OPERATOR_REPLY_ACTOR, **RETRY_POLICY)
-async def channel_operator_reply(command: dict[str, Any]) -> None:
+async def channel_operator_reply(command: dict[str, Any]) -> str:
     cmd = OperatorReply.model_validate(command)
     res = await resources.get()
     s = res.settings
     outcome = await channel_service.operator_reply(res.pool, cmd, s.credit_policy, s.recharge_url)
     await carry_out(res.emitter, res.publisher, outcome)
     log.info("command.done", command_id=cmd.command_id, status=outcome.status, duplicate=not outcome.fresh)
+    return outcome.log_status
 
 
 @dramatiq.actor(queue_name=CHAT_QUEUE, actor_name=STATUS_UPDATE_ACTOR, **STATUS_RETRY_POLICY)
-async def channel_status_update(command: dict[str, Any]) -> None:
+async def channel_status_update(command: dict[str, Any]) -> str:
     cmd = ChannelStatusUpdate.model_validate(command)
     res = await resources.get()
     outcome = await channel_service.status_update(res.pool, cmd)
     await carry_out(res.emitter, res.publisher, outcome)
+    return outcome.log_status
 
 
 @on_failure(OPERATOR_REPLY_ACTOR)

@@ -32,7 +32,7 @@ RETRY_POLICY: dict[str, Any] = {
 
 
 @dramatiq.actor(queue_name=CHAT_QUEUE, actor_name=SEND_MESSAGE_ACTOR, **RETRY_POLICY)
-async def chat_send_message(command: dict[str, Any]) -> None:
+async def chat_send_message(command: dict[str, Any]) -> str:
     cmd = SendChatMessage.model_validate(command)
     res = await resources.get()
     s = res.settings
@@ -44,14 +44,16 @@ async def chat_send_message(command: dict[str, Any]) -> None:
         counter = "delivered" if outcome.status == "applied" else "blocked"
         await res.redis.incr(s.key("stats", counter))
     log.info("command.done", command_id=cmd.command_id, status=outcome.status, duplicate=not outcome.fresh)
+    return outcome.log_status  # for the event log (workers/event_log.py)
 
 
 @dramatiq.actor(queue_name=CHAT_QUEUE, actor_name=MARK_READ_ACTOR, **RETRY_POLICY)
-async def chat_mark_read(command: dict[str, Any]) -> None:
+async def chat_mark_read(command: dict[str, Any]) -> str:
     cmd = MarkMessageRead.model_validate(command)
     res = await resources.get()
     outcome = await chat_service.mark_read(res.pool, cmd)
     await carry_out(res.emitter, res.publisher, outcome)
+    return outcome.log_status
 
 
 @on_failure(SEND_MESSAGE_ACTOR)

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, TypedDict
 
-from infra import inbox
+from infra import event_log, inbox
 from infra.publisher import CommandPublisher
 from schemas.base import Command
 from workers.emits import Emit, publish
@@ -35,6 +35,11 @@ class Outcome:
     status: inbox.Status
     emits: list[Emit] = field(default_factory=list)
     follow_ups: list[FollowUp] = field(default_factory=list)
+
+    @property
+    def log_status(self) -> event_log.Status:
+        """What an actor returns for the event log (workers/event_log.py): a duplicate changed nothing."""
+        return self.status if self.fresh else "duplicate"
 
     def stored_result(self, **extra: Any) -> dict[str, Any]:
         return {"emits": self.emits, "follow_ups": self.follow_ups, **extra}

@@ -9,6 +9,9 @@ from __future__ import annotations
 from typing import Any, TypedDict
 
 import socketio
+import structlog
+
+log = structlog.get_logger(__name__)
 
 
 class Emit(TypedDict):
@@ -22,5 +25,17 @@ def emit(event: str, room: str, data: dict[str, Any]) -> Emit:
 
 
 async def publish(emitter: socketio.AsyncRedisManager, emits: list[Emit]) -> None:
+    """Fan the emits out; one ``result.published`` line (info) per call, one ``result.emit`` (debug) each.
+
+    Lines carry the command being processed (its ``command_id`` is in the worker's log context).
+    """
     for item in emits:
         await emitter.emit(item["event"], item["data"], namespace="/", room=item["room"])
+        log.debug("result.emit", event_name=item["event"], channel=item["room"])
+    if emits:
+        log.info(
+            "result.published",
+            emits=len(emits),
+            event_names=sorted({item["event"] for item in emits}),
+            channels=sorted({item["room"] for item in emits}),
+        )

@@ -26,6 +26,7 @@ import structlog
 from dramatiq import Middleware
 from dramatiq.common import dq_name, q_name, xq_name
 
+from infra.amqp import amqp_urls
 from infra.settings import Settings
 from schemas.queues import ALL_QUEUES
 
@@ -159,11 +160,14 @@ class QueueDepthCollector:
         ready = GaugeMetricFamily("gatekeeper_queue_messages_ready", "Messages ready in a queue.", labels=["queue"])
         consumers = GaugeMetricFamily("gatekeeper_queue_consumers", "Consumers of a queue.", labels=["queue"])
         up = GaugeMetricFamily("gatekeeper_queue_depth_up", "1 if RabbitMQ answered the queue-depth scrape.")
-        params = pika.URLParameters(self._amqp_url)
-        params.socket_timeout = params.blocked_connection_timeout = BROKER_TIMEOUT_S
-        params.connection_attempts = 1
+        nodes = []
+        for url in amqp_urls(self._amqp_url):  # pika tries a cluster's nodes in order
+            params = pika.URLParameters(url)
+            params.socket_timeout = params.blocked_connection_timeout = BROKER_TIMEOUT_S
+            params.connection_attempts = 1
+            nodes.append(params)
         try:
-            connection = pika.BlockingConnection(params)
+            connection = pika.BlockingConnection(nodes)
         except (AMQPError, OSError) as exc:
             log.warning("worker.metrics_queue_depth_failed", error=repr(exc))
             up.add_metric([], 0)

@@ -109,9 +109,13 @@ class OutboundRuntimeHolder:
 
 runtime = OutboundRuntimeHolder(settings)
 
+# What a delivery did, for the event log (workers/event_log.py): a provider's refusal is final (rejected);
+# a message already settled, or being sent by another delivery, makes this one a no-op (duplicate).
+LOG_STATUS: dict[str, str] = {"sent": "applied", "failed": "rejected", "duplicate": "duplicate", "busy": "duplicate"}
+
 
 @dramatiq.actor(queue_name=OUTBOUND_QUEUE, actor_name=SEND_OUTBOUND_ACTOR, **RETRY_POLICY)
-async def outbound_send(command: dict[str, Any]) -> None:
+async def outbound_send(command: dict[str, Any]) -> str:
     cmd = SendOutbound.model_validate(command)
     res = await resources.get()
     rt = await runtime.get()
@@ -126,6 +130,7 @@ async def outbound_send(command: dict[str, Any]) -> None:
         provider_message_id=outcome.provider_message_id,
         error_code=outcome.error_code,
     )
+    return LOG_STATUS[outcome.status]
 
 
 @on_failure(SEND_OUTBOUND_ACTOR)

@@ -28,13 +28,14 @@ log = structlog.get_logger(__name__)
 
 
 @dramatiq.actor(queue_name=BILLING_QUEUE, actor_name=STRIPE_SUBSCRIPTION_ACTOR, **RETRY_POLICY)
-async def billing_stripe_subscription(command: dict[str, Any]) -> None:
+async def billing_stripe_subscription(command: dict[str, Any]) -> str:
     cmd = StripeEvent.model_validate(command)
     res = await resources.get()
     s = res.settings
     outcome = await plans_service.apply_event(res.pool, cmd, s.plan_catalog, s.signup_credits)
     await carry_out(res.emitter, res.publisher, outcome)
     log.info("command.done", command_id=cmd.command_id, status=outcome.status, duplicate=not outcome.fresh)
+    return outcome.log_status  # for the event log (workers/event_log.py)
 
 
 class _Reporter:
@@ -62,10 +63,12 @@ shutdown.register(reporter.close)
 
 
 @dramatiq.actor(queue_name=BILLING_QUEUE, actor_name=REPORT_USAGE_ACTOR, max_retries=0)
-async def billing_report_usage(command: dict[str, Any]) -> None:
+async def billing_report_usage(command: dict[str, Any]) -> str:
     ReportUsage.model_validate(command)
     result = await reporter.run()
     log.info("metering.run", sent=result.sent, failed=result.failed, skipped=result.skipped)
+    # Usage a run could not send stays pending for the next one; a skipped run (not configured) did nothing.
+    return "rejected" if result.skipped else "applied"
 
 
 class MeterTicker(dramatiq.Middleware):

@@ -18,6 +18,7 @@ from infra.publisher import CommandPublisher
 from infra.redis_clients import redis_client, socketio_manager
 from infra.settings import Settings
 from schemas.queues import ALL_QUEUES
+from workers.correlation import detached
 
 
 @dataclass(slots=True)
@@ -47,9 +48,14 @@ class ResourceHolder:
                 redis = redis_client(s.effective_redis_url)
                 emitter = socketio_manager(s.effective_redis_url, s.key("socketio"), write_only=True)
                 publisher = CommandPublisher(
-                    s.amqp_url, ALL_QUEUES, s.publish_timeout_s, connection_name="gatekeeper-worker"
+                    s.amqp_url,
+                    ALL_QUEUES,
+                    s.publish_timeout_s,
+                    connection_name="gatekeeper-worker",
+                    queue_type=s.amqp_queue_type,
                 )
-                await publisher.start()
+                # Its connection's background tasks outlive this command: keep its id off their lines.
+                await detached(publisher.start)
                 self._resources = Resources(s, pool, redis, emitter, publisher)
         return self._resources
 

@@ -22,13 +22,14 @@ log = structlog.get_logger(__name__)
 
 
 @dramatiq.actor(queue_name=BILLING_QUEUE, actor_name=SEND_TIP_ACTOR, **RETRY_POLICY)
-async def billing_send_tip(command: dict[str, Any]) -> None:
+async def billing_send_tip(command: dict[str, Any]) -> str:
     cmd = SendTipCommand.model_validate(command)
     res = await resources.get()
     s = res.settings
     outcome = await tips_service.send_tip(res.pool, cmd, s.tip_max_credits, s.signup_credits, s.recharge_url)
     await carry_out(res.emitter, res.publisher, outcome)
     log.info("tip.done", command_id=cmd.command_id, status=outcome.status, duplicate=not outcome.fresh)
+    return outcome.log_status  # for the event log (workers/event_log.py)
 
 
 @on_failure(SEND_TIP_ACTOR)

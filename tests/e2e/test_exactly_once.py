@@ -104,11 +104,22 @@ async def test_kill_minus_9_with_unacked_messages_loses_and_doubles_nothing(stac
         deadline = time.monotonic() + 60
         while await done() < 50 and time.monotonic() < deadline:
             await asyncio.sleep(0.02)
-        ready, unacked = 0, 0
-        while unacked == 0 and time.monotonic() < deadline:
-            ready, unacked = await asyncio.to_thread(queue_counts, vhost, CHAT_QUEUE)
-        first.kill9()  # SIGKILL the pool and its forked workers mid-flight
+        # Hold the account's row lock: each worker thread's next transaction claims its command, then
+        # waits for the lock, so the SIGKILL below lands while those transactions are open.
+        async with ledger.acquire() as holder, holder.transaction():
+            await holder.execute("SELECT 1 FROM accounts WHERE account_id = $1 FOR UPDATE", f"user:{user}")
+            open_transactions = 0
+            while open_transactions == 0 and time.monotonic() < deadline:
+                open_transactions = await ledger.fetchval(
+                    "SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a USING (pid)"
+                    " WHERE NOT l.granted AND a.datname = current_database() AND a.xact_start IS NOT NULL"
+                )
+            ready, unacked = 0, 0
+            while unacked == 0 and time.monotonic() < deadline:
+                ready, unacked = await asyncio.to_thread(queue_counts, vhost, CHAT_QUEUE)
+            first.kill9()  # SIGKILL the pool and its forked workers mid-flight, mid-transaction
         applied_at_kill = await done()
+        assert open_transactions > 0, "no worker transaction was open when the pool was killed"
         assert unacked > 0, "the worker held no unacked messages when it was killed"
         assert applied_at_kill < len(commands), "everything finished before the kill; nothing was tested"
 
@@ -127,7 +138,10 @@ async def test_kill_minus_9_with_unacked_messages_loses_and_doubles_nothing(stac
     assert await ledger.fetchval("SELECT count(*) FROM messages WHERE room_id = $1", room) == affordable
     charges = await ledger.fetchval("SELECT count(*) FROM ledger_transactions WHERE reference = ANY($1)", ids)
     assert charges == affordable
-    print(f"killed with {ready} ready / {unacked} unacked, {applied_at_kill} applied at the kill")
+    print(
+        f"killed with {ready} ready / {unacked} unacked, {open_transactions} transaction(s) open,"
+        f" {applied_at_kill} applied at the kill"
+    )
 
 
 async def test_a_command_that_keeps_failing_fails_closed(stack, stack_env, http, clients, ledger):

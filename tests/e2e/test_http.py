@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from tests.e2e.conftest import grant
 from tests.e2e.test_chat import uid
 from tests.support.clients import ChatClient, make_token
@@ -84,7 +86,16 @@ async def test_chat_stats_cover_every_node(stack, http, clients):
     await b.join(room)
     ack = await a.send(room, "uno dos")
     await b.wait_for("newMessage", lambda m: m["messageId"] == ack["messageId"])
-    after = await (await http.get(stack.url("/api/chat/stats", 1))).json()
+    # The worker counts a delivery just after it publishes the message, so poll for the count.
+    deadline = asyncio.get_running_loop().time() + 10
+    while True:
+        after = await (await http.get(stack.url("/api/chat/stats", 1))).json()
+        if (
+            after["messagesDelivered"] >= before["messagesDelivered"] + 1
+            or asyncio.get_running_loop().time() > deadline
+        ):
+            break
+        await asyncio.sleep(0.05)
     assert after["messagesAccepted"] >= before["messagesAccepted"] + 1
     assert after["messagesDelivered"] >= before["messagesDelivered"] + 1
     assert set(after) == {"connections", "rooms", "messagesAccepted", "messagesDelivered", "messagesBlocked"}

@@ -7,16 +7,18 @@ from collections.abc import Iterable
 
 import aio_pika
 
-from infra.amqp import encode_actor_message, topology
+from infra.amqp import QueueType, connect_first, encode_actor_message, topology
 from schemas.base import Command
 
 
-async def publish_commands(amqp_url: str, queue: str, actor: str, commands: Iterable[Command]) -> None:
+async def publish_commands(
+    amqp_url: str, queue: str, actor: str, commands: Iterable[Command], *, queue_type: QueueType = "classic"
+) -> None:
     """Each command gets a fresh AMQP message id; RabbitMQ confirms every one (persistent, mandatory)."""
-    connection = await aio_pika.connect(amqp_url)
+    connection = await connect_first(amqp_url)
     async with connection:
         channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
-        for name, arguments in topology(queue):
+        for name, arguments in topology(queue, queue_type):
             await channel.declare_queue(name, durable=True, arguments=arguments)
         for cmd in commands:
             message_id = str(uuid.uuid4())

@@ -20,7 +20,7 @@ EVENTS = (
     "quotaExceeded", "planUpdated",
     "creditsPurchased", "creditsRefunded",
     "incoming-call", "accept-call", "reject-call", "end-call", "call-unavailable", "signal", "callStarted",
-    "callEnded",
+    "callEnded", "serverShutdown",
 )  # fmt: skip
 
 
@@ -32,10 +32,10 @@ def make_token(user_id: str, name: str | None = None, role: str | None = None, t
 
 
 class ChatClient:
-    def __init__(self, user_id: str, name: str | None = None) -> None:
+    def __init__(self, user_id: str, name: str | None = None, *, reconnection: bool = False) -> None:
         self.user_id = user_id
         self.name = name or user_id
-        self.sio = socketio.AsyncClient(reconnection=False)
+        self.sio = socketio.AsyncClient(reconnection=reconnection)
         self.events: dict[str, list[Any]] = defaultdict(list)
         self._changed = asyncio.Event()
         for event in EVENTS:
