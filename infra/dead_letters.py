@@ -228,6 +228,22 @@ async def purge(amqp_url: str, filters: Filters) -> list[DeadMessage]:
     return await _walk(amqp_url, filters, drop)
 
 
+async def add_inbox_errors(db: Any, found: list[DeadMessage]) -> None:
+    """Replace each message's error by the one its worker recorded in the inbox (event log), the clearest
+    one: actors without retries leave no traceback in the body. ``db`` is a pool or a connection."""
+    ids = [d.command_id for d in found if d.command_id]
+    if not ids:
+        return
+    rows = await db.fetch(
+        "SELECT command_id, result->>'error' AS error FROM inbox WHERE command_id = ANY($1) AND status = 'failed'",
+        ids,
+    )
+    errors = {r["command_id"]: r["error"] for r in rows if r["error"]}
+    for dead in found:
+        if dead.command_id in errors:
+            dead.error = errors[dead.command_id]
+
+
 def parse_since(value: str, now: dt.datetime | None = None) -> dt.datetime:
     """``2026-11-23T10:00``, ``2026-11-23T10:00:00+01:00`` or a relative ``90s``, ``15m``, ``2h``, ``7d``."""
     now = now or dt.datetime.now(dt.UTC)

@@ -55,6 +55,8 @@ class Settings(BaseSettings):
     word_window_ttl_s: int = Field(default=86_400, ge=1)
     signup_credits: int = Field(default=0, ge=0)
     recharge_url: str = "/billing"
+    # POST /api/dev/token mints a JWT for any user id, role and tenant: development only, never in production.
+    allow_dev_tokens: bool = False
 
     host: str = "127.0.0.1"
     port: int = Field(default=8080, validation_alias=AliasChoices("PORT", "CHAT_SERVER_PORT"))

@@ -11,10 +11,13 @@ from infra import db
 from infra.publisher import CommandPublisher
 from infra.redis_clients import redis_client, socketio_manager
 from infra.settings import Settings
+from ingress import admin_api
 from ingress.analytics_api import analytics_routes
 from ingress.billing_api import billing_routes, stripe_client_context
 from ingress.billing_webhooks import billing_webhook_routes
+from ingress.conversations_api import conversation_routes
 from ingress.correlation import log_context_middleware
+from ingress.dev_tokens import dev_token_routes
 from ingress.history_api import history_routes
 from ingress.http_api import routes
 from ingress.metrics import METRICS, IngressMetrics, metrics_middleware, metrics_routes
@@ -27,6 +30,7 @@ from ingress.sockets import ChatSockets
 from ingress.state import APP_STATE, IngressState
 from ingress.tenant_api import tenant_routes
 from ingress.wallet_api import chain_client_context, wallet_routes
+from ingress.web_routes import socket_origins, web_routes
 from ingress.webhooks import webhook_routes
 from schemas.queues import ALL_QUEUES
 
@@ -43,7 +47,7 @@ def init_app(settings: Settings) -> web.Application:
     sio = AckAwareServer(
         async_mode="aiohttp",
         client_manager=socketio_manager(settings.effective_redis_url, settings.key("socketio")),
-        cors_allowed_origins=list(settings.allowed_origins),
+        cors_allowed_origins=socket_origins(settings.allowed_origins),  # and the node's own pages
         max_http_buffer_size=MAX_FRAME_BYTES,
         ping_interval=25,
         ping_timeout=20,
@@ -63,6 +67,10 @@ def init_app(settings: Settings) -> web.Application:
     app.router.add_routes(wallet_routes)
     app.router.add_routes(plans_routes)
     app.router.add_routes(metrics_routes)
+    app.router.add_routes(conversation_routes)  # the operator console's live inbox
+    admin_api.install(app, settings)  # queues, dead letters and chart series for the admin console
+    app.router.add_routes(dev_token_routes)
+    app.router.add_routes(web_routes)  # the chat page, the console and their static files
 
     async def resources(app: web.Application) -> AsyncIterator[None]:
         await db.migrate(settings.database_url)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hmac
+import time
 from dataclasses import dataclass
 
 import jwt
@@ -28,6 +29,25 @@ class Identity:
     def operator_of(self) -> str | None:
         """The tenant whose conversations this caller may work on, if an operator."""
         return self.tenant if self.role == "operator" else None
+
+
+def mint_token(
+    secret: str,
+    user_id: str,
+    name: str | None = None,
+    *,
+    role: str | None = None,
+    tenant: str | None = None,
+    ttl_s: int = 86_400,
+) -> tuple[str, int]:
+    """A signed HS256 token with the claims ``decode_token`` reads, and its expiry (epoch seconds)."""
+    now = int(time.time())
+    claims: dict[str, object] = {"sub": user_id, "name": name or user_id, "iat": now, "exp": now + ttl_s}
+    if role:
+        claims["role"] = role
+    if tenant:
+        claims["tenant"] = tenant
+    return jwt.encode(claims, secret, algorithm="HS256"), now + ttl_s
 
 
 def decode_token(token: object, secret: str) -> Identity:

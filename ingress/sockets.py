@@ -34,6 +34,7 @@ from ingress.rate_limiter import RateLimiter
 from ingress.socket_server import AckAwareServer, ack_requested
 from ingress.tips import tip_command
 from schemas import commands, queues
+from schemas.channel_events import TakeOver
 from schemas.channels import room_channel, tenant_channel, user_channel
 from schemas.socket_events import JoinRoom, MarkRead, RoomRef, SendMessage
 from schemas.tips import SendTip
@@ -89,6 +90,7 @@ class ChatSockets:
             "typing-stop": (functools.partial(self.typing, typing=False), RoomRef),
             "mark-read": (self.mark_read, MarkRead),
             "sendTip": (self.send_tip, SendTip),
+            "takeOverConversation": (self.take_over, TakeOver),
         }.items():
             sio.on(event, self._guarded(event, handler, schema))
         self.calls = CallSockets.create(sio, settings, publisher, redis)  # seed 003 call signaling + meter
@@ -200,6 +202,17 @@ class ChatSockets:
         return {"status": "accepted", "roomId": payload.roomId}
 
     async def _history(self, room_id: str) -> list[dict[str, Any]]:
+        """The room's latest messages; in a conversation, each message sent to the contact carries its
+        last known ``deliveryStatus`` (later changes arrive as ``messageStatus``)."""
+        if conversation_room_tenant(room_id):
+            rows = await self.pool.fetch(
+                "SELECT recent.payload, o.status FROM (SELECT seq, message_id, payload FROM messages"
+                " WHERE room_id = $1 ORDER BY seq DESC LIMIT $2) recent"
+                " LEFT JOIN outbound_messages o ON o.message_id = recent.message_id ORDER BY recent.seq",
+                room_id,
+                self.settings.history_size,
+            )
+            return [{**r["payload"], "deliveryStatus": r["status"]} if r["status"] else r["payload"] for r in rows]
         rows = await self.pool.fetch(
             "SELECT payload FROM (SELECT seq, payload FROM messages WHERE room_id = $1"
             " ORDER BY seq DESC LIMIT $2) recent ORDER BY seq",
@@ -297,6 +310,24 @@ class ChatSockets:
         )
         await self._publish(queues.MARK_READ_ACTOR, command)
         return {"status": "accepted"}
+
+    # --- conversations --------------------------------------------------------------
+    async def take_over(self, sid: str, who: Identity, payload: TakeOver) -> dict[str, Any]:
+        """Queue a takeover (or hand-back) on ``chat``; the worker announces ``conversationUpdated``."""
+        if not conversation_room_tenant(payload.roomId):
+            raise Rejected("bad_request", "roomId: a conversation room is named conv:<tenant>:<conversation>")
+        resolve_join(payload.roomId, None, who.user_id, operator_of=who.operator_of, is_admin=who.is_admin)
+        await self._rate_limit(who)
+        _, tenant, conversation_id = payload.roomId.split(":")
+        request = payload.requestId or str(uuid.uuid4())
+        command = commands.ConversationTakeover(
+            command_id=f"takeover:{who.user_id}:{request}", tenant_id=tenant, conversation_id=conversation_id,
+            operator_id=who.user_id, operator_name=who.name, release=payload.release, admin=who.is_admin,
+            requested_at_ms=int(time.time() * 1000),
+        )  # fmt: skip
+        await self._publish(queues.TAKEOVER_ACTOR, command)
+        log.info("takeover.accepted", command_id=command.command_id, room_id=payload.roomId, release=payload.release)
+        return {"status": "accepted", "roomId": payload.roomId, "release": payload.release}
 
     # --- tips -------------------------------------------------------------------
     async def send_tip(self, sid: str, who: Identity, payload: SendTip) -> dict[str, Any]:

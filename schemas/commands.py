@@ -85,6 +85,20 @@ class OperatorReply(Command):
     accepted_at_ms: int
 
 
+class ConversationTakeover(Command):
+    """An operator takes a conversation over from the AI agent (``release``: hands it back)."""
+
+    type: Literal["channel.takeover"] = "channel.takeover"
+    command_id: str = Field(min_length=1, max_length=300)
+    tenant_id: str
+    conversation_id: str
+    operator_id: str
+    operator_name: str
+    release: bool = False
+    admin: bool = False  # an admin may hand back a conversation another operator holds
+    requested_at_ms: int
+
+
 class SendOutbound(Command):
     """Deliver one stored outbound message through its channel's provider."""
 

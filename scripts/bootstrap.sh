@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Prepare a fresh machine: local PostgreSQL, Redis and RabbitMQ up, a virtualenv with
 # Gatekeeper installed. Safe to run again; it only does what is missing.
-# Usage: scripts/bootstrap.sh [--dev]   (--dev adds the test tools and the JS test client)
+# Usage: scripts/bootstrap.sh [--dev]   (--dev adds the test tools, the JS test client and Chromium)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -80,10 +80,16 @@ ensure_js_client() {
   fi
 }
 
+# The browser tests drive Debian's Chromium through Playwright; never `playwright install`.
+ensure_chromium() {
+  [ -x /usr/bin/chromium ] || apt_install chromium
+}
+
 ensure_services
 if [ "${1:-}" = "--dev" ]; then
   ensure_venv "[dev]"
   ensure_js_client
+  ensure_chromium
 else
   ensure_venv ""
 fi

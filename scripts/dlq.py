@@ -89,18 +89,11 @@ async def _add_inbox_errors(database_url: str, found: list[DeadMessage]) -> None
         print(f"note: inbox not reachable ({exc.__class__.__name__}); errors come from tracebacks", file=sys.stderr)
         return
     try:
-        rows = await conn.fetch(
-            "SELECT command_id, result->>'error' AS error FROM inbox WHERE command_id = ANY($1) AND status = 'failed'",
-            ids,
-        )
+        await dead_letters.add_inbox_errors(conn, found)
     except asyncpg.PostgresError:
         return
     finally:
         await conn.close()
-    errors = {r["command_id"]: r["error"] for r in rows if r["error"]}
-    for dead in found:
-        if dead.command_id in errors:
-            dead.error = errors[dead.command_id]
 
 
 def _time(moment) -> str:

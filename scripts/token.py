@@ -3,22 +3,14 @@
 from __future__ import annotations
 
 import argparse
-import time
-
-import jwt
 
 from infra.settings import Settings
+from ingress.auth import mint_token
 
 
 def mint(secret: str, user_id: str, name: str | None, admin: bool, ttl_s: int, operator_of: str | None = None) -> str:
-    now = int(time.time())
-    claims: dict[str, object] = {"sub": user_id, "name": name or user_id, "iat": now, "exp": now + ttl_s}
-    if admin:
-        claims["role"] = "admin"
-    elif operator_of:
-        claims["role"] = "operator"
-        claims["tenant"] = operator_of
-    return jwt.encode(claims, secret, algorithm="HS256")
+    role = "admin" if admin else "operator" if operator_of else None
+    return mint_token(secret, user_id, name, role=role, tenant=None if admin else operator_of, ttl_s=ttl_s)[0]
 
 
 def main() -> None:

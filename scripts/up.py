@@ -116,6 +116,9 @@ def main() -> int:
         print(
             f"\nGatekeeper is running.\n"
             f"  Socket.IO / HTTP: {urls}\n"
+            f"  Web:              chat http://{settings.host}:{args.ports[0]}/"
+            f"  console http://{settings.host}:{args.ports[0]}/console"
+            f"{'' if settings.allow_dev_tokens else '  (ALLOW_DEV_TOKENS=0: paste a JWT to sign in)'}\n"
             f"  Chat workers:     {args.processes} processes x {args.threads} threads on queue 'chat'\n"
             f"  Outbound workers: 1 process x 128 threads on queue 'outbound'\n"
             f"  AI workers:       1 process x 256 threads on queue 'ai' (OPENAI_BASE_URL, AI_MODEL)\n"

@@ -114,6 +114,9 @@ async def _answer(res: Resources, rt: AiRuntime, cmd: AgentReply) -> Outcome:
     inputs = await ai_service.reply_inputs(res.pool, cmd, policy, s.ai_context_messages, s.plan_catalog)
     if inputs.stored is not None:
         return inputs.stored  # answered before: no new call, no new charge
+    if inputs.taken_over:  # an operator took the conversation over after this reply was queued
+        return await ai_service.close_with(res.pool, cmd.command_id, cmd.type, cmd.asker_user_id, [],
+                                           reason="taken_over")  # fmt: skip
     if not rt.model.configured:
         notice = ai_service.agent_error(cmd, "not_configured", "The AI agent is not configured on this server.")
         return await ai_service.close_with(res.pool, cmd.command_id, cmd.type, cmd.asker_user_id, [notice],

@@ -54,6 +54,7 @@ class ReplyInputs:
     system_prompt: str = ""
     owed: int = 0  # credits a refunded purchase left owed (infra.receivables): no call while unpaid
     quota: QuotaBlock | None = None  # the asker's plan allows no more AI tokens today
+    taken_over: bool = False  # an operator holds the conversation (0010): no auto-reply
 
 
 async def reply_inputs(
@@ -68,7 +69,13 @@ async def reply_inputs(
         history = await context(conn, cmd.room_id, cmd.trigger_message_id, limit)
         prompt = await system_prompt(conn, cmd.tenant_id)
         quota = await quotas.ai_token_block(conn, plans, cmd.asker_user_id, time.time()) if cmd.asker_user_id else None
-        return ReplyInputs(None, available, credits, words_left, history, prompt, owed, quota)
+        taken_over = bool(cmd.conversation_id) and bool(
+            await conn.fetchval(
+                "SELECT taken_over_by IS NOT NULL FROM conversations WHERE conversation_id = $1",
+                uuid.UUID(cmd.conversation_id),
+            )
+        )
+        return ReplyInputs(None, available, credits, words_left, history, prompt, owed, quota, taken_over)
 
 
 async def close_with(pool: asyncpg.Pool, command_id: str, kind: str, user_id: str | None, emits: list[Emit],
@@ -161,6 +168,10 @@ async def store_reply(
         if (stored := await inbox.claim(conn, cmd.command_id, cmd.type, cmd.asker_user_id)) is not None:
             return replay(stored)
         await record_call(conn, cmd.command_id, purpose, cmd.asker, cmd.tenant_id, completion.model, completion)
+        if cmd.conversation_id and await _taken_over(conn, cmd.conversation_id):
+            result = Outcome(True, "rejected")  # an operator took over while the model answered: not sent
+            await inbox.finish(conn, cmd.command_id, "rejected", result.stored_result(reason="taken_over"))
+            return result
         balance, owed = await receivables.settle(conn, cmd.asker, await ledger.lock_or_open(conn, cmd.asker))
         if owed:
             emits = [credit_error(cmd, owed, balance.credits, balance.words_left, url, receivables.debt_message(owed))]
@@ -207,6 +218,16 @@ async def store_reply(
         result = Outcome(True, "applied", emits, follow_ups)
         await inbox.finish(conn, cmd.command_id, "applied", result.stored_result(message_id=cmd.reply_id, words=words))
         return result
+
+
+async def _taken_over(conn: asyncpg.Connection, conversation_id: str) -> bool:
+    """Whether an operator holds the conversation; the row lock orders this against a takeover."""
+    return bool(
+        await conn.fetchval(
+            "SELECT taken_over_by IS NOT NULL FROM conversations WHERE conversation_id = $1 FOR UPDATE",
+            uuid.UUID(conversation_id),
+        )
+    )
 
 
 async def _charge(conn: asyncpg.Connection, cmd: AgentReply, outcome: Charged, words: int) -> None:

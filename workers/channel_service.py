@@ -83,8 +83,21 @@ async def _store_message(conn: asyncpg.Connection, message: NewMessage, created_
     return payload
 
 
+def _takeover_fields(row: asyncpg.Record, keys: set[str]) -> dict:
+    """Who holds the conversation, only when the row says: an absent field means "unchanged"."""
+    if "taken_over_by" not in keys:
+        return {}
+    at = row["taken_over_at"] if "taken_over_at" in keys else None
+    return {
+        "takenOverBy": row["taken_over_by"],
+        "takenOverByName": row["taken_over_name"] if "taken_over_name" in keys else None,
+        "takenOverAt": int(at.timestamp() * 1000) if at is not None else None,
+    }
+
+
 def conversation_updated(row: asyncpg.Record, room_id: str, last: str | None, at_ms: int) -> Emit:
-    """``conversationUpdated`` for the tenant's operators; classification fields when the row has them."""
+    """``conversationUpdated`` for the tenant's operators; classification and takeover fields when the
+    row has them."""
     keys = set(row.keys())
     update = ConversationUpdated(
         intent=row["intent"] if "intent" in keys else None,
@@ -99,8 +112,12 @@ def conversation_updated(row: asyncpg.Record, room_id: str, last: str | None, at
         contactName=row["contact_name"],
         lastMessage=last[:200] if last else None,
         lastMessageAt=at_ms,
+        **_takeover_fields(row, keys),
     )
-    return emit("conversationUpdated", tenant_channel(row["tenant_id"]), update.model_dump(mode="json"))
+    data = update.model_dump(
+        mode="json", exclude={"takenOverBy", "takenOverByName", "takenOverAt"} - update.model_fields_set
+    )
+    return emit("conversationUpdated", tenant_channel(row["tenant_id"]), data)
 
 
 async def inbound_message(pool: asyncpg.Pool, cmd: InboundChannelMessage, policy: CreditPolicy, url: str) -> Outcome:
@@ -120,7 +137,8 @@ async def inbound_message(pool: asyncpg.Pool, cmd: InboundChannelMessage, policy
             " ON CONFLICT (tenant_id, channel, contact) DO UPDATE SET"
             " contact_name = coalesce(EXCLUDED.contact_name, conversations.contact_name),"
             " last_message_at = greatest(conversations.last_message_at, EXCLUDED.last_message_at)"
-            " RETURNING conversation_id, tenant_id, channel, contact, contact_name",
+            " RETURNING conversation_id, tenant_id, channel, contact, contact_name, taken_over_by, taken_over_name,"
+            " taken_over_at",
             uuid.uuid4(), tenant_id, cmd.channel, cmd.address, cmd.contact, cmd.contact_name,
             _ts(cmd.received_at_ms),
         )  # fmt: skip
@@ -139,7 +157,9 @@ async def inbound_message(pool: asyncpg.Pool, cmd: InboundChannelMessage, policy
                  conversation_updated(conv, room_id, text, cmd.received_at_ms)]  # fmt: skip
         if isinstance(charged, Blocked):
             emits.append(_tenant_credit_error(tenant_id, room_id, cmd.message_id, charged, url))
-        outcome = Outcome(True, "applied", emits, _agent_follow_ups(cmd, route, str(conv["conversation_id"]), room_id))
+        held = conv["taken_over_by"] is not None
+        follow_ups = _agent_follow_ups(cmd, route, str(conv["conversation_id"]), room_id, held=held)
+        outcome = Outcome(True, "applied", emits, follow_ups)
         await inbox.finish(
             conn, cmd.command_id, "applied",
             outcome.stored_result(message_id=cmd.message_id, tenant_id=tenant_id, words=words,
@@ -149,15 +169,16 @@ async def inbound_message(pool: asyncpg.Pool, cmd: InboundChannelMessage, policy
 
 
 def _agent_follow_ups(
-    cmd: InboundChannelMessage, route: tenants.Route, conversation_id: str, room_id: str
+    cmd: InboundChannelMessage, route: tenants.Route, conversation_id: str, room_id: str, *, held: bool
 ) -> list[FollowUp]:
-    """Every inbound message is classified; a tenant with auto-reply on also gets an AI answer."""
+    """Every inbound message is classified; a tenant with auto-reply on also gets an AI answer, unless
+    an operator has taken the conversation over (``held``)."""
     classify = ClassifyMessage(
         command_id=f"classify:{cmd.message_id}", tenant_id=route.tenant_id, conversation_id=conversation_id,
         message_id=cmd.message_id, requested_at_ms=cmd.received_at_ms,
     )  # fmt: skip
     follow_ups = [follow_up(AI_QUEUE, CLASSIFY_ACTOR, classify)]
-    if route.auto_reply:
+    if route.auto_reply and not held:
         command_id, reply_id = agent_reply_ids(cmd.message_id)
         reply = AgentReply(
             command_id=command_id, reply_id=reply_id, trigger_message_id=cmd.message_id, room_id=room_id,
@@ -175,8 +196,8 @@ async def operator_reply(pool: asyncpg.Pool, cmd: OperatorReply, policy: CreditP
         if (stored := await inbox.claim(conn, cmd.command_id, cmd.type, cmd.operator_id)) is not None:
             return replay(stored)
         conv = await conn.fetchrow(
-            "SELECT conversation_id, tenant_id, channel, address, contact, contact_name FROM conversations"
-            " WHERE conversation_id = $1 AND tenant_id = $2",
+            "SELECT conversation_id, tenant_id, channel, address, contact, contact_name, taken_over_by,"
+            " taken_over_name, taken_over_at FROM conversations WHERE conversation_id = $1 AND tenant_id = $2",
             uuid.UUID(cmd.conversation_id), cmd.tenant_id,
         )  # fmt: skip
         if conv is None:

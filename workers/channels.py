@@ -1,4 +1,5 @@
-"""Actors for channel traffic on the ``chat`` queue: inbound messages, operator replies, delivery reports."""
+"""Actors for channel traffic on the ``chat`` queue: inbound messages, operator replies, delivery reports,
+operators taking conversations over."""
 
 from __future__ import annotations
 
@@ -7,11 +8,12 @@ from typing import Any
 import dramatiq
 import structlog
 
+from domain.channels import conversation_room
 from schemas.channels import user_channel
-from schemas.commands import ChannelStatusUpdate, InboundChannelMessage, OperatorReply
-from schemas.queues import CHAT_QUEUE, INBOUND_MESSAGE_ACTOR, OPERATOR_REPLY_ACTOR, STATUS_UPDATE_ACTOR
+from schemas.commands import ChannelStatusUpdate, ConversationTakeover, InboundChannelMessage, OperatorReply
+from schemas.queues import CHAT_QUEUE, INBOUND_MESSAGE_ACTOR, OPERATOR_REPLY_ACTOR, STATUS_UPDATE_ACTOR, TAKEOVER_ACTOR
 from schemas.socket_events import CommandFailed
-from workers import channel_service
+from workers import channel_service, takeover_service
 from workers.broker import resources
 from workers.chat import RETRY_POLICY
 from workers.effects import carry_out
@@ -58,6 +60,29 @@ async def channel_status_update(command: dict[str, Any]) -> str:
     outcome = await channel_service.status_update(res.pool, cmd)
     await carry_out(res.emitter, res.publisher, outcome)
     return outcome.log_status
+
+
+@dramatiq.actor(queue_name=CHAT_QUEUE, actor_name=TAKEOVER_ACTOR, **RETRY_POLICY)
+async def channel_take_over(command: dict[str, Any]) -> str:
+    cmd = ConversationTakeover.model_validate(command)
+    res = await resources.get()
+    outcome = await takeover_service.take_over(res.pool, cmd)
+    await carry_out(res.emitter, res.publisher, outcome)
+    log.info("command.done", command_id=cmd.command_id, status=outcome.status, duplicate=not outcome.fresh,
+             conversation_id=cmd.conversation_id, release=cmd.release)  # fmt: skip
+    return outcome.log_status
+
+
+@on_failure(TAKEOVER_ACTOR)
+async def _takeover_failed(res: Resources, command: dict[str, Any], exc: BaseException) -> None:
+    cmd = ConversationTakeover.model_validate(command)
+    notice = CommandFailed(
+        code="internal",
+        message="the takeover could not be processed; nothing changed",
+        roomId=conversation_room(cmd.tenant_id, cmd.conversation_id),
+    )
+    data = {**notice.model_dump(mode="json"), "event": takeover_service.EVENT}
+    await publish(res.emitter, [emit("error", user_channel(cmd.operator_id), data)])
 
 
 @on_failure(OPERATOR_REPLY_ACTOR)
