@@ -21,6 +21,9 @@ READERS = {
     ("analytics_api.py", "conversation_analytics"): "/api/analytics/conversations",
     ("analytics_api.py", "intent_analytics"): "/api/analytics/intents",
     ("analytics_api.py", "_prepare"): None,  # the analytics handlers' shared tenant check
+    ("conversations_api.py", "list_conversations"): "/api/tenants/{tenantId}/conversations",
+    ("admin_api.py", "series"): "/api/admin/series",
+    ("admin_api.py", "_with_inbox_errors"): None,  # the dead-letter list's stored errors
 }
 WRITES = ("grant", "reset", "create", "update", "set_plan", "apply", "charge", "transfer", "link")
 
