@@ -197,3 +197,39 @@ def verdict(before: Mark | None, after: Mark | None) -> Verdict:
     if after.last_status == "failed":
         return "failed"
     return "re-applied"
+
+
+# Retention. Only the log: the inbox (the idempotency record) is never touched, so a pruned command
+# is still applied at most once; it just can no longer be replayed from the log.
+
+
+def _prune_where(before: datetime, statuses: tuple[str, ...], args: list[Any]) -> str:
+    args.append(before)
+    where = f"last_seen_at < ${len(args)}"
+    if statuses:
+        args.append(list(statuses))
+        where += f" AND status = ANY(${len(args)}::text[])"
+    return where
+
+
+async def prunable(pool: asyncpg.Pool, before: datetime, statuses: tuple[str, ...] = ()) -> int:
+    """How many rows ``prune`` would delete now: last seen before ``before`` (and in ``statuses``)."""
+    args: list[Any] = []
+    return await pool.fetchval(f"SELECT count(*) FROM event_log WHERE {_prune_where(before, statuses, args)}", *args)
+
+
+async def prune_batch(pool: asyncpg.Pool, before: datetime, statuses: tuple[str, ...] = (), limit: int = 5000) -> int:
+    """Delete at most ``limit`` such rows in one short transaction; returns how many went.
+
+    The condition is repeated on the outer DELETE so a row redelivered meanwhile (its ``last_seen_at``
+    moved to now) is re-checked under READ COMMITTED and kept.
+    """
+    args: list[Any] = []
+    where = _prune_where(before, statuses, args)
+    args.append(limit)
+    status = await pool.execute(
+        f"DELETE FROM event_log WHERE {where} AND command_id IN"
+        f" (SELECT command_id FROM event_log WHERE {where} ORDER BY last_seen_at LIMIT ${len(args)})",
+        *args,
+    )
+    return int(status.split()[-1])

@@ -30,6 +30,7 @@ from infra import dead_letters
 from infra.dead_letters import DeadMessage, Filters
 from infra.settings import Settings
 from schemas.queues import ALL_QUEUES
+from scripts.confirm import confirm
 
 
 def _positive(value: str) -> int:
@@ -132,10 +133,7 @@ def _print(found: list[DeadMessage], as_json: bool, summary: str) -> None:
 
 def _confirm(queue: str | None) -> bool:
     answers = {"yes"} | ({queue} if queue else set())
-    prompt = f"Type {'the queue name or ' if queue else ''}'yes' to delete the matching dead messages: "
-    print(prompt, end="", flush=True, file=sys.stderr)
-    answer = sys.stdin.readline().strip()
-    return answer in answers
+    return confirm(f"Type {'the queue name or ' if queue else ''}'yes' to delete the matching dead messages: ", answers)
 
 
 async def run(args: argparse.Namespace, settings: Settings) -> int:

@@ -22,9 +22,9 @@ import jwt
 import pytest
 
 from infra import db, grants, ledger
-from schemas.queues import ALL_QUEUES, CHAT_QUEUE, SEND_MESSAGE_ACTOR
+from schemas.queues import ALL_QUEUES, CHAT_QUEUE, MARK_READ_ACTOR, SEND_MESSAGE_ACTOR
 from tests.e2e.conftest import Stack, grant
-from tests.e2e.test_dlq import DlqStack, send
+from tests.e2e.test_dlq import DlqStack, invalid_mark_read, send
 from tests.support import isolation
 from tests.support.clients import make_token
 from tests.support.processes import Proc, Processes
@@ -125,12 +125,12 @@ class Fault:
             self.name = ""
 
 
-async def wait_listed(http, stack: Stack, headers, message_ids: set[str]) -> dict[str, dict[str, Any]]:
+async def wait_listed(
+    http, stack: Stack, headers, message_ids: set[str], actor: str = SEND_MESSAGE_ACTOR
+) -> dict[str, dict[str, Any]]:
     deadline = time.monotonic() + DEADLINE_S
     while True:
-        status, doc = await call(
-            http, stack.url(f"/api/admin/dead-letters?actor={SEND_MESSAGE_ACTOR}&limit=500"), headers
-        )
+        status, doc = await call(http, stack.url(f"/api/admin/dead-letters?actor={actor}&limit=500"), headers)
         assert status == 200, doc
         mine = {m["message_id"]: m for m in doc["messages"] if m["message_id"] in message_ids}
         if len(mine) == len(message_ids):
@@ -207,6 +207,44 @@ async def test_dead_letters_are_listed_and_only_the_selected_one_is_requeued(
             [chosen_cmd, other_cmd],
         )
         assert charges == 1
+    finally:
+        await fault.fix()
+
+
+async def test_requeue_by_filters_moves_only_the_matching_dead_letter(stack: Stack, iso, pool, http, admin_headers):
+    user, room = f"adm-{uuid.uuid4().hex[:8]}", f"room-{uuid.uuid4().hex[:8]}"
+    await grant(http, stack, user, 5, "admin-api-filters")
+    # Earlier dead letters of the same actor may still be queued: `since` leaves them out.
+    since = (dt.datetime.now(dt.UTC) - dt.timedelta(seconds=1)).isoformat()
+    fault = Fault(pool, room)
+    await fault.start()
+    try:
+        publisher = DlqStack(iso, pool, stack.workers)
+        sent = send(user, room, words=10)
+        send_id = await publisher.publish(SEND_MESSAGE_ACTOR, sent)
+        read_id = await publisher.publish(MARK_READ_ACTOR, invalid_mark_read(user))  # dead at once, same queue
+        await wait_listed(http, stack, admin_headers, {read_id}, actor=MARK_READ_ACTOR)
+        await wait_listed(http, stack, admin_headers, {send_id})
+
+        await fault.fix()
+        status, moved = await call(
+            http, stack.url(REQUEUE), admin_headers, {"queue": "chat", "actor": SEND_MESSAGE_ACTOR, "since": since}
+        )
+        assert status == 200, moved
+        assert [m["message_id"] for m in moved["requeued"]] == [send_id], moved
+        assert moved["undecodable"] == [] and moved["missing"] == []
+        deadline = time.monotonic() + DEADLINE_S
+        while await pool.fetchval("SELECT status FROM inbox WHERE command_id = $1", sent["command_id"]) != "applied":
+            assert time.monotonic() < deadline, "the requeued command was not applied"
+            await asyncio.sleep(0.2)
+
+        url = stack.url("/api/admin/dead-letters")
+        _, doc = await call(http, f"{url}?actor={SEND_MESSAGE_ACTOR}&limit=500", admin_headers)
+        assert send_id not in {m["message_id"] for m in doc["messages"]}
+        _, doc = await call(http, f"{url}?actor={MARK_READ_ACTOR}&limit=500", admin_headers)
+        assert read_id in {m["message_id"] for m in doc["messages"]}  # not matched: still dead
+        status, purged = await call(http, stack.url(PURGE), admin_headers, {"messageIds": [read_id]})
+        assert status == 200 and [m["message_id"] for m in purged["purged"]] == [read_id]
     finally:
         await fault.fix()
 
