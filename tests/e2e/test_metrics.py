@@ -23,7 +23,7 @@ from schemas.queues import BILLING_QUEUE, CHAT_QUEUE, SEND_MESSAGE_ACTOR
 from tests.support import isolation
 from tests.support.clients import ChatClient, make_token
 from tests.support.isolation import ADMIN_TOKEN
-from tests.support.processes import Processes, free_port
+from tests.support.processes import Processes, free_port, wait_for_log
 from tests.support.stripe_signing import body_of, stripe_signature
 
 STRIPE_WEBHOOK_SECRET = "whsec_metrics_" + secrets.token_hex(12)
@@ -55,7 +55,9 @@ def observed(iso, stack_env) -> Iterator[Observed]:
     metrics_port = free_port()
     try:
         node = procs.ingress()
-        procs.workers("chat", processes=2, threads=4, WORKER_METRICS_PORT=str(metrics_port))
+        pool = procs.workers("chat", processes=2, threads=4, WORKER_METRICS_PORT=str(metrics_port))
+        # The metrics server is a fork of its own, which may bind after the workers are ready.
+        wait_for_log(pool, "worker.metrics_serving")
         yield Observed(node.port, metrics_port)
     finally:
         procs.stop_all()
