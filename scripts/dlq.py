@@ -24,13 +24,12 @@ import sys
 
 import aio_pika
 import asyncpg
-import pydantic
 
 from infra import dead_letters
 from infra.dead_letters import DeadMessage, Filters
 from infra.settings import Settings
 from schemas.queues import ALL_QUEUES
-from scripts.confirm import confirm
+from scripts.cli import confirm, load_settings
 
 
 def _positive(value: str) -> int:
@@ -173,11 +172,7 @@ async def run(args: argparse.Namespace, settings: Settings) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    try:
-        settings = Settings()
-    except pydantic.ValidationError as exc:
-        print(f"error: settings (environment or .env): {exc}", file=sys.stderr)
-        return 2
+    settings = load_settings()
     try:
         return asyncio.run(run(args, settings))
     except (OSError, ConnectionError, aio_pika.exceptions.AMQPError) as exc:

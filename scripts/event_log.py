@@ -20,12 +20,11 @@ import sys
 from datetime import UTC, datetime, timedelta
 
 import asyncpg
-import pydantic
 
 from infra import db
 from infra import event_log as log
 from infra.settings import Settings
-from scripts.confirm import confirm
+from scripts.cli import confirm, load_settings
 
 MIN_AGE = timedelta(days=1)
 _DAYS = re.compile(r"(\d+)d")
@@ -117,11 +116,7 @@ async def main_async(args: argparse.Namespace, settings: Settings) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    try:
-        settings = Settings()
-    except pydantic.ValidationError as exc:
-        print(f"error: settings (environment or .env): {exc}", file=sys.stderr)
-        return 2
+    settings = load_settings()
     try:
         return asyncio.run(main_async(args, settings))
     except (OSError, asyncpg.PostgresError) as exc:

@@ -19,7 +19,6 @@ import contextlib
 import sys
 import time
 
-import pydantic
 from rich.console import Console, Group
 from rich.live import Live
 from rich.table import Table
@@ -27,6 +26,7 @@ from rich.text import Text
 
 from infra.queue_stats import QueueStats, QueueStatsUnavailable, collect
 from infra.settings import Settings
+from scripts.cli import load_settings
 
 AGE_WARN_S = 60.0
 HEALTHY_STATES = ("running", "idle", "flow")  # flow: RabbitMQ is throttling its publishers, briefly
@@ -138,11 +138,7 @@ def _watch(settings: Settings, as_json: bool, interval: float, console: Console)
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    try:
-        settings = Settings()
-    except pydantic.ValidationError as exc:
-        print(f"configuration error: {exc}", file=sys.stderr)
-        return 2
+    settings = load_settings()
     # A pipe gets the whole table rather than one wrapped to 80 columns.
     console = Console(width=None if sys.stdout.isatty() else 160)
     if args.watch is not None:
