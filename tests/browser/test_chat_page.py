@@ -62,7 +62,7 @@ async def test_two_browsers_talk_and_the_balance_goes_down(web_stack: WebStack, 
     await expect(alice.locator("#typing")).to_have_text("Bob is typing…")
     await bob.locator("#message").fill("")
 
-    text = "Hola mundo, esto es una prueba <b>negrita</b>"  # 7 words: 1 credit opens 1000 words
+    text = "Hola mundo, esto es una prueba <b>negrita</b>"  # 9 words (b, negrita, b): 1 credit opens 1000 words
     await alice.locator("#message").fill(text)
     await alice.locator("#message").press("Enter")
     received = message(bob, "Hola mundo")
@@ -71,11 +71,11 @@ async def test_two_browsers_talk_and_the_balance_goes_down(web_stack: WebStack, 
     await expect(received.locator(".msg-author")).to_have_text("Alice")
     sent = message(alice, "Hola mundo")
     await expect(sent).to_have_class("msg kind-user own")
-    await expect(sent.locator(".msg-status")).to_have_text("delivered · 1 credit · 993 words left")
+    await expect(sent.locator(".msg-status")).to_have_text("delivered · 1 credit · 991 words left")
     await expect(alice.get_by_test_id("credits")).to_have_text("1")
-    await expect(alice.get_by_test_id("words-left")).to_have_text("993")
+    await expect(alice.get_by_test_id("words-left")).to_have_text("991")
     balance = await stats(http, web_stack, alice_id)
-    assert (balance["credits"], balance["wordsLeft"], balance["creditsChargedTotal"]) == (1, 993, 1)
+    assert (balance["credits"], balance["wordsLeft"], balance["creditsChargedTotal"]) == (1, 991, 1)
 
     # Bob's page saw the message, so it marks it read; Alice sees who read it.
     await expect(sent.locator(".msg-read")).to_have_text("read by Bob")
@@ -87,7 +87,7 @@ async def test_two_browsers_talk_and_the_balance_goes_down(web_stack: WebStack, 
     await alice.locator("#message").fill("tres palabras más")
     await alice.locator("#send").click()
     await expect(message(bob, "tres palabras más")).to_have_count(1)
-    await expect(alice.get_by_test_id("words-left")).to_have_text("990")
+    await expect(alice.get_by_test_id("words-left")).to_have_text("988")
     await expect(alice.get_by_test_id("credits")).to_have_text("1")
 
 
