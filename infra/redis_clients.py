@@ -5,6 +5,10 @@ each time it opens a connection, about 20 ms of CPU. A worker that publishes res
 hundreds of coroutines at once opens a connection per concurrent publish, so that lookup alone
 held an AI worker's event loop for seconds while it warmed up. Handing it the version it
 already computed at import makes a new connection cheap.
+
+Every pool is a *blocking* pool of ``REDIS_MAX_CONNECTIONS``: in a burst (a thousand sockets
+closing at once) a command waits up to ``REDIS_POOL_TIMEOUT_S`` for a free connection instead of
+failing at once with ``MaxConnectionsError``, as redis-py's default pool of 100 did.
 """
 
 from __future__ import annotations
@@ -13,11 +17,13 @@ from urllib.parse import urlsplit
 
 import redis
 import socketio
-from redis.asyncio import Redis
-from redis.asyncio.sentinel import Sentinel
+from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool
 from socketio.redis_manager import parse_redis_sentinel_url
 
 CLIENT_OPTIONS = {"lib_version": redis.__version__}
+DEFAULT_MAX_CONNECTIONS = 500
+DEFAULT_POOL_TIMEOUT_S = 5.0
 SENTINEL_SCHEME = "redis+sentinel"
 SCHEMES = ("redis", "rediss", "unix", SENTINEL_SCHEME)
 
@@ -33,19 +39,53 @@ def check_redis_url(url: str) -> None:
             raise ValueError("REDIS_URL: redis+sentinel://host:port[,host:port...]/<db>/<master name>")
 
 
-def redis_client(url: str) -> Redis:
+class BlockingSentinelConnectionPool(SentinelConnectionPool, BlockingConnectionPool):
+    """Sentinel's pool (asks for the current master on each new connection) that waits when full."""
+
+
+def redis_client(
+    url: str,
+    *,
+    max_connections: int = DEFAULT_MAX_CONNECTIONS,
+    pool_timeout_s: float = DEFAULT_POOL_TIMEOUT_S,
+    decode_responses: bool = True,
+) -> Redis:
     """A client of the Redis master: ``url`` itself, or the one Sentinel names for a redis+sentinel:// URL.
 
     Through Sentinel the client asks for the current master on each new connection, so after a
     failover it follows the promoted replica the way Socket.IO's manager (same URL) does.
     """
+    pool_options = {"max_connections": max_connections, "timeout": pool_timeout_s}
     if urlsplit(url).scheme == SENTINEL_SCHEME:
         sentinels, service, options = parse_redis_sentinel_url(url)
-        sentinel = Sentinel(sentinels, decode_responses=True, **CLIENT_OPTIONS, **options)
-        return sentinel.master_for(service)
-    return Redis.from_url(url, decode_responses=True, **CLIENT_OPTIONS)
+        sentinel = Sentinel(sentinels, decode_responses=decode_responses, **CLIENT_OPTIONS, **options)
+        return sentinel.master_for(service, connection_pool_class=BlockingSentinelConnectionPool, **pool_options)
+    pool = BlockingConnectionPool.from_url(url, decode_responses=decode_responses, **CLIENT_OPTIONS, **pool_options)
+    return Redis.from_pool(pool)
 
 
-def socketio_manager(url: str, channel: str, *, write_only: bool = False) -> socketio.AsyncRedisManager:
+class _PooledRedisManager(socketio.AsyncRedisManager):
+    """Socket.IO's Redis manager on a client built by :func:`redis_client` (a blocking pool of our size)."""
+
+    def __init__(self, url: str, channel: str, write_only: bool, max_connections: int, pool_timeout_s: float):
+        super().__init__(url, channel=channel, write_only=write_only, redis_options=dict(CLIENT_OPTIONS))
+        self._pool_options = {"max_connections": max_connections, "pool_timeout_s": pool_timeout_s}
+
+    def _redis_connect(self) -> None:
+        # Replaces the manager's own client (redis-py's default pool: 100 connections, then errors).
+        # Its publish retries by calling this again: the previous client is dropped, not reused.
+        self.redis = redis_client(self.redis_url, decode_responses=False, **self._pool_options)
+        self.pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
+        self.connected = True
+
+
+def socketio_manager(
+    url: str,
+    channel: str,
+    *,
+    write_only: bool = False,
+    max_connections: int = DEFAULT_MAX_CONNECTIONS,
+    pool_timeout_s: float = DEFAULT_POOL_TIMEOUT_S,
+) -> socketio.AsyncRedisManager:
     """The manager that carries emits between ingress nodes and from workers, over ``channel``."""
-    return socketio.AsyncRedisManager(url, channel=channel, write_only=write_only, redis_options=dict(CLIENT_OPTIONS))
+    return _PooledRedisManager(url, channel, write_only, max_connections, pool_timeout_s)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import socket
 from functools import cached_property
+from ipaddress import IPv4Network, IPv6Network, ip_network
 from typing import Annotated, Literal
 from urllib.parse import quote
 
@@ -178,7 +179,8 @@ class Settings(BaseSettings):
     sentry_traces_sample_rate: float = Field(default=0.0, ge=0, le=1)
 
     # --- Metrics ---
-    # Ingress serves GET /metrics on its own port; with a token set, scrapers must send it as a Bearer.
+    # Ingress GET /metrics: with a token set, scrapers must send it as a Bearer; without one the public
+    # port answers 404 and only METRICS_HOST:METRICS_PORT serves it (limits: edges).
     metrics_token: SecretStr = SecretStr("")
     # A worker pool's /metrics port (one per pool and machine); 0 = no metrics server.
     worker_metrics_port: int = Field(default=0, ge=0, le=65_535)
@@ -188,6 +190,95 @@ class Settings(BaseSettings):
     # RabbitMQ's management HTTP API, read by python -m scripts.status (rates, oldest message age);
     # empty: the first AMQP_URL node's host on port 15672 (https and 15671 for amqps), its user and password.
     rabbitmq_management_url: str = Field(default="", pattern=r"^(https?://[^\s/]+(/\S*)?)?$")
+
+    # --- Security limits (README "Security"); each group below is one area's bounds ---
+    # limits: parsing (JSON depth and size, binary packets)
+    # Deepest JSON nesting (arrays and objects) accepted in socket packets, HTTP and webhook bodies;
+    # deeper is refused before parsing (socket: closed; HTTP: 400 json_too_deep).
+    json_max_depth: int = Field(default=32, ge=8, le=512)
+    # limits: socket events (joins, rooms, typing, mark-read, connections, unauthenticated sessions)
+    # joinRoom per socket (this node) and per user (all nodes, Redis), in RATE_LIMITS' format.
+    socket_join_limits: str = "5/1s,60/1m"
+    user_join_limits: str = "20/1s,300/1m"
+    socket_max_rooms: int = Field(default=100, ge=1, le=10_000)  # rooms one socket may be in at once
+    # At most one userTyping per room, user and state per interval (a stop after a start always goes out).
+    typing_interval_ms: int = Field(default=2_000, ge=100, le=60_000)
+    # mark-read: lookups per socket (RATE_LIMITS' format), and at most one stored mark per room and user
+    # per interval (the newest message marked meanwhile is stored when it ends).
+    read_mark_limits: str = "50/1s,600/1m"
+    read_mark_interval_ms: int = Field(default=2_000, ge=100, le=60_000)
+    # Socket.IO connections per user and per client IP, on each node; apart, as many Engine.IO sessions
+    # per IP that have not connected yet.
+    socket_max_per_user: int = Field(default=20, ge=1, le=100_000)
+    socket_max_per_ip: int = Field(default=500, ge=1, le=1_000_000)
+    # An Engine.IO session that has not connected (authenticated) within this long is closed.
+    socket_auth_timeout_s: float = Field(default=10.0, ge=0.5, le=300)
+
+    @model_validator(mode="after")
+    def _check_socket_event_limits(self) -> Settings:
+        for name in ("socket_join_limits", "user_join_limits", "read_mark_limits"):
+            try:
+                parse_rate_limits(getattr(self, name))
+            except ValueError as exc:
+                raise ValueError(f"{name.upper()}: {exc}") from None
+        return self
+
+    # limits: calls and presence (ring attempts, heartbeats, dropped parties, disconnect cleanup)
+    # initiate-call and callStart per caller, and rings to one callee (from anyone), in RATE_LIMITS' format;
+    # a caller also has at most one call ringing at a time.
+    call_ring_limits: str = "6/1m,60/1h"
+    call_callee_ring_limits: str = "10/1m,100/1h"
+    # At most one callHeartbeat per call reaches the billing queue per interval (only the caller's count).
+    call_heartbeat_min_interval_s: float = Field(default=5.0, ge=0.05, le=60)
+    # A call ends once either party has had no socket (on any node) for this long; billed to the drop.
+    call_disconnect_grace_s: float = Field(default=30.0, ge=0.5, le=3_600)
+    # Every Redis client's pool (ingress, workers, Socket.IO's manager): a burst waits up to the timeout
+    # for a free connection instead of failing.
+    redis_max_connections: int = Field(default=500, ge=10, le=20_000)
+    redis_pool_timeout_s: float = Field(default=5.0, gt=0, le=60)
+
+    @model_validator(mode="after")
+    def _check_call_limits(self) -> Settings:
+        for name in ("call_ring_limits", "call_callee_ring_limits"):
+            try:
+                parse_rate_limits(getattr(self, name))
+            except ValueError as exc:
+                raise ValueError(f"{name.upper()}: {exc}") from None
+        if self.call_heartbeat_min_interval_s * 2 > self.call_heartbeat_timeout_s:
+            raise ValueError("CALL_HEARTBEAT_MIN_INTERVAL_S must be at most half of CALL_HEARTBEAT_TIMEOUT_S")
+        return self
+
+    @property
+    def redis_pool(self) -> dict[str, float]:
+        """Keyword arguments of infra.redis_clients' builders."""
+        return {"max_connections": self.redis_max_connections, "pool_timeout_s": self.redis_pool_timeout_s}
+
+    # limits: edges (tokens, metrics, admin auth, wallet challenges, proxies)
+    # Clock skew allowed on a JWT's exp/iat/nbf; every token must carry exp.
+    jwt_leeway_s: int = Field(default=30, ge=0, le=300)
+    # Without METRICS_TOKEN the public port's /metrics answers 404; this listener serves it instead
+    # (METRICS_PORT 0 = none). With a token, both answer only to "Authorization: Bearer <token>".
+    metrics_host: str = "127.0.0.1"
+    metrics_port: int = Field(default=0, ge=0, le=65_535)
+    # Failed admin authentications per client IP within the window before it gets 429 + Retry-After.
+    admin_auth_max_failures: int = Field(default=20, ge=1, le=100_000)
+    admin_auth_window_s: int = Field(default=60, ge=1, le=86_400)
+    # Wallet-link challenges one user may hold unexpired at once (429 beyond).
+    wallet_max_challenges: int = Field(default=5, ge=1, le=1_000)
+    # Peers (IPs or CIDRs, comma-separated) whose X-Forwarded-For/-Host/-Proto are believed; empty: none.
+    trusted_proxies: str = ""
+
+    @cached_property
+    def trusted_proxy_networks(self) -> tuple[IPv4Network | IPv6Network, ...]:
+        return tuple(ip_network(p.strip(), strict=False) for p in self.trusted_proxies.split(",") if p.strip())
+
+    @model_validator(mode="after")
+    def _check_trusted_proxies(self) -> Settings:
+        try:
+            _ = self.trusted_proxy_networks
+        except ValueError as exc:
+            raise ValueError(f"TRUSTED_PROXIES: {exc}") from None
+        return self
 
     log_level: str = "INFO"
     log_format: str = Field(default="json", pattern="^(json|console)$")

@@ -8,8 +8,8 @@ from datetime import UTC, datetime, timedelta
 from aiohttp import web
 
 from infra import analytics
-from ingress.auth import Unauthorized, bearer_token, decode_token, is_admin_request
-from ingress.http_api import json_error
+from ingress.auth import Unauthorized, bearer_token, is_admin_request
+from ingress.http_api import bearer_identity, json_error
 from ingress.state import APP_STATE
 
 analytics_routes = web.RouteTableDef()
@@ -38,7 +38,7 @@ def _tenant_for(request: web.Request) -> str:
     token = bearer_token(request)
     if token is not None:
         try:
-            operator_of = decode_token(token, s.jwt_secret.get_secret_value()).operator_of
+            operator_of = bearer_identity(request).operator_of
         except Unauthorized:
             operator_of = None
     if operator_of is None:

@@ -8,24 +8,27 @@ import structlog
 from aiohttp import web
 
 from infra import db
+from infra.json_limits import JsonLimits
 from infra.publisher import CommandPublisher
 from infra.redis_clients import redis_client, socketio_manager
 from infra.settings import Settings
 from ingress import admin_api
+from ingress.admin_throttle import admin_auth_throttle_middleware
 from ingress.analytics_api import analytics_routes
 from ingress.billing_api import billing_routes, stripe_client_context
 from ingress.billing_webhooks import billing_webhook_routes
 from ingress.conversations_api import conversation_routes
 from ingress.correlation import log_context_middleware
 from ingress.dev_tokens import dev_token_routes
+from ingress.edges import json_api_headers, refuse_unstorable_middleware
 from ingress.history_api import history_routes
 from ingress.http_api import routes
-from ingress.metrics import METRICS, IngressMetrics, metrics_middleware, metrics_routes
+from ingress.metrics import METRICS, IngressMetrics, metrics_listener_context, metrics_middleware, metrics_routes
 from ingress.plans_api import plans_routes
 from ingress.presence import Presence
 from ingress.rate_limiter import RateLimiter
 from ingress.shutdown import DRAIN, Drain, drain_middleware
-from ingress.socket_server import AckAwareServer
+from ingress.socket_server import AckAwareServer, bounded_packets
 from ingress.sockets import ChatSockets
 from ingress.state import APP_STATE, IngressState
 from ingress.tenant_api import tenant_routes
@@ -41,14 +44,21 @@ MAX_FRAME_BYTES = 64 * 1024  # a 4000-character message fits many times over
 
 def init_app(settings: Settings) -> web.Application:
     app = web.Application(
-        client_max_size=MAX_FRAME_BYTES, middlewares=[metrics_middleware, log_context_middleware, drain_middleware]
-    )
+        client_max_size=MAX_FRAME_BYTES,
+        middlewares=[
+            metrics_middleware, log_context_middleware, refuse_unstorable_middleware,
+            admin_auth_throttle_middleware, drain_middleware,
+        ],
+    )  # fmt: skip
+    app.on_response_prepare.append(json_api_headers)  # nosniff + no-store on JSON APIs (ingress/edges.py)
     metrics = app[METRICS] = IngressMetrics()  # this node's own registry, served at /metrics
     sio = AckAwareServer(
         async_mode="aiohttp",
-        client_manager=socketio_manager(settings.effective_redis_url, settings.key("socketio")),
-        cors_allowed_origins=socket_origins(settings.allowed_origins),  # and the node's own pages
+        client_manager=socketio_manager(settings.effective_redis_url, settings.key("socketio"), **settings.redis_pool),
+        cors_allowed_origins=socket_origins(settings.allowed_origins, settings.trusted_proxy_networks),  # + own pages
         max_http_buffer_size=MAX_FRAME_BYTES,
+        # Packets over JSON_MAX_DEPTH, and binary ones, close their connection (ingress/socket_server.py).
+        serializer=bounded_packets(JsonLimits(settings.json_max_depth, MAX_FRAME_BYTES)),
         ping_interval=25,
         ping_timeout=20,
         logger=False,
@@ -76,7 +86,7 @@ def init_app(settings: Settings) -> web.Application:
         await db.migrate(settings.database_url)
         pool = await db.create_pool(settings.database_url)
         read_pool = await db.create_pool(settings.database_read_url) if settings.database_read_url else None
-        redis = redis_client(settings.effective_redis_url)
+        redis = redis_client(settings.effective_redis_url, **settings.redis_pool)
         publisher = CommandPublisher(
             settings.amqp_url, ALL_QUEUES, settings.publish_timeout_s, queue_type=settings.amqp_queue_type
         )
@@ -85,7 +95,7 @@ def init_app(settings: Settings) -> web.Application:
         await presence.start()
         state = IngressState(settings, pool, redis, publisher, presence, read_pool=read_pool)
         app[APP_STATE] = state
-        ChatSockets(
+        sockets = ChatSockets(
             sio, settings, presence, publisher,
             RateLimiter(redis, settings.key_prefix, settings.rate_windows), redis, pool, metrics,
         )  # fmt: skip
@@ -93,6 +103,7 @@ def init_app(settings: Settings) -> web.Application:
         yield
         log.info("ingress.stopping", node=settings.node_id)
         await sio.shutdown()
+        await sockets.calls.registry.close()  # its last queued presence writes, before the node key goes
         await presence.stop()
         await publisher.close()
         await redis.aclose()
@@ -101,6 +112,7 @@ def init_app(settings: Settings) -> web.Application:
             await read_pool.close()
 
     app.cleanup_ctx.append(resources)
+    app.cleanup_ctx.append(metrics_listener_context(settings, metrics))  # METRICS_HOST:METRICS_PORT
     app.cleanup_ctx.append(stripe_client_context(settings))
     app.cleanup_ctx.append(chain_client_context(settings))
     return app

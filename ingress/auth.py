@@ -50,12 +50,22 @@ def mint_token(
     return jwt.encode(claims, secret, algorithm="HS256"), now + ttl_s
 
 
-def decode_token(token: object, secret: str) -> Identity:
-    """Verify signature and expiry; identity comes only from the token's claims."""
+DEFAULT_LEEWAY_S = 30  # JWT_LEEWAY_S's default, for callers without settings at hand
+
+
+def decode_token(token: object, secret: str, *, leeway_s: float = DEFAULT_LEEWAY_S) -> Identity:
+    """Verify signature and expiry; identity comes only from the token's claims.
+
+    ``exp`` is required: a token without one would be valid forever. ``leeway_s`` is the clock
+    skew allowed on ``exp``, ``iat`` and ``nbf`` (``JWT_LEEWAY_S``).
+    """
     if not isinstance(token, str) or not token:
         raise Unauthorized("missing token")
     try:
-        claims = jwt.decode(token, secret, algorithms=["HS256"], options={"require": ["sub"]})
+        claims = jwt.decode(
+            token, secret, algorithms=["HS256"], leeway=leeway_s,
+            options={"require": ["sub", "exp"], "verify_exp": True},
+        )  # fmt: skip
     except jwt.PyJWTError as exc:
         raise Unauthorized(str(exc)) from None
     sub = claims.get("sub")
@@ -79,15 +89,17 @@ def bearer_token(request: web.Request) -> str | None:
     return token.strip() if scheme.lower() == "bearer" and token else None
 
 
-def is_admin_request(request: web.Request, admin_token: str, jwt_secret: str) -> bool:
+def is_admin_request(
+    request: web.Request, admin_token: str, jwt_secret: str, *, leeway_s: float = DEFAULT_LEEWAY_S
+) -> bool:
     """An admin presents ``x-admin-token`` or a Bearer JWT with ``role: admin``."""
     presented = request.headers.get("x-admin-token")
     if presented is not None:
-        return hmac.compare_digest(presented.encode(), admin_token.encode())
+        return hmac.compare_digest(presented.encode("utf-8", "replace"), admin_token.encode())
     token = bearer_token(request)
     if token is None:
         return False
     try:
-        return decode_token(token, jwt_secret).is_admin
+        return decode_token(token, jwt_secret, leeway_s=leeway_s).is_admin
     except Unauthorized:
         return False

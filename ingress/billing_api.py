@@ -11,8 +11,8 @@ import structlog
 from aiohttp import web
 
 from infra.settings import Settings
-from ingress.auth import Unauthorized, bearer_token, decode_token
-from ingress.http_api import json_error, parse_body
+from ingress.auth import Unauthorized
+from ingress.http_api import bearer_identity, json_error, parse_body
 from ingress.state import APP_STATE
 from schemas.purchases import CheckoutRequest
 
@@ -57,7 +57,7 @@ async def list_packs(request: web.Request) -> web.Response:
 async def checkout(request: web.Request) -> web.Response:
     settings = request.app[APP_STATE].settings
     try:
-        identity = decode_token(bearer_token(request), settings.jwt_secret.get_secret_value())
+        identity = bearer_identity(request)
     except Unauthorized as exc:
         return json_error(401, "unauthorized", f"a valid Bearer token is required ({exc})")
     body: CheckoutRequest = await parse_body(request, CheckoutRequest)

@@ -8,7 +8,6 @@ The worker's inbox dedupes whatever is published twice.
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import stripe
@@ -16,8 +15,10 @@ import structlog
 from aiohttp import web
 from pydantic import ValidationError
 
+from infra import json_limits
+from infra.json_limits import JsonLimitError
 from infra.publisher import PublishFailed
-from ingress.http_api import json_error
+from ingress.http_api import json_body_limits, json_error, json_refused
 from ingress.state import APP_STATE, IngressState
 from ingress.webhooks import accept_routed, hmac_sha256_hex_ok, unavailable
 from schemas.base import Command
@@ -57,19 +58,38 @@ async def _read(request: web.Request) -> bytes:
 # --- Stripe ---------------------------------------------------------------------------------------
 
 
-def stripe_command(payload: dict[str, Any]) -> StripeEvent:
+def _event_id(payload: Any) -> str | None:
+    value = payload.get("id") if isinstance(payload, dict) else None
+    return value if isinstance(value, str) else None
+
+
+def stripe_command(payload: Any) -> StripeEvent:
+    """The command of a verified event. Raises ValueError (ValidationError is one) for an event
+    without the fields the workers need, or with numbers or text beyond what they can store."""
+    if not isinstance(payload, dict):
+        raise ValueError("the event is not a JSON object")
     data = payload.get("data")
     data_object = data.get("object") if isinstance(data, dict) else None
     if not isinstance(data_object, dict):
         raise ValueError("the event has no data.object")
+    event_id, created = payload.get("id"), payload.get("created")
+    if not isinstance(event_id, str):
+        raise ValueError("the event has no id")
     return StripeEvent(
-        command_id=f"stripe:{payload['id']}",
-        event_id=payload["id"],
-        event_type=payload["type"],
-        created=int(payload.get("created") or 0),
-        livemode=bool(payload.get("livemode", False)),
+        command_id=f"stripe:{event_id}",
+        event_id=event_id,
+        event_type=payload.get("type"),
+        created=0 if created is None else created,
+        livemode=payload.get("livemode") is True,
         data_object=data_object,
     )
+
+
+def _problem(exc: Exception) -> str:
+    if isinstance(exc, ValidationError):
+        first = exc.errors()[0]
+        return f"{'.'.join(str(p) for p in first['loc']) or 'event'}: {first['msg']}"[:300]
+    return str(exc)[:300]
 
 
 @billing_webhook_routes.post("/webhooks/stripe")
@@ -85,18 +105,29 @@ async def stripe_webhook(request: web.Request) -> web.Response:
         return json_error(400, "bad_signature", f"missing {STRIPE_SIGNATURE_HEADER}")
     body = await _read(request)
     try:
-        event = stripe.Webhook.construct_event(body.decode("utf-8"), header, secret, tolerance=STRIPE_TOLERANCE_S)
+        stripe.WebhookSignature.verify_header(body.decode("utf-8"), header, secret, tolerance=STRIPE_TOLERANCE_S)
     except stripe.SignatureVerificationError as exc:
         log.warning("webhook.rejected", provider="stripe", reason="bad_signature", error=str(exc))
         return json_error(400, "bad_signature", "the Stripe-Signature does not match this payload")
-    except ValueError:  # bad JSON or bad UTF-8 under a valid signature
+    except ValueError:  # not UTF-8 (so not a signed Stripe body either)
         return json_error(400, "bad_request", "the body is not a JSON event")
     try:
-        # The verified raw JSON, so the worker gets plain data rather than library objects.
-        command = stripe_command(json.loads(body))
-    except (ValueError, KeyError, TypeError, ValidationError) as exc:
-        log.warning("webhook.malformed", provider="stripe", event_id=event.get("id"), error=str(exc))
-        return json_error(400, "bad_request", "the event lacks id, type or data.object")
+        # The verified raw JSON: the worker gets plain data, not library objects.
+        payload = json_limits.loads(body, json_body_limits(request))
+    except JsonLimitError as exc:
+        return json_refused(exc)
+    except ValueError:  # bad JSON under a valid signature
+        return json_error(400, "bad_request", "the body is not a JSON event")
+    if not isinstance(payload, dict):
+        return json_error(400, "bad_request", "the body is not a JSON event")
+    try:
+        command = stripe_command(payload)
+    except (ValueError, KeyError, TypeError, OverflowError) as exc:
+        # Signed by Stripe but unusable (missing or odd fields, absurd numbers): a 2xx, because
+        # anything else makes Stripe retry it for days; recorded in the log and as result "invalid".
+        problem = _problem(exc)
+        log.warning("webhook.invalid", provider="stripe", event_id=_event_id(payload), error=problem)
+        return web.json_response({"received": True, "ignored": True, "invalid": problem})
     actor = stripe_actor(command.event_type)
     if actor is None:
         log.debug("webhook.ignored", provider="stripe", event_type=command.event_type)
@@ -112,31 +143,58 @@ async def stripe_webhook(request: web.Request) -> web.Response:
 # --- LemonSqueezy ---------------------------------------------------------------------------------
 
 
+def _object(value: Any, where: str) -> dict[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise ValueError(f"{where} must be an object")
+    return value
+
+
+def _scalar(value: Any, where: str) -> str | None:
+    """An id or text as LemonSqueezy sends it (a string or a whole number), as a string."""
+    if value is None or isinstance(value, str):
+        return value
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    raise ValueError(f"{where} must be a string or a whole number")
+
+
+def _amount(value: Any, where: str) -> int:
+    if value is None:
+        return 0
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"{where} must be a whole number of minor units")
+    return value  # bounded by LemonSqueezyOrder
+
+
 def lemonsqueezy_command(payload: dict[str, Any]) -> LemonSqueezyOrder | None:
     """The order command of an ``order_*`` event; None for events that move no credits."""
-    meta = payload.get("meta") or {}
+    meta = _object(payload.get("meta"), "meta")
     event_name = meta.get("event_name")
     if event_name not in ORDER_EVENTS:
         return None
-    data = payload["data"]
-    attributes = data["attributes"]
-    custom = meta.get("custom_data") or {}
-    item = attributes.get("first_order_item") or {}
-    order_id = str(data["id"])
-    refunded = int(attributes.get("refunded_amount") or 0)
-    variant = item.get("variant_id")
-    user_id = custom.get("user_id")
+    data = _object(payload.get("data"), "data")
+    attributes = _object(data.get("attributes"), "data.attributes")
+    if not attributes:
+        raise ValueError("data.attributes is missing")
+    custom = _object(meta.get("custom_data"), "meta.custom_data")
+    item = _object(attributes.get("first_order_item"), "data.attributes.first_order_item")
+    order_id = _scalar(data.get("id"), "data.id")
+    if not order_id:
+        raise ValueError("data.id is missing")
+    refunded = _amount(attributes.get("refunded_amount"), "data.attributes.refunded_amount")
     return LemonSqueezyOrder(
         command_id=lemonsqueezy_command_id(event_name, order_id, refunded),
         event_name=event_name,
         order_id=order_id,
-        status=str(attributes.get("status") or ""),
-        variant_id=None if variant is None else str(variant),
-        user_id=str(user_id) if user_id else None,
-        total=int(attributes.get("total") or 0),
-        currency=str(attributes.get("currency") or ""),
+        status=_scalar(attributes.get("status"), "data.attributes.status") or "",
+        variant_id=_scalar(item.get("variant_id"), "first_order_item.variant_id"),
+        user_id=_scalar(custom.get("user_id"), "meta.custom_data.user_id") or None,
+        total=_amount(attributes.get("total"), "data.attributes.total"),
+        currency=_scalar(attributes.get("currency"), "data.attributes.currency") or "",
         amount_refunded=refunded,
-        test_mode=bool(attributes.get("test_mode", False)),
+        test_mode=attributes.get("test_mode") is True,
     )
 
 
@@ -156,13 +214,17 @@ async def lemonsqueezy_webhook(request: web.Request) -> web.Response:
         log.warning("webhook.rejected", provider="lemonsqueezy", reason="bad_signature")
         return json_error(401, "unauthorized", "bad signature")
     try:
-        payload = json.loads(body)
+        payload = json_limits.loads(body, json_body_limits(request))
         if not isinstance(payload, dict):
             raise ValueError("not an object")
         command = lemonsqueezy_command(payload)
-    except (ValueError, KeyError, TypeError, ValidationError) as exc:
-        log.warning("webhook.malformed", provider="lemonsqueezy", error=str(exc))
-        return json_error(400, "bad_request", "not an order event: expected meta.event_name and data.attributes")
+    except JsonLimitError as exc:
+        return json_refused(exc)
+    except (ValueError, KeyError, TypeError, AttributeError, OverflowError) as exc:
+        # A 400 (recorded): LemonSqueezy retries a refused delivery a few times, then shows it failed.
+        problem = _problem(exc)
+        log.warning("webhook.malformed", provider="lemonsqueezy", error=problem)
+        return json_error(400, "bad_request", f"not a usable order event: {problem}")
     if command is None:
         return web.json_response({"received": True, "ignored": True})
     try:

@@ -6,6 +6,14 @@ different nodes. Only the two parties of a call (kept in Redis, see
 :mod:`ingress.call_registry`) can signal on it. Money is not decided here: accepting
 a call, ending it, and the clients' own ``callStart``/``callHeartbeat``/``callEnd``
 become :class:`~schemas.calls.CallMeter` commands for the billing worker.
+
+Bounds (settings "calls and presence"): ``initiate-call`` and ``callStart`` are rate-limited per
+caller (``CALL_RING_LIMITS``) and rings per callee (``CALL_CALLEE_RING_LIMITS``), in Redis so the
+limits hold on every node; a caller has one call ringing at a time. A call has one meter: a
+second ``callStart`` for it starts nothing. Only the caller, who pays, sends ``callHeartbeat``,
+and at most one per call and ``CALL_HEARTBEAT_MIN_INTERVAL_S`` reaches billing (the others are
+answered ``accepted`` and dropped). An offline callee and one that does not exist get the same
+answer.
 """
 
 from __future__ import annotations
@@ -23,12 +31,14 @@ from redis.asyncio import Redis
 
 from domain.calls import CallError, CallStateError, NotAParty, UnknownCall, check_call_id, check_parties
 from domain.errors import DomainError
+from domain.rate_limits import parse_rate_limits
 from domain.sanitize import sanitize_text
 from infra.publisher import CommandPublisher, PublishFailed
 from infra.settings import Settings
 from ingress.auth import Identity
 from ingress.call_registry import CallRegistry, SignaledCall
 from ingress.correlation import bind_command
+from ingress.rate_limiter import RateLimiter
 from ingress.socket_server import AckAwareServer
 from schemas import queues
 from schemas.calls import (
@@ -53,14 +63,31 @@ class MeterUnavailable(DomainError):
     code = "internal"
 
 
+def _rate_limited(message: str, retry_after_ms: int) -> Exception:
+    """The refusal every socket limit answers with: ``rate_limited`` and ``retryAfterMs``."""
+    from ingress.sockets import Rejected  # ingress.sockets imports this module
+
+    return Rejected("rate_limited", f"{message}; retry in {retry_after_ms} ms", retryAfterMs=retry_after_ms)
+
+
 class CallSockets:
     """The call events; :class:`ingress.sockets.ChatSockets` binds them with its validation guard."""
 
-    def __init__(self, sio: AckAwareServer, settings: Settings, publisher: CommandPublisher, registry: CallRegistry):
+    def __init__(
+        self,
+        sio: AckAwareServer,
+        settings: Settings,
+        publisher: CommandPublisher,
+        registry: CallRegistry,
+        caller_limits: RateLimiter,
+        callee_limits: RateLimiter,
+    ):
         self.sio = sio
         self.settings = settings
         self.publisher = publisher
         self.registry = registry
+        self.caller_limits = caller_limits
+        self.callee_limits = callee_limits
 
     def handlers(self) -> dict[str, tuple[Handler, type[BaseModel]]]:
         return {
@@ -76,10 +103,10 @@ class CallSockets:
 
     # --- connection hooks -----------------------------------------------------------
     async def connected(self, sid: str, who: Identity) -> None:
-        await self.registry.connected(sid, who.user_id)
+        await self.registry.connected(sid, who.user_id)  # never raises
 
-    async def disconnected(self, sid: str, who: Identity) -> None:
-        await self.registry.disconnected(sid, who.user_id)
+    def disconnected(self, sid: str, who: Identity) -> None:
+        self.registry.disconnected(sid, who.user_id)  # memory now, Redis in the background
 
     # --- plumbing ---------------------------------------------------------------------
     async def _tell(self, event: str, user_id: str, data: BaseModel) -> None:
@@ -95,6 +122,20 @@ class CallSockets:
         if other is None:
             raise NotAParty(f"you are not a party to call {call_id!r}")
         return call, other
+
+    async def _limit_caller(self, caller: str) -> None:
+        """Count a call attempt (ring or meter start) against the caller's limits."""
+        decision = await self.caller_limits.hit(caller, str(uuid.uuid4()))
+        if not decision.allowed:
+            raise _rate_limited("too many calls started", decision.retry_after_ms)
+
+    async def _limit_ring(self, caller: str, callee: str) -> None:
+        """One ringing call per caller, and a bounded number of rings per callee (whoever rings)."""
+        if busy_ms := await self.registry.ringing_ms(caller):
+            raise _rate_limited("your previous call is still ringing; end it first", busy_ms)
+        decision = await self.callee_limits.hit(callee, str(uuid.uuid4()))
+        if not decision.allowed:
+            raise _rate_limited("this user was called too often", decision.retry_after_ms)
 
     async def _meter(self, action: MeterAction, who: Identity, call_id: str, event: str, **parties: str) -> None:
         command = CallMeter(
@@ -112,12 +153,18 @@ class CallSockets:
     async def initiate_call(self, sid: str, who: Identity, payload: InitiateCall) -> dict[str, Any]:
         check_call_id(payload.callId)
         check_parties(who.user_id, payload.calleeId)
+        await self._limit_caller(who.user_id)  # before the online check: probing it costs the same
         if not await self.registry.is_online(payload.calleeId):
+            # An offline user and one that never existed get exactly this (the seed's availability check).
             notice = CallPeerEvent(callId=payload.callId, userId=payload.calleeId, reason="offline")
             await self.sio.emit("call-unavailable", notice.model_dump(mode="json"), to=sid)
             return {"status": "unavailable", "callId": payload.callId, "calleeId": payload.calleeId}
+        await self._limit_ring(who.user_id, payload.calleeId)
         wanted = SignaledCall(who.user_id, payload.calleeId, who.name, "ringing")
-        stored = await self.registry.ring(payload.callId, wanted)
+        ring = await self.registry.ring(payload.callId, wanted)
+        if ring.call is None:
+            raise _rate_limited("your previous call is still ringing; end it first", ring.busy_ms)
+        stored = ring.call
         if (stored.caller, stored.callee) != (wanted.caller, wanted.callee):
             raise CallStateError(f"callId: {payload.callId!r} is another call's id; pick a new one")
         if stored.state != "ringing":
@@ -180,18 +227,45 @@ class CallSockets:
     async def call_start(self, sid: str, who: Identity, payload: CallStart) -> dict[str, Any]:
         check_call_id(payload.callId)
         check_parties(who.user_id, payload.calleeId)
-        await self._meter("start", who, payload.callId, "callStart", caller_id=who.user_id,
-                          callee_id=payload.calleeId)  # fmt: skip
-        return {"status": "accepted", "callId": payload.callId}
+        existing = await self.registry.get(payload.callId)
+        if existing is None:
+            await self._limit_caller(who.user_id)
+            wanted = SignaledCall(who.user_id, payload.calleeId, who.name, "active")
+            existing, new = await self.registry.start_metered(payload.callId, wanted)
+            if new:
+                try:
+                    await self._meter("start", who, payload.callId, "callStart", caller_id=who.user_id,
+                                      callee_id=payload.calleeId)  # fmt: skip
+                except MeterUnavailable:
+                    await self.registry.transition(payload.callId, wanted, None)
+                    raise
+                return {"status": "accepted", "callId": payload.callId}
+        if (existing.caller, existing.callee) != (who.user_id, payload.calleeId):
+            raise CallStateError(f"callId: {payload.callId!r} is another call's id; pick a new one")
+        if existing.state != "active":
+            raise CallStateError(f"call {payload.callId!r} is ringing; its meter starts when the callee accepts")
+        return {"status": "accepted", "callId": payload.callId}  # already metered: one meter per call
 
     async def call_heartbeat(self, sid: str, who: Identity, payload: CallRef) -> dict[str, Any]:
-        check_call_id(payload.callId)
-        await self._meter("heartbeat", who, payload.callId, "callHeartbeat")
-        await self.registry.keep_alive(payload.callId)
+        call, _ = await self._call_of(who, payload.callId)
+        if who.user_id != call.caller:
+            raise NotAParty("only the caller, who pays, sends callHeartbeat")
+        if call.state != "active":
+            raise CallStateError(f"call {payload.callId!r} has not started")
+        interval_ms = round(self.settings.call_heartbeat_min_interval_s * 1000)
+        if await self.registry.claim_beat(payload.callId, interval_ms):  # else: one went out this interval
+            try:
+                await self._meter("heartbeat", who, payload.callId, "callHeartbeat")
+            except MeterUnavailable:
+                await self.registry.release_beat(payload.callId)
+                raise
+            await self.registry.keep_alive(payload.callId)
         return {"status": "accepted", "callId": payload.callId}
 
     async def call_end(self, sid: str, who: Identity, payload: CallRef) -> dict[str, Any]:
-        check_call_id(payload.callId)
+        call, _ = await self._call_of(who, payload.callId)
+        if call.state != "active":
+            raise CallStateError(f"call {payload.callId!r} has not started; end a ringing call with end-call")
         await self._meter("end", who, payload.callId, "callEnd")
         return {"status": "accepted", "callId": payload.callId}
 
@@ -200,4 +274,8 @@ class CallSockets:
         registry = CallRegistry(
             redis, settings.key_prefix, settings.node_id, settings.call_ring_timeout_s, settings.call_state_ttl_s
         )
-        return cls(sio, settings, publisher, registry)
+        caller_limits = RateLimiter(redis, f"{settings.key_prefix}:calls", parse_rate_limits(settings.call_ring_limits))
+        callee_limits = RateLimiter(
+            redis, f"{settings.key_prefix}:rung", parse_rate_limits(settings.call_callee_ring_limits)
+        )
+        return cls(sio, settings, publisher, registry, caller_limits, callee_limits)

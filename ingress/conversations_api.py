@@ -16,9 +16,9 @@ from datetime import UTC, datetime
 from aiohttp import web
 
 from infra import analytics, conversations
-from ingress.auth import Unauthorized, bearer_token, decode_token, is_admin_request
+from ingress.auth import Unauthorized, bearer_token, is_admin_request
 from ingress.history_api import BadRequest, parse_limit
-from ingress.http_api import json_error
+from ingress.http_api import bearer_identity, json_error
 from ingress.state import APP_STATE
 
 conversation_routes = web.RouteTableDef()
@@ -55,7 +55,7 @@ def _authorize(request: web.Request, tenant_id: str) -> web.Response | None:
     if token is None:
         return json_error(401, "unauthorized", "send a Bearer JWT")
     try:
-        caller = decode_token(token, s.jwt_secret.get_secret_value())
+        caller = bearer_identity(request)
     except Unauthorized:
         return json_error(401, "unauthorized", "invalid or expired token")
     if caller.operator_of == tenant_id:

@@ -14,8 +14,8 @@ import re
 from aiohttp import web
 
 from infra import history, ledger
-from ingress.auth import Unauthorized, bearer_token, decode_token
-from ingress.http_api import json_error
+from ingress.auth import Unauthorized, bearer_token
+from ingress.http_api import bearer_identity, json_error
 from ingress.state import APP_STATE
 from schemas.history import Counterparty, HistoryEntry, HistoryPage
 
@@ -68,7 +68,7 @@ def _authorize(request: web.Request, user_id: str) -> web.Response | None:
     if token is None:
         return json_error(401, "unauthorized", "send a Bearer JWT or x-admin-token")
     try:
-        caller = decode_token(token, s.jwt_secret.get_secret_value())
+        caller = bearer_identity(request)
     except Unauthorized:
         return json_error(401, "unauthorized", "invalid or expired token")
     if caller.is_admin or caller.user_id == user_id:

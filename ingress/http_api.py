@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 import uuid
 from typing import Any
@@ -11,8 +12,10 @@ from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
 from domain.errors import DomainError
-from infra import grants, ledger
-from ingress.auth import Unauthorized, bearer_token, decode_token, is_admin_request
+from infra import grants, json_limits, ledger
+from infra.grants import GrantResult
+from infra.json_limits import JsonLimitError, JsonLimits
+from ingress.auth import Identity, Unauthorized, bearer_token, decode_token, is_admin_request
 from ingress.shutdown import DRAIN
 from ingress.state import APP_STATE
 from schemas.http import CreditStats, GrantCredits, ResetCredits
@@ -23,6 +26,16 @@ SERVICE = "gatekeeper-ingress"
 
 def json_error(status: int, code: str, message: str) -> web.Response:
     return web.json_response({"error": {"code": code, "message": message}}, status=status)
+
+
+def rate_limited(retry_after_s: float, message: str) -> web.Response:
+    """429 with ``Retry-After`` (whole seconds) and ``retryAfterMs`` in the error body."""
+    seconds = max(1, math.ceil(retry_after_s))
+    return web.json_response(
+        {"error": {"code": "rate_limited", "message": message, "retryAfterMs": seconds * 1000}},
+        status=429,
+        headers={"Retry-After": str(seconds)},
+    )
 
 
 async def _probe(name: str, check: Any, timeout_s: float = 1.0) -> tuple[str, str | None]:
@@ -68,28 +81,59 @@ async def health(request: web.Request) -> web.Response:
 
 def require_admin(request: web.Request) -> None:
     s = request.app[APP_STATE].settings
-    if not is_admin_request(request, s.admin_token.get_secret_value(), s.jwt_secret.get_secret_value()):
+    if not is_admin_request(
+        request, s.admin_token.get_secret_value(), s.jwt_secret.get_secret_value(), leeway_s=s.jwt_leeway_s
+    ):
         raise web.HTTPForbidden(
             text='{"error": {"code": "forbidden", "message": "admin only"}}', content_type="application/json"
         )
 
 
+def bearer_identity(request: web.Request) -> Identity:
+    """The caller's identity from its Bearer JWT (signature, ``exp`` and JWT_LEEWAY_S checked)."""
+    s = request.app[APP_STATE].settings
+    return decode_token(bearer_token(request), s.jwt_secret.get_secret_value(), leeway_s=s.jwt_leeway_s)
+
+
+def grant_conflict(result: GrantResult, requested: int) -> web.Response:
+    """409 for an idempotency key replayed with another amount: nothing was applied."""
+    return json_error(
+        409,
+        "idempotency_conflict",
+        f"idempotencyKey was already used for a grant of {result.granted} credits, not {requested}",
+    )
+
+
 def _caller_may_read(request: web.Request, user_id: str) -> bool:
     s = request.app[APP_STATE].settings
-    if is_admin_request(request, s.admin_token.get_secret_value(), s.jwt_secret.get_secret_value()):
+    if is_admin_request(
+        request, s.admin_token.get_secret_value(), s.jwt_secret.get_secret_value(), leeway_s=s.jwt_leeway_s
+    ):
         return True
-    token = bearer_token(request)
-    if token is None:
-        return False
     try:
-        return decode_token(token, s.jwt_secret.get_secret_value()).user_id == user_id
+        return bearer_identity(request).user_id == user_id
     except Unauthorized:
         return False
 
 
+def json_body_limits(request: web.Request) -> JsonLimits:
+    """How deep a request body may nest (JSON_MAX_DEPTH); its size is bounded where it is read."""
+    return JsonLimits(request.app[APP_STATE].settings.json_max_depth, None)
+
+
+def json_refused(exc: JsonLimitError) -> web.Response:
+    """The answer to a body refused by infra.json_limits: 400 ``json_too_deep`` (413 ``json_too_large``)."""
+    return json_error(exc.status, exc.code, str(exc))
+
+
 async def parse_body(request: web.Request, model: type[BaseModel]) -> Any:
+    body = await request.read()
     try:
-        return model.model_validate_json(await request.read())
+        json_limits.check(body, json_body_limits(request))
+    except JsonLimitError as exc:
+        raise web.HTTPBadRequest(text=json_refused(exc).text, content_type="application/json") from None
+    try:
+        return model.model_validate_json(body)
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"]) or "body"
@@ -102,7 +146,9 @@ async def parse_body(request: web.Request, model: type[BaseModel]) -> Any:
 def _user_id(request: web.Request) -> str:
     user_id = request.match_info["userId"]
     if not 1 <= len(user_id) <= 128:
-        raise web.HTTPBadRequest(text='{"error": {"code": "bad_request", "message": "bad userId"}}')
+        raise web.HTTPBadRequest(
+            text='{"error": {"code": "bad_request", "message": "bad userId"}}', content_type="application/json"
+        )
     return user_id
 
 
@@ -140,6 +186,8 @@ async def grant_credits(request: web.Request) -> web.Response:
         body.idempotencyKey,
         state.settings.signup_credits,
     )
+    if result.conflict:
+        return grant_conflict(result, body.credits)
     return web.json_response(
         {
             "userId": user_id,

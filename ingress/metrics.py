@@ -1,4 +1,5 @@
-"""Prometheus metrics of one ingress node, served at ``GET /metrics``.
+"""Prometheus metrics of one ingress node, served at ``GET /metrics``: on the public port only
+with ``METRICS_TOKEN`` (as a Bearer), and on the private ``METRICS_HOST:METRICS_PORT`` listener.
 
 Each node (process) has its own registry; Prometheus scrapes every node and sums. The
 instrumentation stays out of the handlers: socket events are counted by the guard in
@@ -11,15 +12,17 @@ deliveries by a hook on the Socket.IO pub/sub manager, where this node relays re
 from __future__ import annotations
 
 import hmac
-import json
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import socketio
+import structlog
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
+from infra import json_limits
+from infra.settings import Settings
 from ingress.auth import bearer_token
 from ingress.http_api import json_error
 from ingress.state import APP_STATE
@@ -27,7 +30,10 @@ from ingress.state import APP_STATE
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 # Events a worker emits to tell a client its command was refused (each carries a ``code``).
 WORKER_REJECTION_EVENTS = frozenset({"creditError", "quotaExceeded", "agentError", "error"})
+RESPONSE_JSON_LIMITS = json_limits.JsonLimits(max_bytes=16 * 1024)  # larger bodies are not read
 UNINSTRUMENTED_PATHS = ("/socket.io", "/metrics")
+
+log = structlog.get_logger(__name__)
 
 
 class IngressMetrics:
@@ -118,11 +124,15 @@ class IngressMetrics:
             self.relayed(str(message.get("event")), message.get("data"), remote=remote)
 
     # --- HTTP -------------------------------------------------------------------------------
-    def http_response(self, method: str, path: str, status: int, body: Any) -> None:
-        """Count a webhook delivery (by its result) and any refused HTTP request (by its error code)."""
+    def http_response(self, method: str, route: str, status: int, body: Any) -> None:
+        """Count a webhook delivery (by its result) and any refused HTTP request (by its error code).
+
+        ``route`` is the matched route's template (``route_template``), never the raw path: a label
+        taken from the URL would let anyone mint a new time series per request.
+        """
         error = _error_code(body)
-        parts = path.strip("/").split("/")
-        if method == "POST" and len(parts) == 2 and parts[0] == "webhooks":
+        parts = route.strip("/").split("/")
+        if method == "POST" and len(parts) == 2 and parts[0] == "webhooks" and "{" not in parts[1]:
             self.webhooks.labels(parts[1], _webhook_result(status, body, error)).inc()
         if status >= 400:
             self.rejected("http", error or f"http_{status}")
@@ -135,7 +145,7 @@ def _json(body: Any) -> Any:
     if not isinstance(body, bytes | bytearray):
         return None
     try:
-        return json.loads(body)
+        return json_limits.loads(body, RESPONSE_JSON_LIMITS)  # error and webhook answers are small
     except ValueError:
         return None
 
@@ -148,10 +158,12 @@ def _error_code(body: Any) -> str | None:
 
 
 def _webhook_result(status: int, body: Any, error: str | None) -> str:
-    """``accepted``, ``duplicate``, ``ignored``, or the error code of a refusal."""
+    """``accepted``, ``duplicate``, ``ignored``, ``invalid``, or the error code of a refusal."""
     if status < 300:
         parsed = _json(body)
         if isinstance(parsed, dict):
+            if parsed.get("invalid"):  # signed, but unusable: acknowledged so the provider stops
+                return "invalid"
             if parsed.get("ignored") is True:
                 return "ignored"
             if parsed.get("duplicate") is True or (parsed.get("duplicates") and not parsed.get("received")):
@@ -161,6 +173,17 @@ def _webhook_result(status: int, body: Any, error: str | None) -> str:
 
 
 METRICS = web.AppKey("metrics", IngressMetrics)
+UNMATCHED = "unmatched"  # the route label of a request no route matched (404, 405)
+
+
+def route_template(request: web.Request) -> str:
+    """The matched route's template (``/api/credits/stats/{userId}``), or ``unmatched``."""
+    info = request.match_info
+    if info.http_exception is not None:
+        return UNMATCHED
+    resource = info.route.resource
+    return resource.canonical if resource is not None else UNMATCHED
+
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -173,21 +196,54 @@ async def metrics_middleware(request: web.Request, handler: Handler) -> web.Stre
     try:
         response = await handler(request)
     except web.HTTPException as exc:
-        metrics.http_response(request.method, request.path, exc.status, exc.body)
+        metrics.http_response(request.method, route_template(request), exc.status, exc.body)
         raise
     body = response.body if isinstance(response, web.Response) else None
-    metrics.http_response(request.method, request.path, response.status, body)
+    metrics.http_response(request.method, route_template(request), response.status, body)
     return response
 
 
 metrics_routes = web.RouteTableDef()
 
 
-@metrics_routes.get("/metrics")
-async def metrics_endpoint(request: web.Request) -> web.Response:
-    token = request.app[APP_STATE].settings.metrics_token.get_secret_value()
+def _exposition(request: web.Request, metrics: IngressMetrics, token: str) -> web.Response:
     provided = bearer_token(request) or ""
     if token and not hmac.compare_digest(provided.encode("utf-8", "replace"), token.encode("utf-8")):
         return json_error(401, "unauthorized", "GET /metrics needs Authorization: Bearer <METRICS_TOKEN>")
-    body = request.app[METRICS].exposition()
-    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+    return web.Response(body=metrics.exposition(), headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+@metrics_routes.get("/metrics")
+async def metrics_endpoint(request: web.Request) -> web.Response:
+    """On the public port only with ``METRICS_TOKEN``; without one, only the private listener serves it."""
+    token = request.app[APP_STATE].settings.metrics_token.get_secret_value()
+    if not token:
+        return json_error(404, "not_found", "no /metrics here: see METRICS_HOST/METRICS_PORT or set METRICS_TOKEN")
+    return _exposition(request, request.app[METRICS], token)
+
+
+def metrics_listener_context(
+    settings: Settings, metrics: IngressMetrics
+) -> Callable[[web.Application], AsyncIterator[None]]:
+    """Serve ``GET /metrics`` on ``METRICS_HOST:METRICS_PORT`` (a private listener; off when 0)."""
+    token = settings.metrics_token.get_secret_value()
+
+    async def serve(request: web.Request) -> web.Response:
+        return _exposition(request, metrics, token)
+
+    async def listener(app: web.Application) -> AsyncIterator[None]:
+        if not settings.metrics_port:
+            yield
+            return
+        side = web.Application()
+        side.router.add_get("/metrics", serve)
+        runner = web.AppRunner(side, access_log=None)
+        await runner.setup()
+        try:
+            await web.TCPSite(runner, settings.metrics_host, settings.metrics_port).start()
+            log.info("ingress.metrics_serving", host=settings.metrics_host, port=settings.metrics_port)
+            yield
+        finally:
+            await runner.cleanup()
+
+    return listener

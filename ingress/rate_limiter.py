@@ -1,7 +1,12 @@
-"""Per-user sliding-window rate limits in Redis, so a limit holds across every ingress node."""
+"""Sliding-window rate limits: per user in Redis, so a limit holds across every ingress node, and
+per socket in this process (``LocalWindows``)."""
 
 from __future__ import annotations
 
+import math
+import time
+from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from redis.asyncio import Redis
@@ -56,3 +61,39 @@ class RateLimiter:
             args += [window.limit, window.window_ms]
         retry = int(await self._script(keys=keys, args=args))
         return RateDecision(retry <= 0, max(retry, 0))
+
+
+class LocalWindows:
+    """The same sliding windows, kept in this process: for what lives on one node (a socket).
+
+    Nothing to share, so no Redis round trip; ``forget`` a key when its socket goes away.
+    """
+
+    def __init__(self, windows: tuple[RateWindow, ...], clock: Callable[[], float] = time.monotonic) -> None:
+        self._windows = windows
+        self._longest_ms = max((w.window_ms for w in windows), default=0)
+        self._keep = max((w.limit for w in windows), default=0)
+        self._clock = clock
+        self._hits: dict[str, deque[float]] = {}
+
+    def hit(self, key: str) -> RateDecision:
+        """Count one event for ``key`` unless a window is full (a refused event is not counted)."""
+        if not self._windows:
+            return RateDecision(True)
+        now = self._clock() * 1000
+        hits = self._hits.setdefault(key, deque(maxlen=self._keep))
+        while hits and hits[0] <= now - self._longest_ms:
+            hits.popleft()
+        retry = 0.0
+        for window in self._windows:
+            inside = sum(1 for t in hits if t > now - window.window_ms)
+            if inside >= window.limit:
+                freeing = hits[len(hits) - window.limit]  # the hit whose expiry makes room
+                retry = max(retry, freeing + window.window_ms - now)
+        if retry > 0:
+            return RateDecision(False, max(1, math.ceil(retry)))
+        hits.append(now)
+        return RateDecision(True)
+
+    def forget(self, key: str) -> None:
+        self._hits.pop(key, None)

@@ -21,16 +21,21 @@ from redis.asyncio import Redis
 
 from domain.channels import conversation_room_tenant
 from domain.errors import DomainError
+from domain.rate_limits import parse_rate_limits
 from domain.rooms import resolve_join, validate_room_id
 from infra.logging import log_scope
 from infra.publisher import CommandPublisher, PublishFailed
 from infra.settings import Settings
 from ingress.auth import Identity, Unauthorized, decode_token
 from ingress.calls import CallSockets
+from ingress.connection_caps import ConnectionCaps
 from ingress.correlation import bind_command
+from ingress.event_gates import Coalescer, TypingGate
 from ingress.metrics import IngressMetrics
 from ingress.presence import Presence
-from ingress.rate_limiter import RateLimiter
+from ingress.proxies import environ_client_ip
+from ingress.rate_limiter import LocalWindows, RateDecision, RateLimiter
+from ingress.session_guard import SessionGuard
 from ingress.socket_server import AckAwareServer, ack_requested
 from ingress.tips import tip_command
 from schemas import commands, queues
@@ -80,6 +85,7 @@ class ChatSockets:
         self.redis = redis
         self.pool = pool
         self._secret = settings.jwt_secret.get_secret_value()
+        self._init_limits(settings)
         sio.on("connect", self.connect)
         sio.on("disconnect", self.disconnect)
         for event, (handler, schema) in {
@@ -96,6 +102,21 @@ class ChatSockets:
         self.calls = CallSockets.create(sio, settings, publisher, redis)  # seed 003 call signaling + meter
         for event, (handler, schema) in self.calls.handlers().items():
             sio.on(event, self._guarded(event, handler, schema))
+
+    def _init_limits(self, s: Settings) -> None:
+        """The bounds of issue 12 (README "Security"): every one a setting of "socket events"."""
+        ip_of = functools.partial(environ_client_ip, trusted=s.trusted_proxy_networks)
+        self._ip_of = ip_of
+        self.sio.guard = SessionGuard(s.socket_auth_timeout_s, s.socket_max_per_ip, ip_of, self.sio.close_session)
+        self.caps = ConnectionCaps(s.socket_max_per_user, s.socket_max_per_ip)
+        self._socket_joins = LocalWindows(parse_rate_limits(s.socket_join_limits))
+        self._user_joins = RateLimiter(self.redis, f"{s.key_prefix}:join", parse_rate_limits(s.user_join_limits))
+        self._read_lookups = LocalWindows(parse_rate_limits(s.read_mark_limits))
+        self._rooms_of: dict[str, set[str]] = {}  # sid -> rooms it joined (the cap, re-joins)
+        self.typing_gate: TypingGate[tuple[str, str]] = TypingGate(s.typing_interval_ms / 1000, self._typing_sent)
+        self.read_marks: Coalescer[tuple[str, str], tuple[int, str]] = Coalescer(
+            s.read_mark_interval_ms / 1000, self._store_read_mark, max
+        )
 
     # --- plumbing ---------------------------------------------------------------
     def _guarded(self, event: str, handler: Handler, schema: type[BaseModel]) -> Callable[..., Awaitable[Any]]:
@@ -150,11 +171,32 @@ class ChatSockets:
     async def connect(self, sid: str, environ: dict, auth: Any = None) -> None:
         token = auth.get("token") if isinstance(auth, dict) else None
         try:
-            identity = decode_token(token, self._secret)
+            identity = decode_token(token, self._secret, leeway_s=self.settings.jwt_leeway_s)
         except Unauthorized as exc:
             log.info("socket.unauthorized", reason=str(exc))
             self.metrics.rejected("socket", "unauthorized")
             raise socketio.exceptions.ConnectionRefusedError("unauthorized") from None
+        self._admit(sid, identity, environ)
+        try:
+            await self._connected(sid, identity)
+        except BaseException:
+            self.caps.release(sid)
+            raise
+
+    def _admit(self, sid: str, identity: Identity, environ: dict) -> None:
+        """Count the connection against its user's and IP's caps, or refuse it (connect_error)."""
+        refusal = self.caps.admit(sid, identity.user_id, self._ip_of(environ))
+        if refusal is None:
+            return
+        log.info("socket.refused", reason="too_many_connections", scope=refusal.scope, limit=refusal.limit)
+        self.metrics.rejected("socket", "too_many_connections")
+        raise socketio.exceptions.ConnectionRefusedError(
+            "too_many_connections",
+            {"code": "too_many_connections", "scope": refusal.scope, "limit": refusal.limit,
+             "message": f"at most {refusal.limit} connections per {refusal.scope}; close one first"},
+        )  # fmt: skip
+
+    async def _connected(self, sid: str, identity: Identity) -> None:
         await self.sio.save_session(sid, {"identity": identity})
         await self.sio.enter_room(sid, user_channel(identity.user_id))
         if identity.operator_of:
@@ -165,23 +207,54 @@ class ChatSockets:
         log.info("socket.connected", sid=sid, user_id=identity.user_id)
 
     async def disconnect(self, sid: str, *_: Any) -> None:
-        session = await self.sio.get_session(sid)
+        self._forget_socket(sid)  # this node's limits first: they need no network
+        # Never fails and never waits for Redis: presence and the call registry forget the socket in
+        # memory now and update Redis in the background (batched, retried; ingress/presence.py).
+        try:
+            session = await self.sio.get_session(sid)
+        except KeyError:
+            session = {}
         identity: Identity | None = session.get("identity")
-        if identity is not None:
-            self.metrics.disconnected()
-        if identity is not None:
-            await self.calls.disconnected(sid, identity)
-        for room_id in await self.presence.disconnected(sid):
-            if identity is not None:
+        rooms = self.presence.disconnected(sid)
+        if identity is None:
+            return
+        self.metrics.disconnected()
+        self.calls.disconnected(sid, identity)
+        for room_id in rooms:
+            try:
                 await self._announce_left(sid, identity, room_id)
+            except Exception as exc:  # a lost userLeft is not worth a failed disconnect
+                log.warning("socket.announce_left_failed", room_id=room_id, error=repr(exc))
+
+    def _forget_socket(self, sid: str) -> None:
+        user_id = self.caps.release(sid)
+        self._socket_joins.forget(sid)
+        self._read_lookups.forget(sid)
+        for room_id in self._rooms_of.pop(sid, ()):
+            if user_id is not None:
+                self.typing_gate.forget((room_id, user_id))  # no typing shown after the user left
 
     # --- rooms ------------------------------------------------------------------
     async def join_room(self, sid: str, who: Identity, payload: JoinRoom) -> dict[str, Any]:
         room_type = resolve_join(
             payload.roomId, payload.roomType, who.user_id, operator_of=who.operator_of, is_admin=who.is_admin
         )
-        await self.sio.enter_room(sid, room_channel(payload.roomId))
-        member_count = await self.presence.joined(sid, who.user_id, payload.roomId)
+        rooms = self._rooms_of.setdefault(sid, set())
+        if payload.roomId in rooms:
+            return await self._rejoined(sid, payload.roomId, room_type.value)
+        if len(rooms) >= self.settings.socket_max_rooms:
+            limit = self.settings.socket_max_rooms
+            raise Rejected("too_many_rooms", f"a connection can be in at most {limit} rooms; leave one first",
+                           limit=limit)  # fmt: skip
+        self._limited(self._socket_joins.hit(sid), "joins on this connection")
+        rooms.add(payload.roomId)  # before any await: concurrent joins see it (and the cap)
+        try:
+            self._limited(await self._user_joins.hit(who.user_id, str(uuid.uuid4())), "joins")
+            await self.sio.enter_room(sid, room_channel(payload.roomId))
+            member_count = await self.presence.joined(sid, who.user_id, payload.roomId)
+        except BaseException:
+            rooms.discard(payload.roomId)
+            raise
         history = await self._history(payload.roomId)
         await self.sio.emit(
             "roomJoined",
@@ -200,6 +273,23 @@ class ChatSockets:
             skip_sid=sid,
         )
         return {"status": "accepted", "roomId": payload.roomId}
+
+    async def _rejoined(self, sid: str, room_id: str, room_type: str) -> dict[str, Any]:
+        """A join of a room this socket is in: no history again, nobody told; still rate-limited."""
+        self._limited(self._socket_joins.hit(sid), "joins on this connection")
+        member_count = await self.presence.member_count(room_id)
+        joined = {"roomId": room_id, "roomType": room_type, "memberCount": member_count, "history": []}
+        await self.sio.emit("roomJoined", {**joined, "alreadyJoined": True}, to=sid)
+        return {"status": "accepted", "roomId": room_id, "alreadyJoined": True}
+
+    @staticmethod
+    def _limited(decision: RateDecision, what: str) -> None:
+        if not decision.allowed:
+            raise Rejected(
+                "rate_limited",
+                f"too many {what}; retry in {decision.retry_after_ms} ms",
+                retryAfterMs=decision.retry_after_ms,
+            )
 
     async def _history(self, room_id: str) -> list[dict[str, Any]]:
         """The room's latest messages; in a conversation, each message sent to the contact carries its
@@ -223,6 +313,8 @@ class ChatSockets:
 
     async def leave_room(self, sid: str, who: Identity, payload: RoomRef) -> dict[str, Any]:
         self._require_member(sid, payload.roomId)
+        self._rooms_of.get(sid, set()).discard(payload.roomId)
+        self.typing_gate.forget((payload.roomId, who.user_id))
         await self.presence.left(sid, payload.roomId)
         await self.sio.leave_room(sid, room_channel(payload.roomId))
         await self.sio.emit("roomLeft", {"roomId": payload.roomId}, to=sid)
@@ -287,29 +379,58 @@ class ChatSockets:
         except Exception as exc:
             log.warning("stats.count_failed", error=repr(exc))
 
-    async def typing(self, sid: str, who: Identity, payload: RoomRef, *, typing: bool) -> None:
+    async def typing(self, sid: str, who: Identity, payload: RoomRef, *, typing: bool) -> dict[str, Any]:
+        """Coalesced per room and user (``TYPING_INTERVAL_MS``): what is not broadcast is dropped silently."""
         self._require_member(sid, payload.roomId)
+        if self.typing_gate.offer((payload.roomId, who.user_id), typing, who.name):
+            await self._emit_typing(payload.roomId, who.user_id, who.name, typing, skip_sid=sid)
+        return {"status": "accepted"}
+
+    async def _emit_typing(self, room_id: str, user_id: str, name: str, typing: bool, skip_sid: str | None) -> None:
         await self.sio.emit(
             "userTyping",
-            {"roomId": payload.roomId, "userId": who.user_id, "username": who.name, "typing": typing},
-            room=room_channel(payload.roomId),
-            skip_sid=sid,
+            {"roomId": room_id, "userId": user_id, "username": name, "typing": typing},
+            room=room_channel(room_id),
+            skip_sid=skip_sid,
         )
 
+    async def _typing_sent(self, key: tuple[str, str], typing: bool, name: str) -> None:
+        """A start held back by the gate, sent when its interval ended (the user's own sockets get it too)."""
+        room_id, user_id = key
+        await self._emit_typing(room_id, user_id, name, typing, skip_sid=None)
+
     async def mark_read(self, sid: str, who: Identity, payload: MarkRead) -> dict[str, Any]:
+        """Only a message of that room; at most one stored mark per room and user per
+        ``READ_MARK_INTERVAL_MS``: marks made meanwhile are folded into the newest one, stored when it ends."""
         self._require_member(sid, payload.roomId)
         try:
             message_id = str(uuid.UUID(payload.messageId))
         except ValueError:
             raise Rejected("bad_request", "messageId: not a message id") from None
+        self._limited(self._read_lookups.hit(sid), "read marks on this connection")
+        seq = await self.pool.fetchval(
+            "SELECT seq FROM messages WHERE message_id = $1 AND room_id = $2", uuid.UUID(message_id), payload.roomId
+        )
+        if seq is None:
+            raise Rejected("not_found", f"no message {message_id} in room {payload.roomId}")
+        key = (who.user_id, payload.roomId)
+        if self.read_marks.offer(key, (seq, message_id)):
+            try:
+                await self._store_read_mark(key, (seq, message_id))
+            except BaseException:
+                self.read_marks.release(key)
+                raise
+        return {"status": "accepted"}
+
+    async def _store_read_mark(self, key: tuple[str, str], mark: tuple[int, str]) -> None:
+        (user_id, room_id), (_, message_id) = key, mark
         command = commands.MarkMessageRead(
-            command_id=f"read:{who.user_id}:{payload.roomId}:{message_id}",
-            user_id=who.user_id,
-            room_id=payload.roomId,
+            command_id=commands.mark_read_command_id(user_id, room_id, message_id),
+            user_id=user_id,
+            room_id=room_id,
             message_id=message_id,
         )
         await self._publish(queues.MARK_READ_ACTOR, command)
-        return {"status": "accepted"}
 
     # --- conversations --------------------------------------------------------------
     async def take_over(self, sid: str, who: Identity, payload: TakeOver) -> dict[str, Any]:
@@ -321,10 +442,15 @@ class ChatSockets:
         _, tenant, conversation_id = payload.roomId.split(":")
         request = payload.requestId or str(uuid.uuid4())
         command = commands.ConversationTakeover(
-            command_id=f"takeover:{who.user_id}:{request}", tenant_id=tenant, conversation_id=conversation_id,
-            operator_id=who.user_id, operator_name=who.name, release=payload.release, admin=who.is_admin,
+            command_id=commands.takeover_command_id(who.user_id, request),
+            tenant_id=tenant,
+            conversation_id=conversation_id,
+            operator_id=who.user_id,
+            operator_name=who.name,
+            release=payload.release,
+            admin=who.is_admin,
             requested_at_ms=int(time.time() * 1000),
-        )  # fmt: skip
+        )
         await self._publish(queues.TAKEOVER_ACTOR, command)
         log.info("takeover.accepted", command_id=command.command_id, room_id=payload.roomId, release=payload.release)
         return {"status": "accepted", "roomId": payload.roomId, "release": payload.release}

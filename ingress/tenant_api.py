@@ -5,7 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from infra import grants, ledger, tenants
-from ingress.http_api import json_error, parse_body, require_admin
+from ingress.http_api import grant_conflict, json_error, parse_body, require_admin
 from ingress.state import APP_STATE
 from schemas.http import GrantCredits
 from schemas.tenants import ChannelRef, CreateTenant, UpdateTenant
@@ -79,6 +79,8 @@ async def grant_tenant(request: web.Request) -> web.Response:
     if await tenants.get(pool, tenant_id) is None:
         return json_error(404, "unknown_tenant", "no such tenant")
     result = await grants.grant(pool, ledger.tenant_account(tenant_id), body.credits, body.reason, body.idempotencyKey)
+    if result.conflict:
+        return grant_conflict(result, body.credits)
     return web.json_response(
         {"tenantId": tenant_id, "applied": result.applied, "credits": result.credits, "wordsLeft": result.words_left},
         status=201 if result.applied else 200,

@@ -26,8 +26,8 @@ from domain.chain import format_units
 from infra import chain
 from infra.chain import ChainInfo, ChainUnavailable
 from infra.settings import Settings
-from ingress.auth import Identity, Unauthorized, bearer_token, decode_token
-from ingress.http_api import json_error, parse_body
+from ingress.auth import Identity, Unauthorized
+from ingress.http_api import bearer_identity, json_error, parse_body, rate_limited
 from ingress.state import APP_STATE
 from schemas.chain import LinkWallet
 
@@ -70,10 +70,8 @@ def chain_client_context(
 
 
 def _caller(request: web.Request) -> Identity:
-    secret = request.app[APP_STATE].settings.jwt_secret.get_secret_value()
-    token = bearer_token(request)
     try:
-        return decode_token(token, secret)
+        return bearer_identity(request)
     except Unauthorized as exc:
         raise web.HTTPUnauthorized(
             text=json_error(401, "unauthorized", f"a user Bearer JWT is required: {exc}").text,
@@ -97,12 +95,22 @@ async def link_challenge(request: web.Request) -> web.Response:
     issued = datetime.now(UTC).replace(microsecond=0)
     expires = issued + timedelta(seconds=state.settings.wallet_challenge_ttl_s)
     message = challenge_message(who.user_id, nonce, issued, expires)
+    cap = state.settings.wallet_max_challenges
     async with state.pool.acquire() as conn, conn.transaction():
+        # One user's challenge requests in turn, so the cap below holds under concurrent requests.
+        await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", f"wallet-challenge:{who.user_id}")
         # Spent and expired challenges serve no one; keep the table as small as the live ones.
         await conn.execute(
             "DELETE FROM wallet_challenges WHERE user_id = $1 AND (used_at IS NOT NULL OR expires_at < now())",
             who.user_id,
         )
+        live, retry_s = await conn.fetchrow(
+            "SELECT count(*), ceil(extract(epoch FROM min(expires_at) - now())) FROM wallet_challenges"
+            " WHERE user_id = $1",
+            who.user_id,
+        )  # fmt: skip
+        if live >= cap:
+            return rate_limited(float(retry_s or 1), f"at most {cap} unexpired challenges per user: use one or wait")
         await conn.execute(
             "INSERT INTO wallet_challenges (nonce, user_id, message, expires_at) VALUES ($1, $2, $3, $4)",
             nonce, who.user_id, message, expires,

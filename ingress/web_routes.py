@@ -14,6 +14,8 @@ from typing import Any
 
 from aiohttp import web
 
+from ingress.proxies import Network, forwarded_host, request_scheme
+
 WEB_ROOT = Path(__file__).resolve().parent / "web"
 CSP = (
     "default-src 'self'; connect-src 'self' ws: wss:; script-src 'self'; style-src 'self'; "
@@ -56,16 +58,23 @@ async def static_file(request: web.Request) -> web.FileResponse:
     return _file(path)
 
 
-def socket_origins(allowed: Iterable[str]) -> Callable[[str | None, dict[str, Any]], bool]:
+def socket_origins(
+    allowed: Iterable[str], trusted_proxies: Iterable[Network] = ()
+) -> Callable[[str | None, dict[str, Any]], bool]:
     """Socket.IO's origin check: ``ALLOWED_ORIGINS`` plus the node's own origin, so the pages it
-    serves can connect back to it on whatever host and port it is reached (behind a proxy too)."""
+    serves can connect back to it on whatever host and port it is reached (behind a proxy in
+    ``trusted_proxies`` too: only such a proxy's X-Forwarded-Host/-Proto are believed)."""
     listed = frozenset(allowed)
+    trusted = tuple(trusted_proxies)
 
     def check(origin: str | None, environ: dict[str, Any]) -> bool:
         if origin is None or "*" in listed or origin in listed:
             return True
-        scheme = environ.get("wsgi.url_scheme", "http").split(",")[0].strip()
-        hosts = {environ.get("HTTP_HOST"), environ.get("HTTP_X_FORWARDED_HOST", "").split(",")[0].strip()}
+        request = environ.get("aiohttp.request")
+        if not isinstance(request, web.BaseRequest):
+            return False
+        scheme = request_scheme(request, trusted)
+        hosts = {request.headers.get("Host"), forwarded_host(request, trusted)}
         return any(host and origin == f"{scheme}://{host}" for host in hosts)
 
     return check

@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
-import json
 import time
 from dataclasses import dataclass
 
@@ -23,9 +22,11 @@ from redis.exceptions import RedisError
 from twilio.request_validator import SIGNATURE_HEADER, SIGNATURE_SETTINGS_HEADER, RequestValidator
 from twilio.request_validator import get_signature_algorithm as twilio_signature_algorithm
 
+from infra import json_limits
+from infra.json_limits import JsonLimitError
 from infra.publisher import PublishFailed
 from ingress.correlation import bind_command
-from ingress.http_api import json_error
+from ingress.http_api import json_body_limits, json_error, json_refused
 from ingress.state import APP_STATE, IngressState
 from schemas.base import Command
 from schemas.queues import CHAT_QUEUE
@@ -209,7 +210,10 @@ async def meta_webhook(request: web.Request) -> web.Response:
         log.warning("webhook.rejected", provider="meta", reason="bad_signature")
         return json_error(403, "forbidden", "bad signature")
     try:
-        parsed = parse_meta_delivery(json.loads(body), _now_ms())
+        parsed = parse_meta_delivery(json_limits.loads(body, json_body_limits(request)), _now_ms())
+    except JsonLimitError as exc:
+        log.warning("webhook.malformed", provider="meta", error=str(exc))
+        return json_refused(exc)
     except ValueError as exc:  # bad JSON, bad UTF-8, or not an object (BadPayload)
         log.warning("webhook.malformed", provider="meta", error=str(exc))
         return json_error(400, "bad_request", "the body is not a JSON object")

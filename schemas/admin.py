@@ -4,14 +4,16 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import ConfigDict, Field, StringConstraints, model_validator
+
+from schemas.base import Storable
 
 MAX_SELECTION = 500
 
 MessageId = Annotated[str, StringConstraints(min_length=1, max_length=128)]
 
 
-class DeadLetterSelection(BaseModel):
+class DeadLetterSelection(Storable):
     """Which dead messages to act on: exactly the ``messageIds`` an admin confirmed, or filters
     (the same as the list's; none at all means every dead message, as ``scripts.dlq`` does)."""
 
@@ -30,7 +32,7 @@ class DeadLetterSelection(BaseModel):
         return self
 
 
-class DeadLetterPurge(BaseModel):
+class DeadLetterPurge(Storable):
     """Purge deletes only messages named one by one: what the admin saw and confirmed."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")

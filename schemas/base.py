@@ -1,7 +1,20 @@
-from pydantic import BaseModel, ConfigDict
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, model_validator
+
+from schemas.storable import check_storable
 
 
-class Inbound(BaseModel):
+class Storable(BaseModel):
+    """Refuses input with text PostgreSQL cannot store (NUL, lone surrogates) anywhere in it."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _storable_text(cls, data: Any) -> Any:
+        return check_storable(data)
+
+
+class Inbound(Storable):
     """A payload from a client: unknown fields (such as a spoofed userId) are ignored."""
 
     model_config = ConfigDict(frozen=True, extra="ignore", strict=True)

@@ -48,7 +48,8 @@ CallStart = InitiateCall  # callStart {callId, calleeId}: the sender is the call
 # --- the billing queue --------------------------------------------------------
 
 MeterAction = Literal["start", "heartbeat", "end"]
-EndReason = Literal["hangup", "insufficient_credits", "timeout", "spending_blocked"]
+# "disconnected": a party had no socket for CALL_DISCONNECT_GRACE_S; billed up to when they dropped.
+EndReason = Literal["hangup", "insufficient_credits", "timeout", "spending_blocked", "disconnected"]
 
 
 class CallMeter(Command):

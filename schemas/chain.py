@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
 
-from schemas.base import Command, Outbound
+from schemas.base import Command, Outbound, Storable
 
 ADDRESS_PATTERN = r"^0x[0-9a-fA-F]{40}$"
 TX_HASH_PATTERN = r"^0x[0-9a-f]{64}$"
@@ -41,7 +41,7 @@ class ChainDeposit(Command):
     decimals: int = Field(ge=0, le=77)
 
 
-class _Body(BaseModel):
+class _Body(Storable):
     model_config = ConfigDict(frozen=True, extra="forbid", strict=True)
 
 

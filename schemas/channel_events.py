@@ -12,7 +12,7 @@ from schemas.base import Inbound, Outbound
 class TakeOver(Inbound):
     """``takeOverConversation``: an operator takes a conversation from the AI agent, or hands it back."""
 
-    roomId: str  # the conversation's room, ``conv:<tenant>:<conversation id>``
+    roomId: str = Field(max_length=256)  # the conversation's room, ``conv:<tenant>:<conversation id>``
     release: bool = False
     requestId: str | None = Field(default=None, min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.:-]+$")
 

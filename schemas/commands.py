@@ -2,14 +2,31 @@
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from typing import Literal
 
 from pydantic import Field
 
 from schemas.base import Command
+from schemas.storable import EpochMs
 
 _MESSAGE_NS = uuid.UUID("6f1c4c83-9a51-4d4b-9d0e-7b8c0b0f5a11")
+
+
+def scoped_id(prefix: str, *parts: str) -> str:
+    """``<prefix>:<digest>``: an id that is the same for the same parts and differs for any others.
+
+    Joining user-chosen parts with ``:`` is ambiguous (user ``a:b`` + id ``c`` = user ``a`` + id
+    ``b:c``), so one user's command could be dropped as a duplicate of another's. The digest is
+    of the length-prefixed parts, so no two tuples share it; the prefix keeps logs readable.
+    """
+    digest = hashlib.sha256(prefix.encode())
+    for part in parts:
+        raw = part.encode("utf-8", "surrogatepass")
+        digest.update(len(raw).to_bytes(8, "big"))
+        digest.update(raw)
+    return f"{prefix}:{digest.hexdigest()[:40]}"
 
 
 def send_command_ids(user_id: str, client_message_id: str | None) -> tuple[str, str]:
@@ -17,8 +34,18 @@ def send_command_ids(user_id: str, client_message_id: str | None) -> tuple[str, 
     if client_message_id is None:
         message_id = str(uuid.uuid4())
         return f"msg:{message_id}", message_id
-    command_id = f"msg:{user_id}:{client_message_id}"
+    command_id = scoped_id("msg", user_id, client_message_id)
     return command_id, str(uuid.uuid5(_MESSAGE_NS, command_id))
+
+
+def mark_read_command_id(user_id: str, room_id: str, message_id: str) -> str:
+    """One ``chat.mark_read`` command per (reader, room, message)."""
+    return scoped_id("read", user_id, room_id, message_id)
+
+
+def takeover_command_id(operator_id: str, request_id: str) -> str:
+    """One ``channel.takeover`` command per (operator, requestId)."""
+    return scoped_id("takeover", operator_id, request_id)
 
 
 class SendChatMessage(Command):
@@ -30,7 +57,7 @@ class SendChatMessage(Command):
     room_id: str
     message: str
     client_message_id: str | None = None
-    accepted_at_ms: int
+    accepted_at_ms: EpochMs
 
 
 class MarkMessageRead(Command):
@@ -54,7 +81,7 @@ class InboundChannelMessage(Command):
     contact_name: str | None = None
     provider_message_id: str
     text: str
-    received_at_ms: int
+    received_at_ms: EpochMs
 
 
 class ChannelStatusUpdate(Command):
@@ -67,7 +94,7 @@ class ChannelStatusUpdate(Command):
     status: str
     error_code: str | None = None
     error_message: str | None = None
-    reported_at_ms: int
+    reported_at_ms: EpochMs
 
 
 class OperatorReply(Command):
@@ -82,7 +109,7 @@ class OperatorReply(Command):
     operator_name: str
     text: str
     client_message_id: str | None = None
-    accepted_at_ms: int
+    accepted_at_ms: EpochMs
 
 
 class ConversationTakeover(Command):
@@ -96,7 +123,7 @@ class ConversationTakeover(Command):
     operator_name: str
     release: bool = False
     admin: bool = False  # an admin may hand back a conversation another operator holds
-    requested_at_ms: int
+    requested_at_ms: EpochMs
 
 
 class SendOutbound(Command):
@@ -125,7 +152,7 @@ class AgentReply(Command):
     asker_user_id: str | None = None  # who mentioned the agent (chat), for creditError
     tenant_id: str | None = None
     conversation_id: str | None = None
-    requested_at_ms: int
+    requested_at_ms: EpochMs
 
 
 class ClassifyMessage(Command):
@@ -136,7 +163,7 @@ class ClassifyMessage(Command):
     tenant_id: str
     conversation_id: str
     message_id: str
-    requested_at_ms: int
+    requested_at_ms: EpochMs
 
 
 def agent_reply_ids(trigger_message_id: str) -> tuple[str, str]:

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from schemas.base import Storable
 
-class _Body(BaseModel):
+
+class _Body(Storable):
     model_config = ConfigDict(frozen=True, extra="forbid", strict=True)
 
 

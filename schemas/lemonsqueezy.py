@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from schemas.base import Command
+from schemas.storable import MinorUnits, check_storable
 
 ORDER_EVENTS = ("order_created", "order_refunded")
 
@@ -21,13 +22,18 @@ class LemonSqueezyOrder(Command):
     """The fields of an ``orders`` webhook the worker needs, as LemonSqueezy sent them."""
 
     type: Literal["billing.lemonsqueezy_order"] = "billing.lemonsqueezy_order"
-    command_id: str
+    command_id: str = Field(min_length=1, max_length=300)
     event_name: Literal["order_created", "order_refunded"]
     order_id: str = Field(min_length=1, max_length=64)
-    status: str  # pending, failed, paid, refunded, partial_refund, fraudulent
-    variant_id: str | None = None
-    user_id: str | None = None  # meta.custom_data.user_id, set on the checkout link
-    total: int = Field(ge=0)  # minor units
-    currency: str = ""
-    amount_refunded: int = Field(default=0, ge=0)
+    status: str = Field(max_length=64)  # pending, failed, paid, refunded, partial_refund, fraudulent
+    variant_id: str | None = Field(default=None, max_length=64)
+    user_id: str | None = Field(default=None, min_length=1, max_length=128)  # meta.custom_data.user_id
+    total: MinorUnits  # minor units
+    currency: str = Field(default="", max_length=16)
+    amount_refunded: MinorUnits = 0
     test_mode: bool = False
+
+    @model_validator(mode="before")
+    @classmethod
+    def _storable(cls, data: Any) -> Any:
+        return check_storable(data)

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
 
-from schemas.base import Outbound
+from schemas.base import Outbound, Storable
 
 
-class CheckoutRequest(BaseModel):
+class CheckoutRequest(Storable):
     model_config = ConfigDict(extra="forbid", strict=True)
 
     pack: str = Field(min_length=1, max_length=64)

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
 
 from domain.channels import Channel
+from schemas.base import Storable
 
 TENANT_ID = r"^[A-Za-z0-9_.-]{1,64}$"
 
 
-class _Body(BaseModel):
+class _Body(Storable):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
 

@@ -9,6 +9,7 @@ from pydantic import ConfigDict, Field, field_validator
 
 from schemas.base import Command, Inbound, Outbound
 from schemas.socket_events import NewMessage
+from schemas.storable import EpochMs
 
 MAX_TIP_CREDITS = 1_000_000_000  # the wire's hard ceiling; TIP_MAX_CREDITS sets the real one
 _TIP_NS = uuid.UUID("0c5e1f6a-2b7d-4f8e-9a31-5d6c7e8f9012")
@@ -58,7 +59,7 @@ class SendTipCommand(Command):
     credits: int = Field(gt=0, le=MAX_TIP_CREDITS)
     room_id: str | None = None
     client_tip_id: str
-    accepted_at_ms: int
+    accepted_at_ms: EpochMs
 
 
 class TipReceived(Outbound):

@@ -27,6 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from domain.channels import Channel, split_twilio_address
 from schemas.commands import ChannelStatusUpdate, InboundChannelMessage, inbound_ids
 from schemas.queues import INBOUND_MESSAGE_ACTOR, STATUS_UPDATE_ACTOR
+from schemas.storable import scrub_text
 
 WebhookCommand = InboundChannelMessage | ChannelStatusUpdate
 
@@ -85,6 +86,7 @@ def _twilio_text(form: Mapping[str, str]) -> str:
 
 def parse_twilio_form(form: Mapping[str, str], now_ms: int) -> WebhookCommand:
     """An inbound message or a status callback from Twilio's form fields; BadPayload if neither."""
+    form = {name: scrub_text(value) for name, value in form.items()}  # NUL, lone surrogates -> U+FFFD
     sid = form.get("MessageSid", "").strip()
     if not sid:
         raise BadPayload("MessageSid is missing")
@@ -340,6 +342,7 @@ def parse_meta_delivery(payload: Any, now_ms: int) -> ParsedDelivery:
     when the payload is not a JSON object at all."""
     if not isinstance(payload, dict):
         raise BadPayload("the payload is not a JSON object")
+    payload = scrub_text(payload)  # NUL and lone surrogates (unstorable) become U+FFFD
     out = ParsedDelivery()
     kind = payload.get("object")
     entries = payload.get("entry")

@@ -32,6 +32,7 @@ from web3.exceptions import Web3Exception
 from domain.chain import format_units, parse_units
 from infra import chain
 from infra.chain import ChainInfo
+from infra.recursion_limit import pin_recursion_limit
 from infra.settings import Settings
 from scripts.token import mint as make_jwt
 
@@ -142,6 +143,7 @@ async def _run(args: argparse.Namespace) -> str:
 
 
 def main() -> int:
+    pin_recursion_limit()  # eth_account's py_ecc raised it on import (infra/recursion_limit.py)
     parser = argparse.ArgumentParser(prog="python -m scripts.chain", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
     sub = parser.add_subparsers(dest="command", required=True)

@@ -13,6 +13,7 @@ from dramatiq.cli import make_argument_parser
 
 from infra import db
 from infra.logging import configure_logging
+from infra.recursion_limit import pin_recursion_limit
 from infra.settings import Settings
 from schemas.queues import ALL_QUEUES
 from workers.metrics import prepare_pool_dir, remove_pool_dir
@@ -29,6 +30,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     asyncio.run(db.migrate(settings.database_url))
     metrics_dir = prepare_pool_dir(settings)  # before the fork: every process of this pool shares it
+    pin_recursion_limit()  # before the fork too: the workers inherit the pin and its cap
     try:
         return dramatiq_main(args) or 0
     finally:

@@ -5,6 +5,11 @@ reference ``c:k``: kind ``call`` (caller -> callee, the price minus the fee) and
 ``call_fee`` (caller -> ``system:revenue``). The call row, locked ``FOR UPDATE``, counts the
 minutes charged, and ``(kind, reference)`` is unique in the ledger, so neither a
 redelivered command nor two heartbeats racing for the same minute can charge it twice.
+
+Only the caller's own heartbeats (and the start and hang-ups) move a call on: the callee cannot
+keep the caller's meter running. A call also ends when either party has been disconnected for
+longer than the grace period (:func:`end_dropped`, driven by the sweeper in workers.calls),
+billed up to the moment that party dropped.
 """
 
 from __future__ import annotations
@@ -37,6 +42,7 @@ from workers.emits import Emit, emit
 CALL_KIND = "call"
 FEE_KIND = "call_fee"
 TIMEOUT_COMMAND = "billing.call_timeout"
+DROPPED_COMMAND = "billing.call_dropped"
 # Why an account may not spend right now (an unpaid refund shortfall), or None if it may.
 SpendCheck = Callable[[asyncpg.Connection, str], Awaitable[str | None]]
 
@@ -103,6 +109,8 @@ async def meter(
                 raise UnknownCall(f"unknown call {cmd.call_id!r}: start it first")
             if cmd.sender_id not in (call.caller_id, call.callee_id):
                 raise NotAParty(f"you are not a party to call {cmd.call_id!r}")
+            if cmd.action == "heartbeat" and cmd.sender_id != call.caller_id and call.status != "ended":
+                raise NotAParty("only the caller, who pays, keeps a call's meter running")
         except DomainError as exc:
             return await _reject(conn, cmd, exc)
         if call.status == "ended":  # a late heartbeat or a second hang-up: tell the sender how it ended
@@ -230,6 +238,45 @@ async def expire(
         if (stored := await inbox.claim(conn, command_id, TIMEOUT_COMMAND, call.caller_id)) is not None:
             return replay(stored)
         emits = await _advance(conn, call, call.last_seen_ms, "timeout", signup_credits, spend_block)
+        await inbox.finish(conn, command_id, "applied", {"emits": emits, "call": call_id})
+        return Outcome(True, "applied", emits)
+
+
+@dataclass(frozen=True, slots=True)
+class ActiveCall:
+    call_id: str
+    caller_id: str
+    callee_id: str
+    started_ms: int
+    last_seen_ms: int
+
+
+async def active_calls(pool: asyncpg.Pool, limit: int = 2000) -> list[ActiveCall]:
+    rows = await pool.fetch(
+        "SELECT call_id, caller_id, callee_id, started_ms, last_seen_ms FROM calls WHERE status = 'active'"
+        " ORDER BY last_seen_ms LIMIT $1",
+        limit,
+    )
+    return [ActiveCall(**dict(r)) for r in rows]
+
+
+async def end_dropped(
+    pool: asyncpg.Pool, call_id: str, dropped_ms: int, signup_credits: int = 0, spend_block: SpendCheck | None = None
+) -> Outcome | None:
+    """End a call one of whose parties dropped off at ``dropped_ms`` and stayed away past the grace.
+
+    Billed up to the drop (minutes the caller's heartbeats already paid stay paid). None if the
+    call is no longer active. Several sweepers may try; the row lock and a fixed inbox id end it once.
+    """
+    async with pool.acquire() as conn, conn.transaction():
+        call = await _lock_call(conn, call_id)
+        if call is None or call.status != "active":
+            return None
+        command_id = f"call-dropped:{call_id}"
+        if (stored := await inbox.claim(conn, command_id, DROPPED_COMMAND, call.caller_id)) is not None:
+            return replay(stored)
+        at = max(dropped_ms, call.started_ms)
+        emits = await _advance(conn, call, at, "disconnected", signup_credits, spend_block)
         await inbox.finish(conn, command_id, "applied", {"emits": emits, "call": call_id})
         return Outcome(True, "applied", emits)
 

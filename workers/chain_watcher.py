@@ -28,6 +28,7 @@ from infra.chain import ChainInfo, ChainUnavailable, Deposit
 from infra.embedded_chain import EmbeddedChain
 from infra.logging import configure_logging
 from infra.publisher import CommandPublisher, PublishFailed
+from infra.recursion_limit import pin_recursion_limit
 from infra.settings import Settings
 from schemas.chain import ChainDeposit, claim_command_id, deposit_command_id
 from schemas.queues import CHAIN_DEPOSIT_ACTOR, CHAIN_QUEUE
@@ -218,6 +219,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m workers.chain_watcher", description=__doc__)
     parser.add_argument("--serve-only", action="store_true", help="host the embedded chain without watching it")
     args = parser.parse_args()
+    pin_recursion_limit()  # py-evm and py_ecc raised it on import (infra/recursion_limit.py)
     asyncio.run(_main(args.serve_only))
 
 

@@ -45,8 +45,8 @@ class ResourceHolder:
             if self._resources is None:
                 s = self._settings
                 pool = await db.create_pool(s.database_url, min_size=1, max_size=s.worker_db_pool_size)
-                redis = redis_client(s.effective_redis_url)
-                emitter = socketio_manager(s.effective_redis_url, s.key("socketio"), write_only=True)
+                redis = redis_client(s.effective_redis_url, **s.redis_pool)
+                emitter = socketio_manager(s.effective_redis_url, s.key("socketio"), write_only=True, **s.redis_pool)
                 publisher = CommandPublisher(
                     s.amqp_url,
                     ALL_QUEUES,

@@ -31,6 +31,9 @@ from tests.support.processes import Proc, Processes
 PRICE, FEE_PCT = 10, 25  # fee floor(2.5) = 2, callee 8
 MINUTE_S = 1.0
 HEARTBEAT_TIMEOUT_S = 5.0
+HEARTBEAT_INTERVAL_S = 0.2  # at most one heartbeat per call reaches billing this often
+GRACE_S = 3.0  # a call ends once a party has been disconnected this long
+SWEEP_S = 0.3
 
 
 @dataclass
@@ -57,8 +60,10 @@ def call_stack() -> Iterator[CallStack]:
             PLATFORM_FEE_PCT=str(FEE_PCT),
             CALL_MINUTE_S=str(MINUTE_S),
             CALL_HEARTBEAT_TIMEOUT_S=str(HEARTBEAT_TIMEOUT_S),
-            CALL_SWEEP_INTERVAL_S="0.3",
+            CALL_SWEEP_INTERVAL_S=str(SWEEP_S),
             CALL_SIGNAL_MAX_BYTES="2048",
+            CALL_HEARTBEAT_MIN_INTERVAL_S=str(HEARTBEAT_INTERVAL_S),
+            CALL_DISCONNECT_GRACE_S=str(GRACE_S),
         )
     )
     try:
@@ -215,7 +220,9 @@ async def test_an_offline_callee_gets_the_caller_call_unavailable(call_stack, le
             ack = await call(alice, "initiate-call", {"callId": call_id, "calleeId": callee})
             if ack["status"] != "accepted" or time.monotonic() > deadline:
                 break
-            await asyncio.sleep(0.1)
+            await call(alice, "end-call", {"callId": call_id})  # rang a socket on its way out: hang up
+            await asyncio.sleep(0.2)
+        # An offline user and one that never existed get the same answer.
         assert ack == {"status": "unavailable", "callId": call_id, "calleeId": callee}
         notice = await alice.wait_for("call-unavailable", by_call(call_id))
         assert (notice["userId"], notice["reason"]) == (callee, "offline")
@@ -275,7 +282,7 @@ async def test_insufficient_credits_end_the_call_for_both(call_stack, ledger, cl
     await bob.wait_for("incoming-call", by_call(call_id))
     await call(bob, "accept-call", {"callId": call_id})
     await alice.wait_for("callStarted", by_call(call_id))
-    await beat_until(bob, call_id, lambda: bool(alice.events["callEnded"]))
+    await beat_until(alice, call_id, lambda: bool(alice.events["callEnded"]))  # the caller's beats: they pay
     for side in (alice, bob):
         ended = await side.wait_for("callEnded", by_call(call_id))
         assert (ended["reason"], ended["minutesCharged"], ended["creditsCharged"]) == (
@@ -317,6 +324,7 @@ async def test_a_redelivered_meter_command_charges_once(call_stack, ledger, clie
     alice_id, bob_id = uid("alice"), uid("bob")
     await grants_repo.grant(ledger, f"user:{alice_id}", 1000, "test", "k")
     alice = await connect(clients, alice_id, call_stack.ports[0])
+    await connect(clients, bob_id, call_stack.ports[1])  # online, so the call is not ended for his absence
     call_id = uid("call")
     await call(alice, "callStart", {"callId": call_id, "calleeId": bob_id})
     await alice.wait_for("callStarted", by_call(call_id))
@@ -344,3 +352,123 @@ async def test_a_redelivered_meter_command_charges_once(call_stack, ledger, clie
         )
         == 6
     )
+
+
+# --- issue 12: bounded call events, and a party who drops off stops the meter -----------------------
+
+
+def rate_limited(ack: dict) -> bool:
+    return ack["status"] == "rejected" and ack["error"]["code"] == "rate_limited" and ack["retryAfterMs"] > 0
+
+
+async def meter_commands(pool: asyncpg.Pool, call_id: str) -> int:
+    """How many call meter commands billing applied for ``call_id``."""
+    return await pool.fetchval(
+        "SELECT count(*) FROM inbox WHERE kind = 'billing.call_meter' AND result->>'call' = $1", call_id
+    )
+
+
+async def test_a_caller_cannot_ring_a_victim_over_and_over(call_stack, ledger, clients):
+    """Finding: 300 initiate-call rang one victim 300 times."""
+    mallory = await connect(clients, uid("mallory"), call_stack.ports[0])
+    victim_id = uid("victim")
+    victim = await connect(clients, victim_id, call_stack.ports[1])
+    acks = [await call(mallory, "initiate-call", {"callId": uid("call"), "calleeId": victim_id}) for _ in range(300)]
+    assert acks[0]["status"] == "accepted"
+    assert all(rate_limited(a) for a in acks[1:]), [a for a in acks[1:] if not rate_limited(a)][:3]
+    await asyncio.sleep(0.5)  # room for a stray ring to arrive
+    assert len(victim.events["incoming-call"]) == 1
+    # Rings to one callee are bounded whoever rings: CALL_CALLEE_RING_LIMITS (10 a minute) in all.
+    callers = [await connect(clients, uid("caller"), call_stack.ports[i % 2]) for i in range(10)]
+    rung = [await call(c, "initiate-call", {"callId": uid("call"), "calleeId": victim_id}) for c in callers]
+    assert [a["status"] for a in rung[:9]] == ["accepted"] * 9 and rate_limited(rung[9]), rung[9]
+    assert "called too often" in rung[9]["error"]["message"]
+    # Probing who is online costs the same: the caller's own limit, offline or unknown callee alike.
+    prober = await connect(clients, uid("prober"), call_stack.ports[0])
+    probes = [await call(prober, "initiate-call", {"callId": uid("call"), "calleeId": uid("nobody")}) for _ in range(8)]
+    assert [a["status"] for a in probes[:6]] == ["unavailable"] * 6 and all(rate_limited(a) for a in probes[6:])
+
+
+async def test_heartbeats_are_the_payers_and_coalesced_and_a_call_has_one_meter(call_stack, ledger, clients):
+    """Finding: 1,000 callHeartbeat became 1,000 billing commands."""
+    alice_id, bob_id = uid("alice"), uid("bob")
+    await grants_repo.grant(ledger, f"user:{alice_id}", 1000, "test", "k")
+    alice = await connect(clients, alice_id, call_stack.ports[0])
+    bob = await connect(clients, bob_id, call_stack.ports[1])
+    call_id = uid("call")
+    assert (await call(alice, "callStart", {"callId": call_id, "calleeId": bob_id}))["status"] == "accepted"
+    await bob.wait_for("callStarted", by_call(call_id))
+    again = [await call(alice, "callStart", {"callId": call_id, "calleeId": bob_id}) for _ in range(20)]
+    assert all(a == {"status": "accepted", "callId": call_id} for a in again)  # the same call: nothing new
+    started = time.monotonic()
+    beats = await asyncio.gather(*(call(alice, "callHeartbeat", {"callId": call_id}) for _ in range(1000)))
+    elapsed = time.monotonic() - started
+    assert all(b == {"status": "accepted", "callId": call_id} for b in beats)
+    deadline = time.monotonic() + 10  # until billing has drained what it was sent
+    while (commands := await meter_commands(ledger, call_id)) < 2 or time.monotonic() < started + elapsed + 1:
+        assert time.monotonic() < deadline
+        await asyncio.sleep(0.2)
+    allowed = 1 + int(elapsed / HEARTBEAT_INTERVAL_S) + 1  # the start, then one beat per interval
+    print(f"1000 heartbeats in {elapsed:.2f}s became {commands - 1} meter commands")
+    assert commands <= allowed, (commands, elapsed)
+    assert len(bob.events["callStarted"]) == 1  # twenty-one callStart, one meter
+    # The callee's heartbeats never keep the caller's meter running.
+    denied = await call(bob, "callHeartbeat", {"callId": call_id})
+    assert denied["status"] == "rejected" and denied["error"]["code"] == "forbidden", denied
+    assert (await call(bob, "callEnd", {"callId": call_id}))["status"] == "accepted"
+    await alice.wait_for("callEnded", by_call(call_id))
+
+
+async def test_a_caller_who_drops_off_stops_paying_though_the_callee_keeps_beating(call_stack, ledger, clients):
+    """Finding: the callee's callHeartbeat kept a disconnected caller's meter running until they were at 0."""
+    alice_id, bob_id = uid("alice"), uid("bob")
+    await grants_repo.grant(ledger, f"user:{alice_id}", 1000, "test", "k")
+    alice = await connect(clients, alice_id, call_stack.ports[0])
+    bob = await connect(clients, bob_id, call_stack.ports[1])
+    call_id = uid("call")
+    await call(alice, "initiate-call", {"callId": call_id, "calleeId": bob_id})
+    await bob.wait_for("incoming-call", by_call(call_id))
+    await call(bob, "accept-call", {"callId": call_id})
+    await alice.wait_for("callStarted", by_call(call_id))
+    stop_at = time.monotonic() + 1.2 * MINUTE_S
+    await beat_until(alice, call_id, lambda: time.monotonic() > stop_at)
+    before_ms = int(time.time() * 1000)
+    await alice.close()  # gone, without hanging up
+    after_ms = int(time.time() * 1000)
+    dropped = time.monotonic()
+    # Bob keeps beating; the call still ends once Alice has been gone for the grace period.
+    await beat_until(bob, call_id, lambda: bool(bob.events["callEnded"]), interval=0.1,
+                     timeout=GRACE_S + SWEEP_S + 10)  # fmt: skip
+    waited = time.monotonic() - dropped
+    ended = await bob.wait_for("callEnded", by_call(call_id))
+    assert waited >= GRACE_S - 0.5, waited
+    assert ended["reason"] == "disconnected"
+    assert before_ms <= ended["endedAt"] <= after_ms + 1000, (before_ms, ended["endedAt"], after_ms)
+    row = await call_row(ledger, call_id)
+    minutes = minutes_started(row["started_ms"], ended["endedAt"], row["minute_ms"])
+    assert (row["minutes_charged"], ended["minutesCharged"], ended["creditsCharged"]) == (minutes, minutes,
+                                                                                         minutes * PRICE)  # fmt: skip
+    assert await credits(ledger, alice_id) == 1000 - minutes * PRICE  # exact to the credit
+    assert await credits(ledger, bob_id) == minutes * 8
+    print(f"caller dropped; call ended {waited:.1f}s later, {minutes} minutes charged")
+
+
+async def test_a_callee_who_drops_off_ends_the_call_for_the_caller(call_stack, ledger, clients):
+    alice_id, bob_id = uid("alice"), uid("bob")
+    await grants_repo.grant(ledger, f"user:{alice_id}", 1000, "test", "k")
+    alice = await connect(clients, alice_id, call_stack.ports[0])
+    bob = await connect(clients, bob_id, call_stack.ports[1])
+    call_id = uid("call")
+    await call(alice, "callStart", {"callId": call_id, "calleeId": bob_id})
+    await bob.wait_for("callStarted", by_call(call_id))
+    before_ms = int(time.time() * 1000)
+    await bob.close()
+    # Alice's heartbeats keep paying during the grace period, and no longer.
+    await beat_until(alice, call_id, lambda: bool(alice.events["callEnded"]), timeout=GRACE_S + SWEEP_S + 10)
+    ended = await alice.wait_for("callEnded", by_call(call_id))
+    assert ended["reason"] == "disconnected" and ended["endedAt"] >= before_ms
+    row = await call_row(ledger, call_id)
+    most = minutes_started(row["started_ms"], ended["endedAt"] + round((GRACE_S + 2 * SWEEP_S + 1) * 1000),
+                           row["minute_ms"])  # fmt: skip
+    assert row["minutes_charged"] <= most
+    assert await credits(ledger, alice_id) == 1000 - row["minutes_charged"] * PRICE

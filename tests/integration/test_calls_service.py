@@ -66,7 +66,7 @@ async def test_each_started_minute_is_charged_once_with_an_exact_fee_split(ledge
     assert [e["event"] for e in outcome.emits] == ["callStarted", "callStarted"]
     assert await credits(ledger, caller) == 93  # minute 1 is prepaid at the start
 
-    await apply(ledger, meter("heartbeat", call_id, callee, T0 + MINUTE_MS - 1))  # still minute 1
+    await apply(ledger, meter("heartbeat", call_id, caller, T0 + MINUTE_MS - 1))  # still minute 1
     assert await credits(ledger, caller) == 93
     await apply(ledger, meter("heartbeat", call_id, caller, T0 + MINUTE_MS))  # minute 2 starts
     assert await credits(ledger, caller) == 86
@@ -113,8 +113,8 @@ async def test_a_redelivered_command_charges_once(ledger):
 
 
 async def test_concurrent_heartbeats_for_the_same_minutes_charge_each_minute_once(ledger):
-    caller, callee, call_id, _ = await start_call(ledger, 1000)
-    beats = [meter("heartbeat", call_id, (caller, callee)[i % 2], T0 + 3 * MINUTE_MS + i) for i in range(12)]
+    caller, _callee, call_id, _ = await start_call(ledger, 1000)
+    beats = [meter("heartbeat", call_id, caller, T0 + 3 * MINUTE_MS + i) for i in range(12)]
     await asyncio.gather(*(apply(ledger, b) for b in beats))
     assert await credits(ledger, caller) == 1000 - 4 * 7
     row = await call_row(ledger, call_id)
@@ -123,7 +123,7 @@ async def test_concurrent_heartbeats_for_the_same_minutes_charge_each_minute_onc
 
 async def test_a_caller_who_cannot_pay_the_next_minute_ends_the_call_for_both(ledger):
     caller, callee, call_id, _ = await start_call(ledger, 2 * 7 + 6)  # two minutes and 6 credits
-    outcome = await apply(ledger, meter("heartbeat", call_id, callee, T0 + 2 * MINUTE_MS + 10_000))
+    outcome = await apply(ledger, meter("heartbeat", call_id, caller, T0 + 2 * MINUTE_MS + 10_000))
     ended = [e for e in outcome.emits if e["event"] == "callEnded"]
     assert {e["room"] for e in ended} == {f"u/{caller}", f"u/{callee}"}
     data = ended[0]["data"]
@@ -158,6 +158,46 @@ async def test_a_stale_call_is_ended_and_billed_to_its_last_heartbeat(ledger):
     assert (data["reason"], data["endedAt"], data["minutesCharged"]) == ("timeout", last, 2)
     assert await credits(ledger, caller) == 100 - 14
     assert await calls_service.expire(ledger, call_id, last + 20 * MINUTE_MS, timeout) is None  # once
+
+
+async def test_the_callees_heartbeats_never_move_the_callers_meter(ledger):
+    caller, callee, call_id, _ = await start_call(ledger, 1000)
+    for minute in range(1, 6):  # the caller dropped off; the callee keeps beating
+        outcome = await apply(ledger, meter("heartbeat", call_id, callee, T0 + minute * MINUTE_MS))
+        assert outcome.status == "rejected"
+        [error] = outcome.emits
+        assert (error["room"], error["data"]["code"]) == (f"u/{callee}", "forbidden")
+    row = await call_row(ledger, call_id)
+    assert (row["minutes_charged"], row["last_seen_ms"], row["status"]) == (1, T0, "active")
+    assert await credits(ledger, caller) == 1000 - 7
+    # Hanging up still works from either side.
+    ended = await apply(ledger, meter("end", call_id, callee, T0 + 30_000))
+    assert ended.emits[0]["data"]["reason"] == "hangup"
+
+
+async def test_a_call_whose_party_dropped_is_ended_at_the_drop(ledger):
+    caller, _callee, call_id, _ = await start_call(ledger, 1000)
+    await apply(ledger, meter("heartbeat", call_id, caller, T0 + MINUTE_MS + 1_000))  # minute 2 paid
+    assert call_id in [c.call_id for c in await calls_service.active_calls(ledger)]
+    dropped = T0 + 3 * MINUTE_MS + 500  # in minute 4
+    outcome = await calls_service.end_dropped(ledger, call_id, dropped)
+    assert outcome is not None and outcome.fresh
+    data = outcome.emits[0]["data"]
+    assert (data["reason"], data["endedAt"], data["minutesCharged"], data["creditsCharged"]) == (
+        "disconnected", dropped, 4, 28,
+    )  # fmt: skip
+    assert {e["room"] for e in outcome.emits} == {f"u/{caller}", f"u/{_callee}"}
+    assert await credits(ledger, caller) == 1000 - 28
+    assert await calls_service.end_dropped(ledger, call_id, dropped + MINUTE_MS) is None  # once
+    assert call_id not in [c.call_id for c in await calls_service.active_calls(ledger)]
+
+
+async def test_a_drop_before_the_start_ends_the_call_at_its_start(ledger):
+    caller, _callee, call_id, _ = await start_call(ledger, 1000)
+    outcome = await calls_service.end_dropped(ledger, call_id, T0 - 3_600_000)  # the callee left an hour before
+    assert outcome is not None
+    assert (outcome.emits[0]["data"]["endedAt"], outcome.emits[0]["data"]["minutesCharged"]) == (T0, 1)
+    assert await credits(ledger, caller) == 1000 - 7
 
 
 async def test_bad_meter_commands_get_clear_errors_and_change_nothing(ledger):

@@ -27,6 +27,7 @@ def test_webhook_results_by_answer() -> None:
     m.http_response("POST", "/webhooks/meta", 200, body({"received": 0, "duplicates": 2, "skipped": 0}))
     m.http_response("POST", "/webhooks/twilio", 200, b"<Response></Response>")
     m.http_response("POST", "/webhooks/stripe", 200, body({"received": True, "ignored": True}))
+    m.http_response("POST", "/webhooks/stripe", 200, body({"received": True, "ignored": True, "invalid": "x"}))
     m.http_response("POST", "/webhooks/lemonsqueezy", 503, body({"error": {"code": "unavailable", "message": "x"}}))
     m.http_response("GET", "/webhooks/meta", 403, body({"error": {"code": "forbidden", "message": "x"}}))
     name = "gatekeeper_ingress_webhooks_total"
@@ -34,6 +35,7 @@ def test_webhook_results_by_answer() -> None:
     assert sample(m, name, provider="meta", result="duplicate") == 1
     assert sample(m, name, provider="twilio", result="accepted") == 1
     assert sample(m, name, provider="stripe", result="ignored") == 1
+    assert sample(m, name, provider="stripe", result="invalid") == 1
     assert sample(m, name, provider="lemonsqueezy", result="unavailable") == 1
     assert sample(m, name, provider="meta", result="forbidden") == 0  # the GET handshake is no delivery
     rejections = "gatekeeper_ingress_rejections_total"
@@ -72,3 +74,32 @@ def test_each_node_has_its_own_registry() -> None:
     assert sample(a, "gatekeeper_ingress_connections") == 1
     assert sample(b, "gatekeeper_ingress_connections") == 0
     assert sample(b, "gatekeeper_ingress_socket_events_total", event="sendMessage") == 0
+
+
+async def test_labels_come_from_route_templates_not_from_the_url() -> None:
+    """Through the real middleware: 40 random webhook URLs add no series; known routes still count."""
+    from aiohttp import ClientSession, web
+    from aiohttp.test_utils import TestServer
+
+    from ingress.metrics import METRICS, metrics_middleware
+
+    async def accepted(request: web.Request) -> web.Response:
+        return web.json_response({"received": True})
+
+    app = web.Application(middlewares=[metrics_middleware])
+    m = app[METRICS] = IngressMetrics()
+    app.router.add_post("/webhooks/stripe", accepted)
+    app.router.add_post("/webhooks/{provider}/echo", accepted)  # a template with a variable part
+    probes = [f"probe{i:02d}x" for i in range(40)]
+    async with TestServer(app) as server, ClientSession() as http:
+        for probe in probes:
+            async with http.post(server.make_url(f"/webhooks/{probe}")) as resp:
+                assert resp.status == 404
+            async with http.post(server.make_url(f"/webhooks/{probe}/echo")) as resp:
+                assert resp.status == 200
+        async with http.post(server.make_url("/webhooks/stripe")) as resp:
+            assert resp.status == 200
+    text = m.exposition().decode()
+    assert not any(probe in text for probe in probes)
+    assert sample(m, "gatekeeper_ingress_webhooks_total", provider="stripe", result="accepted") == 1
+    assert sample(m, "gatekeeper_ingress_rejections_total", channel="http", reason="http_404") == 40

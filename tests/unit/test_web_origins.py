@@ -2,13 +2,33 @@
 
 from __future__ import annotations
 
+from ipaddress import ip_network
+from typing import Any
+
+from aiohttp.test_utils import make_mocked_request
+from engineio.async_drivers.aiohttp import translate_request
+
 from ingress.web_routes import socket_origins
 
 ALLOWED = ("http://localhost:5173",)
+PROXY = "10.0.0.5"
+TRUSTED = (ip_network("10.0.0.0/24"),)
 
 
-def environ(host: str, scheme: str = "http", **extra: str) -> dict[str, str]:
-    return {"HTTP_HOST": host, "wsgi.url_scheme": scheme, **extra}
+class _Transport:
+    """What aiohttp asks a connection for: the peer's address."""
+
+    def __init__(self, peer: str) -> None:
+        self.peer = peer
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return (self.peer, 50_000) if name == "peername" else default
+
+
+def environ(host: str, *, peer: str = "203.0.113.9", **headers: str) -> dict[str, Any]:
+    """The environ Engine.IO builds from a real aiohttp request from ``peer``."""
+    request = make_mocked_request("GET", "/socket.io/", headers={"Host": host, **headers}, transport=_Transport(peer))
+    return translate_request(request)
 
 
 def test_listed_origins_are_allowed_anywhere():
@@ -19,14 +39,25 @@ def test_listed_origins_are_allowed_anywhere():
 def test_the_node_own_origin_is_allowed():
     check = socket_origins(ALLOWED)
     assert check("http://127.0.0.1:8080", environ("127.0.0.1:8080"))
-    assert check("https://chat.example.com", environ("chat.example.com", scheme="https"))
+    assert check("http://chat.example.com", environ("chat.example.com"))
 
 
-def test_behind_a_proxy_the_forwarded_host_counts():
-    check = socket_origins(ALLOWED)
-    env = environ("10.0.0.5:8080", scheme="https", HTTP_X_FORWARDED_HOST="chat.example.com")
+def test_behind_a_trusted_proxy_the_forwarded_host_and_proto_count():
+    check = socket_origins(ALLOWED, TRUSTED)
+    env = environ("10.0.0.7:8080", peer=PROXY, **{"X-Forwarded-Host": "chat.example.com", "X-Forwarded-Proto": "https"})
     assert check("https://chat.example.com", env)
     assert not check("http://chat.example.com", env)  # the scheme must match too
+
+
+def test_forwarded_headers_from_an_untrusted_peer_are_ignored():
+    forged = {"X-Forwarded-Host": "evil.example", "X-Forwarded-Proto": "https"}
+    # No TRUSTED_PROXIES (the default): nobody's forwarded headers count.
+    assert not socket_origins(ALLOWED)("https://evil.example", environ("127.0.0.1:8080", **forged))
+    assert not socket_origins(ALLOWED)("http://evil.example", environ("127.0.0.1:8080", **forged))
+    # A peer outside the trusted networks: the same.
+    assert not socket_origins(ALLOWED, TRUSTED)("https://evil.example", environ("127.0.0.1:8080", **forged))
+    # A forged proto does not turn the own origin into an https one either.
+    assert not socket_origins(ALLOWED)("https://127.0.0.1:8080", environ("127.0.0.1:8080", **forged))
 
 
 def test_other_origins_are_refused():
@@ -34,7 +65,7 @@ def test_other_origins_are_refused():
     assert not check("http://127.0.0.1:8081", environ("127.0.0.1:8080"))  # another port is another origin
     assert not check("https://127.0.0.1:8080", environ("127.0.0.1:8080"))
     assert not check("https://evil.example", environ("127.0.0.1:8080"))
-    assert not check("https://evil.example", {"wsgi.url_scheme": "http"})  # no Host header
+    assert not check("https://evil.example", {"wsgi.url_scheme": "http"})  # no request at all
 
 
 def test_a_wildcard_in_the_list_allows_everything():

@@ -410,3 +410,22 @@ def test_instagram_message_without_sender_is_skipped():
     parsed = parse_meta_delivery(payload, NOW)
     assert len(parsed.commands) == 1
     assert sorted(s.reason for s in parsed.skipped) == ["echo", "malformed", "unsupported_event"]
+
+
+# --- Text the database cannot store, in signed provider payloads -------------------------------------
+
+
+def test_nul_and_lone_surrogates_in_provider_text_become_replacement_characters():
+    form = {**TWILIO_WHATSAPP_INBOUND, "Body": "hola\x00mundo \ud800", "ProfileName": "Ana\x00"}
+    command = parse_twilio_form(form, NOW)
+    assert isinstance(command, InboundChannelMessage)
+    assert (command.text, command.contact_name) == ("hola\ufffdmundo \ufffd", "Ana\ufffd")
+    delivery = copy.deepcopy(WHATSAPP_DELIVERY)
+    value = delivery["entry"][0]["changes"][0]["value"]
+    value["messages"][0]["text"]["body"] = "color\x00?"
+    value["contacts"][0]["profile"]["name"] = "Sheena\ud83d"
+    parsed = parse_meta_delivery(delivery, NOW)
+    first = next(c for c in parsed.commands if isinstance(c, InboundChannelMessage))
+    assert first.text == "color\ufffd?" and first.contact_name == "Sheena\ufffd"
+    for command in parsed.commands:
+        assert "\x00" not in command.model_dump_json()
