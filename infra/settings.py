@@ -9,7 +9,7 @@ from ipaddress import IPv4Network, IPv6Network, ip_network
 from typing import Annotated, Literal
 from urllib.parse import quote
 
-from pydantic import AliasChoices, Field, SecretStr, model_validator
+from pydantic import AfterValidator, AliasChoices, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from domain.credit_packs import CreditPacks, parse_credit_packs
@@ -20,6 +20,14 @@ DEFAULT_ORIGINS = (
     "http://localhost:5173,http://localhost:3000,http://localhost:8080,"
     "http://127.0.0.1:8080,http://localhost:8081,http://127.0.0.1:8081"
 )
+
+
+def _valid_rate_limits(spec: str) -> str:
+    parse_rate_limits(spec)  # "<limit>/<window>,…"; refused at start-up, not at the first event
+    return spec
+
+
+RateLimitSpec = Annotated[str, AfterValidator(_valid_rate_limits)]
 
 
 class Settings(BaseSettings):
@@ -49,7 +57,7 @@ class Settings(BaseSettings):
         default=tuple(DEFAULT_ORIGINS.split(",")),
         validation_alias=AliasChoices("ALLOWED_ORIGINS", "CORS_ORIGINS"),
     )
-    rate_limits: str = "5/1s,15/10s,500/1h"
+    rate_limits: RateLimitSpec = "5/1s,15/10s,500/1h"
 
     words_per_credit: int = Field(default=1000, ge=1)
     grace_words: int = Field(default=50, ge=0)
@@ -198,14 +206,14 @@ class Settings(BaseSettings):
     json_max_depth: int = Field(default=32, ge=8, le=512)
     # limits: socket events (joins, rooms, typing, mark-read, connections, unauthenticated sessions)
     # joinRoom per socket (this node) and per user (all nodes, Redis), in RATE_LIMITS' format.
-    socket_join_limits: str = "5/1s,60/1m"
-    user_join_limits: str = "20/1s,300/1m"
+    socket_join_limits: RateLimitSpec = "5/1s,60/1m"
+    user_join_limits: RateLimitSpec = "20/1s,300/1m"
     socket_max_rooms: int = Field(default=100, ge=1, le=10_000)  # rooms one socket may be in at once
     # At most one userTyping per room, user and state per interval (a stop after a start always goes out).
     typing_interval_ms: int = Field(default=2_000, ge=100, le=60_000)
     # mark-read: lookups per socket (RATE_LIMITS' format), and at most one stored mark per room and user
     # per interval (the newest message marked meanwhile is stored when it ends).
-    read_mark_limits: str = "50/1s,600/1m"
+    read_mark_limits: RateLimitSpec = "50/1s,600/1m"
     read_mark_interval_ms: int = Field(default=2_000, ge=100, le=60_000)
     # Socket.IO connections per user and per client IP, on each node; apart, as many Engine.IO sessions
     # per IP that have not connected yet.
@@ -214,20 +222,13 @@ class Settings(BaseSettings):
     # An Engine.IO session that has not connected (authenticated) within this long is closed.
     socket_auth_timeout_s: float = Field(default=10.0, ge=0.5, le=300)
 
-    @model_validator(mode="after")
-    def _check_socket_event_limits(self) -> Settings:
-        for name in ("socket_join_limits", "user_join_limits", "read_mark_limits"):
-            try:
-                parse_rate_limits(getattr(self, name))
-            except ValueError as exc:
-                raise ValueError(f"{name.upper()}: {exc}") from None
-        return self
-
     # limits: calls and presence (ring attempts, heartbeats, dropped parties, disconnect cleanup)
     # initiate-call and callStart per caller, and rings to one callee (from anyone), in RATE_LIMITS' format;
     # a caller also has at most one call ringing at a time.
-    call_ring_limits: str = "6/1m,60/1h"
-    call_callee_ring_limits: str = "10/1m,100/1h"
+    call_ring_limits: RateLimitSpec = "6/1m,60/1h"
+    call_callee_ring_limits: RateLimitSpec = "10/1m,100/1h"
+    # signal (SDP, ICE candidates) per socket: a call's set-up sends a few dozen in its first second.
+    call_signal_limits: RateLimitSpec = "60/1s,600/1m"
     # At most one callHeartbeat per call reaches the billing queue per interval (only the caller's count).
     call_heartbeat_min_interval_s: float = Field(default=5.0, ge=0.05, le=60)
     # A call ends once either party has had no socket (on any node) for this long; billed to the drop.
@@ -238,12 +239,7 @@ class Settings(BaseSettings):
     redis_pool_timeout_s: float = Field(default=5.0, gt=0, le=60)
 
     @model_validator(mode="after")
-    def _check_call_limits(self) -> Settings:
-        for name in ("call_ring_limits", "call_callee_ring_limits"):
-            try:
-                parse_rate_limits(getattr(self, name))
-            except ValueError as exc:
-                raise ValueError(f"{name.upper()}: {exc}") from None
+    def _check_call_heartbeats(self) -> Settings:
         if self.call_heartbeat_min_interval_s * 2 > self.call_heartbeat_timeout_s:
             raise ValueError("CALL_HEARTBEAT_MIN_INTERVAL_S must be at most half of CALL_HEARTBEAT_TIMEOUT_S")
         return self
@@ -291,11 +287,6 @@ class Settings(BaseSettings):
             if isinstance(value, str):
                 data[key] = tuple(o.strip() for o in value.split(",") if o.strip())
         return data
-
-    @model_validator(mode="after")
-    def _check_rate_limits(self) -> Settings:
-        parse_rate_limits(self.rate_limits)
-        return self
 
     @model_validator(mode="after")
     def _check_cluster_urls(self) -> Settings:

@@ -38,7 +38,8 @@ from infra.settings import Settings
 from ingress.auth import Identity
 from ingress.call_registry import CallRegistry, SignaledCall
 from ingress.correlation import bind_command
-from ingress.rate_limiter import RateLimiter
+from ingress.rate_limiter import LocalWindows, RateLimiter
+from ingress.rejections import check_allowed, rate_limited
 from ingress.socket_server import AckAwareServer
 from schemas import queues
 from schemas.calls import (
@@ -63,13 +64,6 @@ class MeterUnavailable(DomainError):
     code = "internal"
 
 
-def _rate_limited(message: str, retry_after_ms: int) -> Exception:
-    """The refusal every socket limit answers with: ``rate_limited`` and ``retryAfterMs``."""
-    from ingress.sockets import Rejected  # ingress.sockets imports this module
-
-    return Rejected("rate_limited", f"{message}; retry in {retry_after_ms} ms", retryAfterMs=retry_after_ms)
-
-
 class CallSockets:
     """The call events; :class:`ingress.sockets.ChatSockets` binds them with its validation guard."""
 
@@ -88,6 +82,7 @@ class CallSockets:
         self.registry = registry
         self.caller_limits = caller_limits
         self.callee_limits = callee_limits
+        self.signal_limits = LocalWindows(parse_rate_limits(settings.call_signal_limits))  # per socket
 
     def handlers(self) -> dict[str, tuple[Handler, type[BaseModel]]]:
         return {
@@ -107,6 +102,7 @@ class CallSockets:
 
     def disconnected(self, sid: str, who: Identity) -> None:
         self.registry.disconnected(sid, who.user_id)  # memory now, Redis in the background
+        self.signal_limits.forget(sid)
 
     # --- plumbing ---------------------------------------------------------------------
     async def _tell(self, event: str, user_id: str, data: BaseModel) -> None:
@@ -127,15 +123,15 @@ class CallSockets:
         """Count a call attempt (ring or meter start) against the caller's limits."""
         decision = await self.caller_limits.hit(caller, str(uuid.uuid4()))
         if not decision.allowed:
-            raise _rate_limited("too many calls started", decision.retry_after_ms)
+            raise rate_limited("too many calls started", decision.retry_after_ms)
 
     async def _limit_ring(self, caller: str, callee: str) -> None:
         """One ringing call per caller, and a bounded number of rings per callee (whoever rings)."""
         if busy_ms := await self.registry.ringing_ms(caller):
-            raise _rate_limited("your previous call is still ringing; end it first", busy_ms)
+            raise rate_limited("your previous call is still ringing; end it first", busy_ms)
         decision = await self.callee_limits.hit(callee, str(uuid.uuid4()))
         if not decision.allowed:
-            raise _rate_limited("this user was called too often", decision.retry_after_ms)
+            raise rate_limited("this user was called too often", decision.retry_after_ms)
 
     async def _meter(self, action: MeterAction, who: Identity, call_id: str, event: str, **parties: str) -> None:
         command = CallMeter(
@@ -163,7 +159,7 @@ class CallSockets:
         wanted = SignaledCall(who.user_id, payload.calleeId, who.name, "ringing")
         ring = await self.registry.ring(payload.callId, wanted)
         if ring.call is None:
-            raise _rate_limited("your previous call is still ringing; end it first", ring.busy_ms)
+            raise rate_limited("your previous call is still ringing; end it first", ring.busy_ms)
         stored = ring.call
         if (stored.caller, stored.callee) != (wanted.caller, wanted.callee):
             raise CallStateError(f"callId: {payload.callId!r} is another call's id; pick a new one")
@@ -216,6 +212,7 @@ class CallSockets:
         return {"status": "accepted", "callId": payload.callId}
 
     async def signal(self, sid: str, who: Identity, payload: CallSignal) -> dict[str, Any]:
+        check_allowed(self.signal_limits.hit(sid), "too many signals")  # before any Redis read
         _, other = await self._call_of(who, payload.callId)
         size = len(json.dumps(payload.data, separators=(",", ":")).encode())
         if size > self.settings.call_signal_max_bytes:

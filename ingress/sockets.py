@@ -35,6 +35,7 @@ from ingress.metrics import IngressMetrics
 from ingress.presence import Presence
 from ingress.proxies import environ_client_ip
 from ingress.rate_limiter import LocalWindows, RateDecision, RateLimiter
+from ingress.rejections import Rejected, check_allowed
 from ingress.session_guard import SessionGuard
 from ingress.socket_server import AckAwareServer, ack_requested
 from ingress.tips import tip_command
@@ -45,12 +46,6 @@ from schemas.socket_events import JoinRoom, MarkRead, RoomRef, SendMessage
 from schemas.tips import SendTip
 
 log = structlog.get_logger(__name__)
-
-
-class Rejected(Exception):
-    def __init__(self, code: str, message: str, **extra: Any) -> None:
-        super().__init__(message)
-        self.code, self.message, self.extra = code, message, extra
 
 
 def _validation_message(exc: ValidationError) -> str:
@@ -284,12 +279,7 @@ class ChatSockets:
 
     @staticmethod
     def _limited(decision: RateDecision, what: str) -> None:
-        if not decision.allowed:
-            raise Rejected(
-                "rate_limited",
-                f"too many {what}; retry in {decision.retry_after_ms} ms",
-                retryAfterMs=decision.retry_after_ms,
-            )
+        check_allowed(decision, f"too many {what}")
 
     async def _history(self, room_id: str) -> list[dict[str, Any]]:
         """The room's latest messages; in a conversation, each message sent to the contact carries its
@@ -331,13 +321,7 @@ class ChatSockets:
 
     # --- messages ---------------------------------------------------------------
     async def _rate_limit(self, who: Identity) -> None:
-        decision = await self.limiter.hit(who.user_id, str(uuid.uuid4()))
-        if not decision.allowed:
-            raise Rejected(
-                "rate_limited",
-                f"too many messages; retry in {decision.retry_after_ms} ms",
-                retryAfterMs=decision.retry_after_ms,
-            )
+        check_allowed(await self.limiter.hit(who.user_id, str(uuid.uuid4())), "too many messages")
 
     async def _publish(self, actor: str, command: commands.Command) -> None:
         bind_command(command)

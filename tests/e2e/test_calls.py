@@ -34,6 +34,7 @@ HEARTBEAT_TIMEOUT_S = 5.0
 HEARTBEAT_INTERVAL_S = 0.2  # at most one heartbeat per call reaches billing this often
 GRACE_S = 3.0  # a call ends once a party has been disconnected this long
 SWEEP_S = 0.3
+SIGNALS_PER_S = 20
 
 
 @dataclass
@@ -64,6 +65,7 @@ def call_stack() -> Iterator[CallStack]:
             CALL_SIGNAL_MAX_BYTES="2048",
             CALL_HEARTBEAT_MIN_INTERVAL_S=str(HEARTBEAT_INTERVAL_S),
             CALL_DISCONNECT_GRACE_S=str(GRACE_S),
+            CALL_SIGNAL_LIMITS=f"{SIGNALS_PER_S}/1s",
         )
     )
     try:
@@ -387,6 +389,27 @@ async def test_a_caller_cannot_ring_a_victim_over_and_over(call_stack, ledger, c
     prober = await connect(clients, uid("prober"), call_stack.ports[0])
     probes = [await call(prober, "initiate-call", {"callId": uid("call"), "calleeId": uid("nobody")}) for _ in range(8)]
     assert [a["status"] for a in probes[:6]] == ["unavailable"] * 6 and all(rate_limited(a) for a in probes[6:])
+
+
+async def test_a_signal_flood_is_rate_limited_per_socket(call_stack, ledger, clients):
+    """Every socket event is bounded: signal relays too (CALL_SIGNAL_LIMITS)."""
+    alice_id, bob_id = uid("alice"), uid("bob")
+    alice = await connect(clients, alice_id, call_stack.ports[0])
+    bob = await connect(clients, bob_id, call_stack.ports[1])
+    call_id = uid("call")
+    assert (await call(alice, "initiate-call", {"callId": call_id, "calleeId": bob_id}))["status"] == "accepted"
+    started = time.monotonic()
+    acks = [await call(alice, "signal", {"callId": call_id, "data": f"candidate:{i}"}) for i in range(200)]
+    elapsed = time.monotonic() - started
+    accepted = [a for a in acks if a["status"] == "accepted"]
+    assert all(rate_limited(a) for a in acks if a["status"] != "accepted")
+    # At most one window's worth per elapsed second (plus the first window) went through.
+    assert SIGNALS_PER_S <= len(accepted) <= SIGNALS_PER_S * (int(elapsed) + 1), (len(accepted), elapsed)
+    await bob.wait_count("signal", len(accepted), by_call(call_id))
+    await asyncio.sleep(0.3)
+    assert len(bob.events["signal"]) == len(accepted)
+    # Bob's own socket has its own budget.
+    assert (await call(bob, "signal", {"callId": call_id, "data": "answer"}))["status"] == "accepted"
 
 
 async def test_heartbeats_are_the_payers_and_coalesced_and_a_call_has_one_meter(call_stack, ledger, clients):
