@@ -9,7 +9,7 @@ import uuid
 
 import aiohttp
 
-from schemas.commands import inbound_ids
+from schemas.commands import inbound_ids, takeover_command_id
 from tests.e2e import test_ai
 from tests.e2e.test_chat import uid
 from tests.e2e.test_webhooks import post_twilio
@@ -129,8 +129,12 @@ async def test_taking_over_silences_the_agent_until_handed_back(ai_stack, fake_m
     for op in (olga, pablo):  # both operators see who holds it
         held = await op.wait_for("conversationUpdated", lambda u: u.get("takenOverBy") == olga.user_id, timeout=30)
         assert held["takenOverByName"] == "Olga" and held["roomId"] == room
-    logged = await until(lambda: ledger.fetchrow("SELECT actor_name, status, user_id, tenant_id FROM event_log"
-                                                 " WHERE command_id = $1", f"takeover:{olga.user_id}:r1"))  # fmt: skip
+    takeover_id = takeover_command_id(olga.user_id, "r1")
+    logged = await until(
+        lambda: ledger.fetchrow(
+            "SELECT actor_name, status, user_id, tenant_id FROM event_log WHERE command_id = $1", takeover_id
+        )
+    )
     assert tuple(logged) == ("channel_take_over", "applied", olga.user_id, tenant_id)
     await pablo.sio.call("takeOverConversation", {"roomId": room}, timeout=10)
     conflict = await pablo.wait_for("error", lambda e: e.get("event") == "takeOverConversation", timeout=30)
