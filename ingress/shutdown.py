@@ -38,6 +38,9 @@ EXIT_TIMED_OUT = 1
 # Shares of SHUTDOWN_TIMEOUT_S: waiting for the events in flight, then for the HTTP requests left.
 EVENTS_SHARE = 0.4
 REQUESTS_SHARE = 0.3
+# A long-polling client between two polls has no request to answer: the notice waits in its queue
+# this long for the next poll, after which Engine.IO would refuse that poll (the session closed).
+POLL_GRACE_S = 1.0
 
 
 class InFlight:
@@ -111,6 +114,8 @@ async def _close_transport(sio: socketio.AsyncServer, eio_sid: str, eio_socket: 
     sid = sio.manager.sid_from_eio_sid(eio_sid, "/")
     if sid is not None:
         await sio.emit(SHUTDOWN_NOTICE, {"reconnect": True}, to=sid, ignore_queue=True)
+        if not eio_socket.upgraded:
+            await _polled(eio_socket, POLL_GRACE_S)
     # On a WebSocket, no Engine.IO CLOSE packet: socket.io-client ignores it there and python-socketio
     # would not reconnect after it; closing the WebSocket itself makes both reconnect. On long-polling
     # the CLOSE packet answers the pending GET, which socket.io-client takes as "transport close".
@@ -118,6 +123,14 @@ async def _close_transport(sio: socketio.AsyncServer, eio_sid: str, eio_socket: 
     await eio_socket.close(wait=False, abort=eio_socket.upgraded, reason=sio.eio.reason.SERVER_DISCONNECT)
     await eio_socket.queue.put(None)  # the writer sends what is queued (acks, notice), then closes
     sio.eio.sockets.pop(eio_sid, None)
+
+
+async def _polled(eio_socket: Any, within_s: float) -> None:
+    """Wait until a long-polling client has fetched what is queued for it (or ``within_s``);
+    Engine.IO's poll marks each packet it hands out done."""
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(within_s):
+            await eio_socket.queue.join()
 
 
 async def close_transports(sio: socketio.AsyncServer) -> int:
