@@ -103,6 +103,7 @@ def init_app(settings: Settings) -> web.Application:
         yield
         log.info("ingress.stopping", node=settings.node_id)
         await sio.shutdown()
+        await sockets.read_marks.flush_all()  # read marks held for the end of their interval
         await sockets.calls.registry.close()  # its last queued presence writes, before the node key goes
         await presence.stop()
         await publisher.close()

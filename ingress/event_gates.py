@@ -137,6 +137,17 @@ class Coalescer(Generic[K, V]):
     def __len__(self) -> int:
         return len(self._slots)
 
+    async def flush_all(self) -> None:
+        """Flush every held value now (a node shutting down); a failed flush is logged, not raised."""
+        slots, self._slots = self._slots, {}
+        for key, slot in slots.items():
+            slot.timer.cancel()
+            if slot.pending is not None:
+                try:
+                    await self._flush(key, slot.pending)
+                except Exception as exc:
+                    log.warning("event_gate.flush_failed", error=repr(exc))
+
     def _open(self, key: K) -> None:
         timer = asyncio.get_running_loop().call_later(self._interval, self._interval_over, key)
         self._slots[key] = _Slot(timer)

@@ -64,6 +64,18 @@ async def test_coalescer_stores_the_first_at_once_and_the_best_of_the_rest_later
     assert gate.offer("k", 2) is True
 
 
+async def test_coalescer_flushes_what_it_holds_when_the_node_stops():
+    flushed: list[tuple[str, int]] = []
+
+    async def flush(key, value):
+        flushed.append((key, value))
+
+    gate: Coalescer[str, int] = Coalescer(60, flush, max)
+    assert gate.offer("k", 1) is True and gate.offer("k", 7) is False and gate.offer("j", 2) is True
+    await gate.flush_all()
+    assert flushed == [("k", 7)] and len(gate) == 0  # "j" held nothing beyond what was stored at once
+
+
 def test_connection_caps_count_per_user_and_ip_and_release_once():
     caps = ConnectionCaps(per_user=2, per_ip=3)
     assert caps.admit("a", "u1", "ip") is None and caps.admit("b", "u1", "ip") is None
