@@ -15,12 +15,18 @@ _MESSAGE_NS = uuid.UUID("6f1c4c83-9a51-4d4b-9d0e-7b8c0b0f5a11")
 
 
 def scoped_id(prefix: str, *parts: str) -> str:
-    """``<prefix>:<digest>``: an id that is the same for the same parts and differs for any others.
+    """An id that is the same for the same parts and differs for any others (two or more parts).
 
     Joining user-chosen parts with ``:`` is ambiguous (user ``a:b`` + id ``c`` = user ``a`` + id
-    ``b:c``), so one user's command could be dropped as a duplicate of another's. The digest is
-    of the length-prefixed parts, so no two tuples share it; the prefix keeps logs readable.
+    ``b:c``), so one user's command could be dropped as a duplicate of another's. So the parts are
+    joined (``msg:alice:c1``, the form ids had before, which keeps a retry across an upgrade a
+    duplicate) only while that reads back one way: no part but the last holds a ``:``. Otherwise
+    the id is ``<prefix>:<digest>`` of the length-prefixed parts. The forms never meet: a digest
+    holds no ``:``, a join of two or more parts holds at least one. Each prefix is always built
+    from the same number of parts.
     """
+    if all(":" not in part for part in parts[:-1]):
+        return ":".join((prefix, *parts))
     digest = hashlib.sha256(prefix.encode())
     for part in parts:
         raw = part.encode("utf-8", "surrogatepass")
