@@ -102,6 +102,17 @@ async def connect(clients: list[ChatClient], user: str, port: int) -> ChatClient
     return await client.connect(port)
 
 
+async def two_parties(
+    call_stack: CallStack, ledger: asyncpg.Pool, clients: list[ChatClient]
+) -> tuple[str, str, ChatClient, ChatClient, str]:
+    """Alice (1000 credits) on node 0, Bob on node 1, and a fresh call id: most calls' cast."""
+    alice_id, bob_id = uid("alice"), uid("bob")
+    await grants_repo.grant(ledger, f"user:{alice_id}", 1000, "test", "k")
+    alice = await connect(clients, alice_id, call_stack.ports[0])
+    bob = await connect(clients, bob_id, call_stack.ports[1])
+    return alice_id, bob_id, alice, bob, uid("call")
+
+
 async def credits(pool: asyncpg.Pool, user: str) -> int:
     return await pool.fetchval("SELECT coalesce(max(credits), 0) FROM accounts WHERE account_id = $1", f"user:{user}")
 
@@ -244,11 +255,7 @@ async def beat_until(client: ChatClient, call_id: str, done, interval: float = 0
 
 
 async def test_direct_meter_bills_every_started_minute_with_an_exact_fee(call_stack, ledger, clients):
-    alice_id, bob_id = uid("alice"), uid("bob")
-    await grants_repo.grant(ledger, f"user:{alice_id}", 1000, "test", "k")
-    alice = await connect(clients, alice_id, call_stack.ports[0])
-    bob = await connect(clients, bob_id, call_stack.ports[1])
-    call_id = uid("call")
+    alice_id, bob_id, alice, bob, call_id = await two_parties(call_stack, ledger, clients)
     revenue_before = await revenue(ledger)
     assert await call(alice, "callStart", {"callId": call_id, "calleeId": bob_id}) == {
         "status": "accepted", "callId": call_id,
@@ -302,11 +309,7 @@ async def test_insufficient_credits_end_the_call_for_both(call_stack, ledger, cl
 
 
 async def test_a_call_whose_heartbeats_stop_is_ended_and_billed_to_the_last_one(call_stack, ledger, clients):
-    alice_id, bob_id = uid("alice"), uid("bob")
-    await grants_repo.grant(ledger, f"user:{alice_id}", 1000, "test", "k")
-    alice = await connect(clients, alice_id, call_stack.ports[0])
-    bob = await connect(clients, bob_id, call_stack.ports[1])
-    call_id = uid("call")
+    alice_id, bob_id, alice, bob, call_id = await two_parties(call_stack, ledger, clients)
     await call(alice, "callStart", {"callId": call_id, "calleeId": bob_id})
     await alice.wait_for("callStarted", by_call(call_id))
     stop_at = time.monotonic() + 1.5 * MINUTE_S
@@ -323,11 +326,7 @@ async def test_a_call_whose_heartbeats_stop_is_ended_and_billed_to_the_last_one(
 
 
 async def test_a_redelivered_meter_command_charges_once(call_stack, ledger, clients):
-    alice_id, bob_id = uid("alice"), uid("bob")
-    await grants_repo.grant(ledger, f"user:{alice_id}", 1000, "test", "k")
-    alice = await connect(clients, alice_id, call_stack.ports[0])
-    await connect(clients, bob_id, call_stack.ports[1])  # online, so the call is not ended for his absence
-    call_id = uid("call")
+    alice_id, bob_id, alice, _, call_id = await two_parties(call_stack, ledger, clients)  # Bob online throughout
     await call(alice, "callStart", {"callId": call_id, "calleeId": bob_id})
     await alice.wait_for("callStarted", by_call(call_id))
     row = await call_row(ledger, call_id)
@@ -414,11 +413,7 @@ async def test_a_signal_flood_is_rate_limited_per_socket(call_stack, ledger, cli
 
 async def test_heartbeats_are_the_payers_and_coalesced_and_a_call_has_one_meter(call_stack, ledger, clients):
     """Finding: 1,000 callHeartbeat became 1,000 billing commands."""
-    alice_id, bob_id = uid("alice"), uid("bob")
-    await grants_repo.grant(ledger, f"user:{alice_id}", 1000, "test", "k")
-    alice = await connect(clients, alice_id, call_stack.ports[0])
-    bob = await connect(clients, bob_id, call_stack.ports[1])
-    call_id = uid("call")
+    _, bob_id, alice, bob, call_id = await two_parties(call_stack, ledger, clients)
     assert (await call(alice, "callStart", {"callId": call_id, "calleeId": bob_id}))["status"] == "accepted"
     await bob.wait_for("callStarted", by_call(call_id))
     again = [await call(alice, "callStart", {"callId": call_id, "calleeId": bob_id}) for _ in range(20)]
@@ -444,11 +439,7 @@ async def test_heartbeats_are_the_payers_and_coalesced_and_a_call_has_one_meter(
 
 async def test_a_caller_who_drops_off_stops_paying_though_the_callee_keeps_beating(call_stack, ledger, clients):
     """Finding: the callee's callHeartbeat kept a disconnected caller's meter running until they were at 0."""
-    alice_id, bob_id = uid("alice"), uid("bob")
-    await grants_repo.grant(ledger, f"user:{alice_id}", 1000, "test", "k")
-    alice = await connect(clients, alice_id, call_stack.ports[0])
-    bob = await connect(clients, bob_id, call_stack.ports[1])
-    call_id = uid("call")
+    alice_id, bob_id, alice, bob, call_id = await two_parties(call_stack, ledger, clients)
     await call(alice, "initiate-call", {"callId": call_id, "calleeId": bob_id})
     await bob.wait_for("incoming-call", by_call(call_id))
     await call(bob, "accept-call", {"callId": call_id})
@@ -477,11 +468,7 @@ async def test_a_caller_who_drops_off_stops_paying_though_the_callee_keeps_beati
 
 
 async def test_a_callee_who_drops_off_ends_the_call_for_the_caller(call_stack, ledger, clients):
-    alice_id, bob_id = uid("alice"), uid("bob")
-    await grants_repo.grant(ledger, f"user:{alice_id}", 1000, "test", "k")
-    alice = await connect(clients, alice_id, call_stack.ports[0])
-    bob = await connect(clients, bob_id, call_stack.ports[1])
-    call_id = uid("call")
+    alice_id, bob_id, alice, bob, call_id = await two_parties(call_stack, ledger, clients)
     await call(alice, "callStart", {"callId": call_id, "calleeId": bob_id})
     await bob.wait_for("callStarted", by_call(call_id))
     before_ms = int(time.time() * 1000)
