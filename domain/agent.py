@@ -34,8 +34,3 @@ def context_messages(
         else:
             turns.append({"role": "user", "content": f"{item.get('username') or item.get('userId')}: {text}"})
     return [{"role": "system", "content": system_prompt}, *turns]
-
-
-def has_enough_for_a_call(words_available: int, min_credits: int, words_per_credit: int) -> bool:
-    """An asker needs at least ``min_credits`` credits' worth of words before any model call."""
-    return words_available >= min_credits * words_per_credit

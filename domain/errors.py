@@ -19,3 +19,7 @@ class RoomForbidden(DomainError):
 
 class InvalidRateLimitSpec(ValueError):
     pass
+
+
+class PermanentFailure(Exception):
+    """A command that can never succeed, however often it is retried: it goes to dead letters at once."""

@@ -8,6 +8,7 @@ it again. A command recorded as ``failed`` may be claimed again (by a replay).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -22,28 +23,57 @@ class Stored:
     result: dict[str, Any]
 
 
-async def claim(conn: asyncpg.Connection, command_id: str, kind: str, user_id: str | None) -> Stored | None:
-    """Claim ``command_id`` for this transaction; return the stored outcome if it was already applied."""
-    claimed = await conn.fetchval(
-        "INSERT INTO inbox (command_id, kind, user_id, status) VALUES ($1, $2, $3, 'applied')"
+@dataclass(frozen=True, slots=True)
+class Key:
+    """What an inbox row is claimed under: the command, its kind, and the user it concerns."""
+
+    command_id: str
+    kind: str
+    user_id: str | None
+
+
+async def claim_many(conn: asyncpg.Connection, keys: Sequence[Key]) -> dict[str, Stored | None]:
+    """Claim every command in ``keys`` for this transaction, in one statement.
+
+    Maps each command id to None when this transaction claimed it (apply it now), or to the stored
+    outcome of an earlier transaction (replay it). A command id listed twice is claimed once: the
+    later copies see the first one's row. Rows are inserted in ``command_id`` order, so two batches
+    that share commands cannot deadlock on them.
+    """
+    ids = sorted({k.command_id for k in keys})
+    first = {}
+    for key in keys:
+        first.setdefault(key.command_id, key)
+    rows = await conn.fetch(
+        "INSERT INTO inbox (command_id, kind, user_id, status)"
+        " SELECT c, k, u, 'applied' FROM unnest($1::text[], $2::text[], $3::text[]) AS t(c, k, u)"
         " ON CONFLICT (command_id) DO UPDATE SET attempts = inbox.attempts + 1, updated_at = now()"
-        " WHERE inbox.status = 'failed' RETURNING true",
-        command_id,
-        kind,
-        user_id,
+        " WHERE inbox.status = 'failed' RETURNING command_id",
+        ids,
+        [first[i].kind for i in ids],
+        [first[i].user_id for i in ids],
     )
-    if claimed:
-        return None
-    row = await conn.fetchrow("SELECT status, result FROM inbox WHERE command_id = $1", command_id)
-    return Stored(row["status"], row["result"])
+    claimed = {r["command_id"] for r in rows}
+    stored: dict[str, Stored | None] = dict.fromkeys(claimed)
+    if len(claimed) < len(ids):
+        for row in await conn.fetch(
+            "SELECT command_id, status, result FROM inbox WHERE command_id = ANY($1::text[])",
+            [i for i in ids if i not in claimed],
+        ):
+            stored[row["command_id"]] = Stored(row["status"], row["result"])
+    return stored
 
 
-async def finish(conn: asyncpg.Connection, command_id: str, status: Status, result: dict[str, Any]) -> None:
+async def finish_many(conn: asyncpg.Connection, outcomes: Sequence[tuple[str, Status, dict[str, Any]]]) -> None:
+    """Record the outcomes of commands this transaction claimed, in one statement."""
+    if not outcomes:
+        return
     await conn.execute(
-        "UPDATE inbox SET status = $2, result = $3, updated_at = now() WHERE command_id = $1",
-        command_id,
-        status,
-        result,
+        "UPDATE inbox SET status = t.s, result = t.r, updated_at = now()"
+        " FROM unnest($1::text[], $2::text[], $3::jsonb[]) AS t(c, s, r) WHERE inbox.command_id = t.c",
+        [o[0] for o in outcomes],
+        [o[1] for o in outcomes],
+        [o[2] for o in outcomes],
     )
 
 

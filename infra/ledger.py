@@ -164,3 +164,17 @@ async def account_stats(conn: asyncpg.Connection, account: str) -> AccountStats 
         row["credits"], row["words_left"], expire.timestamp() if expire else None, row["low_balance_warned"]
     )
     return AccountStats(account, balance, row["words_used_total"], row["credits_charged_total"])
+
+
+async def credits_of(conn: asyncpg.Connection | asyncpg.Pool, account: str) -> int | None:
+    """The account's whole credits now (no lock); None if it has no account yet."""
+    return await conn.fetchval("SELECT credits FROM accounts WHERE account_id = $1", account)
+
+
+async def store_low_balance_warned(conn: asyncpg.Connection, account: str, warned: bool) -> None:
+    """Store whether the account was warned of a low balance (credits received re-arm the warning)."""
+    await conn.execute("UPDATE accounts SET low_balance_warned = $2 WHERE account_id = $1", account, warned)
+
+
+async def account_exists(conn: asyncpg.Connection | asyncpg.Pool, account: str) -> bool:
+    return bool(await conn.fetchval("SELECT true FROM accounts WHERE account_id = $1", account))

@@ -1,24 +1,24 @@
 """Receivables: credits a refund could not take back because the user had already spent them.
 
-A user with an open receivable may not spend. Whenever such a user next has credits, a spending
-path (or a new purchase) settles the receivable first, oldest first, as a ledger transfer to
-``system:purchases``. Every spending path calls :func:`settle` while it holds the account's row
-lock (``ledger.lock_balance`` / ``lock_or_open``) and refuses to spend while anything is owed::
+The rule (pay them first, refuse spending while anything is owed) is :mod:`domain.spending`'s;
+this module reads and writes the rows. Every spending path loads the open receivables while it
+holds the account's row lock (``ledger.lock_or_open``), asks ``decide_spend``, and stores the
+settlements it returns::
 
     balance = await ledger.lock_or_open(conn, account)
-    balance, owed = await receivables.settle(conn, account, balance)
-    if owed:
-        ...  # creditError: nothing is charged, nothing is delivered
+    spend = decide_spend(balance, await receivables.open_debts(conn, account), cost, ...)
+    await receivables.store_settlements(conn, account, spend.settlements)
 """
 
 from __future__ import annotations
 
-from dataclasses import replace
+from collections.abc import Sequence
 from typing import Final
 
 import asyncpg
 
 from domain.credits import Balance
+from domain.spending import Debt, Settlement, settle_debts
 from infra import ledger
 
 PURCHASES: Final = "system:purchases"
@@ -35,43 +35,36 @@ async def outstanding(conn: asyncpg.Connection | asyncpg.Pool, account: str) -> 
     )
 
 
-async def settle(conn: asyncpg.Connection, account: str, balance: Balance) -> tuple[Balance, int]:
-    """Pay open receivables from the balance; return the new balance and what is still owed.
-
-    The caller holds the account's row lock, so two settlements of one account never overlap,
-    and each transfer's reference (``<receivable>:<settled after it>``) is new exactly once.
-    """
+async def open_debts(conn: asyncpg.Connection, account: str) -> list[Debt]:
+    """The account's open receivables, oldest first, locked until the transaction ends."""
     rows = await conn.fetch(
         "SELECT receivable_id, amount, settled FROM receivables WHERE account_id = $1 AND settled < amount"
         " ORDER BY receivable_id FOR UPDATE",
         account,
     )
-    if not rows:
-        return balance, 0
-    credits = balance.credits
-    owed = 0
-    for row in rows:
-        due = row["amount"] - row["settled"]
-        pay = min(due, credits)
-        if pay > 0:
-            settled = row["settled"] + pay
-            await ledger.transfer(
-                conn, account, PURCHASES, pay, SETTLEMENT_KIND, f"{row['receivable_id']}:{settled}",
-                "refund shortfall settled",
-            )  # fmt: skip
-            await conn.execute(
-                "UPDATE receivables SET settled = $2, settled_at = CASE WHEN $2 = amount THEN now() END"
-                " WHERE receivable_id = $1",
-                row["receivable_id"],
-                settled,
-            )
-            credits -= pay
-        owed += due - pay
-    return replace(balance, credits=credits), owed
+    return [Debt(r["receivable_id"], r["amount"], r["settled"]) for r in rows]
 
 
-def debt_message(owed: int) -> str:
-    return (
-        f"Spending is blocked: a refunded purchase left {owed} credit(s) owed. "
-        "Top up to settle it; the owed credits are taken first."
-    )
+async def store_settlements(conn: asyncpg.Connection, account: str, settlements: Sequence[Settlement]) -> None:
+    """Pay each settlement as a ledger transfer to ``system:purchases``.
+
+    The caller holds the account's row lock, so two settlements of one account never overlap,
+    and each transfer's reference (``<receivable>:<settled after it>``) is new exactly once.
+    """
+    for s in settlements:
+        await ledger.transfer(conn, account, PURCHASES, s.paid, SETTLEMENT_KIND, f"{s.receivable_id}:{s.settled_after}",
+                              "refund shortfall settled")  # fmt: skip
+        await conn.execute(
+            "UPDATE receivables SET settled = $2, settled_at = CASE WHEN $2 = amount THEN now() END"
+            " WHERE receivable_id = $1",
+            s.receivable_id,
+            s.settled_after,
+        )
+
+
+async def settle(conn: asyncpg.Connection, account: str, balance: Balance) -> tuple[Balance, int]:
+    """Pay what the balance can of the open receivables (a purchase does, after its top-up);
+    returns the new balance and what is still owed."""
+    settlements, balance, owed = settle_debts(balance, await open_debts(conn, account))
+    await store_settlements(conn, account, settlements)
+    return balance, owed

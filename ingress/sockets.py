@@ -23,6 +23,7 @@ from domain.channels import conversation_room_tenant
 from domain.errors import DomainError
 from domain.rate_limits import parse_rate_limits
 from domain.rooms import resolve_join, validate_room_id
+from infra import room_reads
 from infra.logging import log_scope
 from infra.publisher import CommandPublisher, PublishFailed
 from infra.settings import Settings
@@ -285,21 +286,9 @@ class ChatSockets:
         """The room's latest messages; in a conversation, each message sent to the contact carries its
         last known ``deliveryStatus`` (later changes arrive as ``messageStatus``)."""
         if conversation_room_tenant(room_id):
-            rows = await self.pool.fetch(
-                "SELECT recent.payload, o.status FROM (SELECT seq, message_id, payload FROM messages"
-                " WHERE room_id = $1 ORDER BY seq DESC LIMIT $2) recent"
-                " LEFT JOIN outbound_messages o ON o.message_id = recent.message_id ORDER BY recent.seq",
-                room_id,
-                self.settings.history_size,
-            )
-            return [{**r["payload"], "deliveryStatus": r["status"]} if r["status"] else r["payload"] for r in rows]
-        rows = await self.pool.fetch(
-            "SELECT payload FROM (SELECT seq, payload FROM messages WHERE room_id = $1"
-            " ORDER BY seq DESC LIMIT $2) recent ORDER BY seq",
-            room_id,
-            self.settings.history_size,
-        )
-        return [r["payload"] for r in rows]
+            recent = await room_reads.recent_with_delivery(self.pool, room_id, self.settings.history_size)
+            return [{**payload, "deliveryStatus": status} if status else payload for payload, status in recent]
+        return await room_reads.recent_payloads(self.pool, room_id, self.settings.history_size)
 
     async def leave_room(self, sid: str, who: Identity, payload: RoomRef) -> dict[str, Any]:
         self._require_member(sid, payload.roomId)
@@ -392,9 +381,7 @@ class ChatSockets:
         except ValueError:
             raise Rejected("bad_request", "messageId: not a message id") from None
         self._limited(self._read_lookups.hit(sid), "read marks on this connection")
-        seq = await self.pool.fetchval(
-            "SELECT seq FROM messages WHERE message_id = $1 AND room_id = $2", uuid.UUID(message_id), payload.roomId
-        )
+        seq = await room_reads.message_seq(self.pool, payload.roomId, uuid.UUID(message_id))
         if seq is None:
             raise Rejected("not_found", f"no message {message_id} in room {payload.roomId}")
         key = (who.user_id, payload.roomId)

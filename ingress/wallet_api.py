@@ -23,7 +23,7 @@ from eth_utils import to_checksum_address
 from web3 import AsyncWeb3
 
 from domain.chain import format_units
-from infra import chain
+from infra import chain, wallets
 from infra.chain import ChainInfo, ChainUnavailable
 from infra.settings import Settings
 from ingress.auth import Identity, Unauthorized
@@ -97,24 +97,10 @@ async def link_challenge(request: web.Request) -> web.Response:
     message = challenge_message(who.user_id, nonce, issued, expires)
     cap = state.settings.wallet_max_challenges
     async with state.pool.acquire() as conn, conn.transaction():
-        # One user's challenge requests in turn, so the cap below holds under concurrent requests.
-        await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", f"wallet-challenge:{who.user_id}")
-        # Spent and expired challenges serve no one; keep the table as small as the live ones.
-        await conn.execute(
-            "DELETE FROM wallet_challenges WHERE user_id = $1 AND (used_at IS NOT NULL OR expires_at < now())",
-            who.user_id,
-        )
-        live, retry_s = await conn.fetchrow(
-            "SELECT count(*), ceil(extract(epoch FROM min(expires_at) - now())) FROM wallet_challenges"
-            " WHERE user_id = $1",
-            who.user_id,
-        )  # fmt: skip
-        if live >= cap:
-            return rate_limited(float(retry_s or 1), f"at most {cap} unexpired challenges per user: use one or wait")
-        await conn.execute(
-            "INSERT INTO wallet_challenges (nonce, user_id, message, expires_at) VALUES ($1, $2, $3, $4)",
-            nonce, who.user_id, message, expires,
-        )  # fmt: skip
+        live = await wallets.live_challenges(conn, who.user_id)  # one user's requests in turn: the cap holds
+        if live.count >= cap:
+            return rate_limited(live.retry_s or 1, f"at most {cap} unexpired challenges per user: use one or wait")
+        await wallets.store_challenge(conn, nonce, who.user_id, message, expires)
     return web.json_response(
         {"nonce": nonce, "message": message, "expiresAt": expires.isoformat(timespec="seconds")}, status=201
     )
@@ -134,36 +120,24 @@ async def link_wallet(request: web.Request) -> web.Response:
     address = body.address.lower()
     state = request.app[APP_STATE]
     async with state.pool.acquire() as conn, conn.transaction():
-        challenge = await conn.fetchrow(
-            "SELECT nonce, message, used_at, expires_at <= now() AS expired FROM wallet_challenges"
-            " WHERE user_id = $1 AND ($2::text IS NULL OR nonce = $2) ORDER BY created_at DESC LIMIT 1 FOR UPDATE",
-            who.user_id, body.nonce,
-        )  # fmt: skip
+        challenge = await wallets.challenge_to_sign(conn, who.user_id, body.nonce)
         if challenge is None:
             return json_error(400, "no_challenge", "ask POST /api/wallet/link/challenge for a message to sign first")
-        if challenge["used_at"] is not None:
+        if challenge.used:
             return json_error(400, "challenge_used", "this challenge was already used; ask for a new one")
-        if challenge["expired"]:
+        if challenge.expired:
             return json_error(400, "challenge_expired", "this challenge has expired; ask for a new one")
-        if _signer(challenge["message"], body.signature) != address:
+        if _signer(challenge.message, body.signature) != address:
             return json_error(400, "bad_signature", "the signature is not the challenge signed by that address")
-        await conn.execute("UPDATE wallet_challenges SET used_at = now() WHERE nonce = $1", challenge["nonce"])
-        created = await conn.fetchval(
-            "INSERT INTO wallet_links (address, user_id) VALUES ($1, $2) ON CONFLICT DO NOTHING RETURNING true",
-            address, who.user_id,
-        )  # fmt: skip
-        owner = who.user_id if created else await conn.fetchval(
-            "SELECT user_id FROM wallet_links WHERE address = $1", address
-        )  # fmt: skip
+        await wallets.use_challenge(conn, challenge.nonce)
+        created, owner = await wallets.link(conn, address, who.user_id)
         if owner != who.user_id:
             # Rolls back the challenge's use too: the caller may retry with another address.
             raise web.HTTPConflict(
                 text=json_error(409, "address_taken", "this address is linked to another user").text,
                 content_type="application/json",
             )
-        unclaimed = await conn.fetchval(
-            "SELECT count(*) FROM chain_deposits WHERE from_address = $1 AND status = 'unclaimed'", address
-        )
+        unclaimed = await wallets.unclaimed_deposits(conn, address)
     body_out = {"userId": who.user_id, "address": to_checksum_address(address), "linked": True,
                 "alreadyLinked": not created, "unclaimedDeposits": unclaimed}  # fmt: skip
     return web.json_response(body_out, status=201 if created else 200)
@@ -174,19 +148,12 @@ async def wallet(request: web.Request) -> web.Response:
     who = _caller(request)
     state = request.app[APP_STATE]
     async with state.pool.acquire() as conn:
-        links = await conn.fetch(
-            "SELECT address, linked_at FROM wallet_links WHERE user_id = $1 ORDER BY linked_at, address", who.user_id
-        )
-        carry = await conn.fetchval("SELECT base_units FROM chain_fractions WHERE user_id = $1", who.user_id)
-        deposits = await conn.fetch(
-            "SELECT tx_hash, log_index, block_number, from_address, amount, decimals, status, credits"
-            " FROM chain_deposits WHERE user_id = $1 OR (status = 'unclaimed' AND from_address = ANY($2::text[]))"
-            " ORDER BY block_number DESC, log_index DESC LIMIT 20",
-            who.user_id, [r["address"] for r in links],
-        )  # fmt: skip
+        links = await wallets.links(conn, who.user_id)
+        carry = await wallets.pending_fraction(conn, who.user_id)
+        deposits = await wallets.recent_deposits(conn, who.user_id, [link.address for link in links])
     client = request.app[CHAIN_CLIENT]
     out: dict[str, Any] = {"userId": who.user_id, "chainAvailable": True}
-    balances: dict[str, int | None] = {r["address"]: None for r in links}
+    balances: dict[str, int | None] = {link.address: None for link in links}
     try:
         info = await client.info()
         for address in balances:
@@ -198,21 +165,27 @@ async def wallet(request: web.Request) -> web.Response:
         client.forget()
         error = str(exc) if isinstance(exc, ChainUnavailable) else f"{type(exc).__name__}: {exc}"
         out.update(chainAvailable=False, chainError=error[:300], token=None, treasury=None)
-        decimals = deposits[0]["decimals"] if deposits else 18
+        decimals = deposits[0].decimals if deposits else 18
     out["addresses"] = [
         {
-            "address": to_checksum_address(r["address"]),
-            "linkedAt": r["linked_at"].isoformat(),
-            "balance": None if balances[r["address"]] is None else format_units(balances[r["address"]], decimals),
-            "balanceBaseUnits": None if balances[r["address"]] is None else str(balances[r["address"]]),
+            "address": to_checksum_address(link.address),
+            "linkedAt": link.linked_at.isoformat(),
+            "balance": None if balances[link.address] is None else format_units(balances[link.address], decimals),
+            "balanceBaseUnits": None if balances[link.address] is None else str(balances[link.address]),
         }
-        for r in links
+        for link in links
     ]
-    out["pendingFraction"] = format_units(int(carry or 0), decimals)  # BEZ deposited below one whole credit
+    out["pendingFraction"] = format_units(carry, decimals)  # BEZ deposited below one whole credit
     out["deposits"] = [
-        {"txHash": d["tx_hash"], "logIndex": d["log_index"], "blockNumber": d["block_number"],
-         "from": to_checksum_address(d["from_address"]), "amount": format_units(int(d["amount"]), d["decimals"]),
-         "status": d["status"], "credits": d["credits"]}
+        {
+            "txHash": d.tx_hash,
+            "logIndex": d.log_index,
+            "blockNumber": d.block_number,
+            "from": to_checksum_address(d.from_address),
+            "amount": format_units(d.amount, d.decimals),
+            "status": d.status,
+            "credits": d.credits,
+        }
         for d in deposits
-    ]  # fmt: skip
+    ]
     return web.json_response(out)

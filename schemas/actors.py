@@ -1,14 +1,22 @@
-"""Which queue each actor consumes and which command model it validates: the one registry.
+"""The one registry of commands: for each actor, its queue, the command model it validates, how
+its deliveries are retried, and what its sender is told when the workers give up on it.
 
-Used to check commands that come from outside a live producer (``python -m scripts.replay
---from-file``); ``tests/unit/test_replay_file.py`` checks it against the actors the workers register.
+The workers build every dramatiq actor from this table (``workers/actors.py``); ingress and
+``python -m scripts.replay --from-file`` use it to check commands before they publish them.
+Adding a command: its model, one line here (and its name in :mod:`schemas.queues`), a handler
+in ``workers/``, and the ingress line that publishes it.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Final
 
+import pydantic
+
+from domain.errors import PermanentFailure
+from schemas import failure_notices as notices
 from schemas import queues as q
 from schemas.base import Command
 from schemas.billing import ReportUsage, StripeEvent
@@ -25,34 +33,94 @@ from schemas.commands import (
     SendChatMessage,
     SendOutbound,
 )
+from schemas.emits import Emit
 from schemas.lemonsqueezy import LemonSqueezyOrder
 from schemas.tips import SendTipCommand
 
 
 @dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """dramatiq's retry options for an actor. A command that fails validation, or raises
+    :class:`PermanentFailure`, can never succeed and goes straight to dead letters."""
+
+    max_retries: int
+    min_backoff_ms: int = 200
+    max_backoff_ms: int = 5_000
+    time_limit_ms: int | None = None
+
+    def options(self) -> dict[str, Any]:
+        options: dict[str, Any] = {
+            "max_retries": self.max_retries,
+            "min_backoff": self.min_backoff_ms,
+            "max_backoff": self.max_backoff_ms,
+            "throws": (pydantic.ValidationError, PermanentFailure),
+        }
+        if self.time_limit_ms is not None:
+            options["time_limit"] = self.time_limit_ms
+        return options
+
+
+# Transient faults (a database failover, a Redis blip) retry quickly.
+QUICK: Final = RetryPolicy(max_retries=5, min_backoff_ms=200, max_backoff_ms=5_000)
+# A delivery report can overtake the recording of the send it reports: give it longer.
+PATIENT: Final = RetryPolicy(max_retries=10, min_backoff_ms=200, max_backoff_ms=30_000)
+# Money must not be dropped on a transient fault: retry for about ten minutes, then dead-letter
+# (the inbox records it as failed, so a replay of the provider's event applies it later).
+PAYMENT: Final = RetryPolicy(max_retries=12, min_backoff_ms=500, max_backoff_ms=120_000)
+CHAIN: Final = RetryPolicy(max_retries=10, min_backoff_ms=200, max_backoff_ms=10_000)
+# Model failures are handled inside (tenacity, then agentError); dramatiq retries only our own
+# transient faults (database, broker) a few times. A streamed reply may take minutes.
+MODEL: Final = RetryPolicy(max_retries=3, min_backoff_ms=500, max_backoff_ms=5_000, time_limit_ms=10 * 60_000)
+# Provider retries happen inside the send (tenacity); these retry a whole delivery.
+DELIVERY: Final = RetryPolicy(max_retries=5, min_backoff_ms=500, max_backoff_ms=10_000)
+ONCE: Final = RetryPolicy(max_retries=0)  # the next scheduled run does it again
+
+FailureNotice = Callable[[Any, str], Emit]
+
+
+@dataclass(frozen=True, slots=True)
 class ActorSpec:
+    name: str
     queue: str
     model: type[Command]
+    retries: RetryPolicy
+    # When retries are exhausted: the notice's builder and its message (nothing was applied).
+    notice: FailureNotice | None = None
+    notice_message: str = ""
 
 
-ACTORS: Final[dict[str, ActorSpec]] = {
-    q.SEND_MESSAGE_ACTOR: ActorSpec(q.CHAT_QUEUE, SendChatMessage),
-    q.MARK_READ_ACTOR: ActorSpec(q.CHAT_QUEUE, MarkMessageRead),
-    q.INBOUND_MESSAGE_ACTOR: ActorSpec(q.CHAT_QUEUE, InboundChannelMessage),
-    q.STATUS_UPDATE_ACTOR: ActorSpec(q.CHAT_QUEUE, ChannelStatusUpdate),
-    q.OPERATOR_REPLY_ACTOR: ActorSpec(q.CHAT_QUEUE, OperatorReply),
-    q.TAKEOVER_ACTOR: ActorSpec(q.CHAT_QUEUE, ConversationTakeover),
-    q.SEND_OUTBOUND_ACTOR: ActorSpec(q.OUTBOUND_QUEUE, SendOutbound),
-    q.AGENT_REPLY_ACTOR: ActorSpec(q.AI_QUEUE, AgentReply),
-    q.CLASSIFY_ACTOR: ActorSpec(q.AI_QUEUE, ClassifyMessage),
-    q.STRIPE_PAYMENT_ACTOR: ActorSpec(q.BILLING_QUEUE, StripeEvent),
-    q.STRIPE_SUBSCRIPTION_ACTOR: ActorSpec(q.BILLING_QUEUE, StripeEvent),
-    q.LEMONSQUEEZY_ORDER_ACTOR: ActorSpec(q.BILLING_QUEUE, LemonSqueezyOrder),
-    q.REPORT_USAGE_ACTOR: ActorSpec(q.BILLING_QUEUE, ReportUsage),
-    q.SEND_TIP_ACTOR: ActorSpec(q.BILLING_QUEUE, SendTipCommand),
-    q.CALL_METER_ACTOR: ActorSpec(q.BILLING_QUEUE, CallMeter),
-    q.CHAIN_DEPOSIT_ACTOR: ActorSpec(q.CHAIN_QUEUE, ChainDeposit),
-}
+def _registry(*specs: ActorSpec) -> dict[str, ActorSpec]:
+    names = [s.name for s in specs]
+    if len(set(names)) != len(names):
+        raise ValueError(f"an actor is declared twice: {names}")
+    return {s.name: s for s in specs}
+
+
+# fmt: off
+ACTORS: Final[dict[str, ActorSpec]] = _registry(
+    ActorSpec(q.SEND_MESSAGE_ACTOR, q.CHAT_QUEUE, SendChatMessage, QUICK,
+              notices.chat_message, "the message could not be processed; nothing was charged"),
+    ActorSpec(q.MARK_READ_ACTOR, q.CHAT_QUEUE, MarkMessageRead, QUICK),
+    ActorSpec(q.INBOUND_MESSAGE_ACTOR, q.CHAT_QUEUE, InboundChannelMessage, QUICK),
+    ActorSpec(q.STATUS_UPDATE_ACTOR, q.CHAT_QUEUE, ChannelStatusUpdate, PATIENT),
+    ActorSpec(q.OPERATOR_REPLY_ACTOR, q.CHAT_QUEUE, OperatorReply, QUICK,
+              notices.operator_reply, "the reply could not be processed; nothing was charged or sent"),
+    ActorSpec(q.TAKEOVER_ACTOR, q.CHAT_QUEUE, ConversationTakeover, QUICK,
+              notices.takeover, "the takeover could not be processed; nothing changed"),
+    ActorSpec(q.SEND_OUTBOUND_ACTOR, q.OUTBOUND_QUEUE, SendOutbound, DELIVERY),
+    ActorSpec(q.AGENT_REPLY_ACTOR, q.AI_QUEUE, AgentReply, MODEL),
+    ActorSpec(q.CLASSIFY_ACTOR, q.AI_QUEUE, ClassifyMessage, MODEL),
+    ActorSpec(q.STRIPE_PAYMENT_ACTOR, q.BILLING_QUEUE, StripeEvent, PAYMENT),
+    ActorSpec(q.STRIPE_SUBSCRIPTION_ACTOR, q.BILLING_QUEUE, StripeEvent, QUICK),
+    ActorSpec(q.LEMONSQUEEZY_ORDER_ACTOR, q.BILLING_QUEUE, LemonSqueezyOrder, PAYMENT),
+    ActorSpec(q.REPORT_USAGE_ACTOR, q.BILLING_QUEUE, ReportUsage, ONCE),
+    ActorSpec(q.SEND_TIP_ACTOR, q.BILLING_QUEUE, SendTipCommand, QUICK,
+              notices.tip, "the tip could not be processed; no credits moved"),
+    ActorSpec(q.CALL_METER_ACTOR, q.BILLING_QUEUE, CallMeter, QUICK,
+              notices.call_meter, "the call meter could not apply this; nothing was charged for it"),
+    ActorSpec(q.CHAIN_DEPOSIT_ACTOR, q.CHAIN_QUEUE, ChainDeposit, CHAIN),
+)
+# fmt: on
 
 
 class UnknownActor(ValueError):

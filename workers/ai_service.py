@@ -7,18 +7,17 @@ row, so a redelivered command finds it and makes no second model call and no sec
 from __future__ import annotations
 
 import time
-import uuid
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 
 import asyncpg
 
 from domain.channels import conversation_room
-from domain.credits import Blocked, Charged, CreditPolicy, charge_words
+from domain.credits import Balance, Blocked, Charged, CreditPolicy
 from domain.plans import PlanCatalog
 from domain.sanitize import sanitize_text
+from domain.spending import InDebt, NeedsCredits, OverQuota, Quota, Words, agent_call_gate, debt_message, decide_spend
 from domain.words import count_words
-from infra import inbox, ledger, receivables
+from infra import ai_usage, conversations, inbox, ledger, messages, receivables
 from schemas.ai import AgentError, Classification
 from schemas.channels import room_channel, tenant_channel, user_channel
 from schemas.commands import AgentReply, ClassifyMessage, SendOutbound
@@ -29,17 +28,20 @@ from workers.channel_service import conversation_updated
 from workers.effects import Outcome, follow_up, replay
 from workers.emits import Emit, emit
 from workers.providers.model import Completion
-from workers.quotas import QuotaBlock
+from workers.unit_of_work import command_tx
 
 AGENT_USER_ID = "agent"
 
 
+def _key(cmd: AgentReply | ClassifyMessage) -> inbox.Key:
+    """The inbox row of an agent command: a reply concerns its asker; a classification, nobody."""
+    return inbox.Key(cmd.command_id, cmd.type, cmd.asker_user_id if isinstance(cmd, AgentReply) else None)
+
+
 async def stored_outcome(conn: asyncpg.Connection | asyncpg.Pool, command_id: str) -> Outcome | None:
     """The stored answer of a command already applied or rejected, if any."""
-    row = await conn.fetchrow(
-        "SELECT status, result FROM inbox WHERE command_id = $1 AND status <> 'failed'", command_id
-    )
-    return replay(inbox.Stored(row["status"], row["result"])) if row else None
+    stored = await ai_usage.answered(conn, command_id)
+    return replay(stored) if stored is not None else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,13 +49,11 @@ class ReplyInputs:
     """What answering a trigger needs from the database, read on one connection."""
 
     stored: Outcome | None  # answered before: carry this out again, ask nothing
-    available: int = 0  # words the asker can pay for
-    credits: int = 0
-    words_left: int = 0
+    balance: Balance = field(default_factory=Balance)  # the asker's (empty for an account never seen)
     history: list[dict] = field(default_factory=list)
     system_prompt: str = ""
     owed: int = 0  # credits a refunded purchase left owed (infra.receivables): no call while unpaid
-    quota: QuotaBlock | None = None  # the asker's plan allows no more AI tokens today
+    quota: Quota | None = None  # the asker's plan allows no more AI tokens today
     taken_over: bool = False  # an operator holds the conversation (0010): no auto-reply
 
 
@@ -63,30 +63,51 @@ async def reply_inputs(
     async with pool.acquire() as conn:
         if (stored := await stored_outcome(conn, cmd.command_id)) is not None:
             return ReplyInputs(stored)
-        available, credits, words_left = await words_available(conn, cmd.asker, policy)
+        stats = await ledger.account_stats(conn, cmd.asker)
         owed = await receivables.outstanding(conn, cmd.asker)
-        available = max(0, available - owed * policy.words_per_credit)  # owed credits are settled first
-        history = await context(conn, cmd.room_id, cmd.trigger_message_id, limit)
-        prompt = await system_prompt(conn, cmd.tenant_id)
+        history = await ai_usage.context(conn, cmd.room_id, cmd.trigger_message_id, limit)
+        prompt = await ai_usage.system_prompt(conn, cmd.tenant_id)
         quota = await quotas.ai_token_block(conn, plans, cmd.asker_user_id, time.time()) if cmd.asker_user_id else None
-        taken_over = bool(cmd.conversation_id) and bool(
-            await conn.fetchval(
-                "SELECT taken_over_by IS NOT NULL FROM conversations WHERE conversation_id = $1",
-                uuid.UUID(cmd.conversation_id),
-            )
-        )
-        return ReplyInputs(None, available, credits, words_left, history, prompt, owed, quota, taken_over)
+        taken_over = bool(cmd.conversation_id) and await conversations.is_taken_over(conn, cmd.conversation_id)
+        balance = stats.balance if stats is not None else Balance()
+        return ReplyInputs(None, balance, history, prompt, owed, quota, taken_over)
 
 
-async def close_with(pool: asyncpg.Pool, command_id: str, kind: str, user_id: str | None, emits: list[Emit],
-                     **result: object) -> Outcome:  # fmt: skip
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    """Why the agent does not call the model for a reply, and what the asker is told."""
+
+    emits: list[Emit]
+    reason: str
+
+
+def refusal_before_call(
+    cmd: AgentReply, inputs: ReplyInputs, min_credits: int, now: float, policy: CreditPolicy, url: str
+) -> Refusal | None:
+    """The pre-call gate (:func:`domain.spending.agent_call_gate`) for this asker; None: call the model."""
+    balance = inputs.balance
+    credits, words_left = balance.credits, balance.live_words_left(now)
+    match agent_call_gate(balance, inputs.owed, min_credits, inputs.quota, now, policy):
+        case InDebt(owed):
+            error = credit_error(cmd, owed, credits, words_left, url, debt_message(owed))
+            return Refusal([error], "receivable_outstanding")
+        case NeedsCredits(required):
+            why = f"The AI agent needs at least {required} credit(s) before it answers."
+            return Refusal([credit_error(cmd, required, credits, words_left, url, why)], "insufficient_credits")
+        case OverQuota(quota) if cmd.asker_user_id:
+            event = quotas.quota_exceeded(quota, cmd.reply_id, None, cmd.room_id)
+            return Refusal([emit("quotaExceeded", user_channel(cmd.asker_user_id), event)], "quota_exceeded")
+    return None
+
+
+async def close_with(
+    pool: asyncpg.Pool, cmd: AgentReply | ClassifyMessage, emits: list[Emit], **result: object
+) -> Outcome:
     """Record a command that ends without a reply (not configured, no credit, model failed)."""
-    async with pool.acquire() as conn, conn.transaction():
-        if (stored := await inbox.claim(conn, command_id, kind, user_id)) is not None:
-            return replay(stored)
-        outcome = Outcome(True, "rejected", emits)
-        await inbox.finish(conn, command_id, "rejected", outcome.stored_result(**result))
-        return outcome
+    async with command_tx(pool, _key(cmd)) as tx:
+        if tx.replayed:
+            return tx.replayed
+        return tx.reject(emits, **result)
 
 
 def asker_channel(cmd: AgentReply) -> str:
@@ -102,59 +123,39 @@ def agent_error(cmd: AgentReply, code: str, message: str) -> Emit:
 
 def credit_error(cmd: AgentReply, required: int, credits: int, words_left: int, url: str, why: str) -> Emit:
     error = CreditError(
-        message=why, clientMessageId=None, messageId=cmd.reply_id, roomId=cmd.room_id, required=required,
-        credits=credits, wordsLeft=words_left, rechargeUrl=url,
-    )  # fmt: skip
+        message=why,
+        clientMessageId=None,
+        messageId=cmd.reply_id,
+        roomId=cmd.room_id,
+        required=required,
+        credits=credits,
+        wordsLeft=words_left,
+        rechargeUrl=url,
+    )
     return emit("creditError", asker_channel(cmd), error.model_dump(mode="json"))
 
 
-async def words_available(conn: asyncpg.Connection, account: str, policy: CreditPolicy) -> tuple[int, int, int]:
-    """(words available, credits, words left) of an account; zeros for an account never seen."""
-    stats = await ledger.account_stats(conn, account)
-    if stats is None:
-        return 0, 0, 0
-    now = time.time()
-    return stats.balance.words_available(now, policy), stats.balance.credits, stats.balance.live_words_left(now)
-
-
-async def context(
-    conn: asyncpg.Connection | asyncpg.Pool, room_id: str, trigger_message_id: str, limit: int
-) -> list[dict]:
-    """The room's messages up to and including the trigger, oldest first."""
-    rows = await conn.fetch(
-        "SELECT payload FROM (SELECT seq, payload FROM messages WHERE room_id = $1 AND seq <="
-        " (SELECT seq FROM messages WHERE message_id = $2) ORDER BY seq DESC LIMIT $3) recent ORDER BY seq",
-        room_id, uuid.UUID(trigger_message_id), limit,
-    )  # fmt: skip
-    return [r["payload"] for r in rows]
-
-
-async def system_prompt(conn: asyncpg.Connection | asyncpg.Pool, tenant_id: str | None) -> str:
-    if tenant_id is None:
-        return ""
-    return await conn.fetchval("SELECT system_prompt FROM tenants WHERE tenant_id = $1", tenant_id) or ""
-
-
 async def record_call(
-    conn: asyncpg.Connection | asyncpg.Pool,
-    command_id: str,
-    purpose: str,
-    asker: str,
-    tenant_id: str | None,
-    model: str,
-    completion: Completion | None,
-    *,
-    latency_ms: int = 0,
-    error_code: str | None = None,
+    conn: asyncpg.Connection, command_id: str, purpose: str, asker: str, tenant_id: str | None, completion: Completion
 ) -> None:
     """Tokens and latency of one model call, for quotas and billing."""
-    await conn.execute(
-        "INSERT INTO ai_usage (call_id, command_id, purpose, asker, tenant_id, model, prompt_tokens,"
-        " completion_tokens, latency_ms, status, error_code) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
-        uuid.uuid4(), command_id, purpose, asker, tenant_id, completion.model if completion else model,
-        completion.prompt_tokens if completion else 0, completion.completion_tokens if completion else 0,
-        completion.latency_ms if completion else latency_ms, "ok" if completion else "error", error_code,
-    )  # fmt: skip
+    tokens = (completion.prompt_tokens, completion.completion_tokens)
+    await ai_usage.record(conn, command_id, purpose, asker, tenant_id, completion.model, *tokens, completion.latency_ms)
+
+
+async def record_failed_call(
+    pool: asyncpg.Pool, cmd: AgentReply | ClassifyMessage, model: str, latency_ms: int, error_code: str
+) -> None:
+    """A model call that failed: no tokens, its latency and error code."""
+    if isinstance(cmd, AgentReply):
+        purpose, asker, tenant_id = _purpose(cmd), cmd.asker, cmd.tenant_id
+    else:
+        purpose, asker, tenant_id = "classify", ledger.tenant_account(cmd.tenant_id), cmd.tenant_id
+    await ai_usage.record(pool, cmd.command_id, purpose, asker, tenant_id, model, 0, 0, latency_ms, error_code)
+
+
+def _purpose(cmd: AgentReply) -> str:
+    return "auto_reply" if cmd.conversation_id else "reply"
 
 
 async def store_reply(
@@ -163,78 +164,64 @@ async def store_reply(
     """Charge the asker for the reply's words, store it, and (on a channel) queue it for sending."""
     words = count_words(completion.text)
     now_ms = int(time.time() * 1000)
-    purpose = "auto_reply" if cmd.conversation_id else "reply"
-    async with pool.acquire() as conn, conn.transaction():
-        if (stored := await inbox.claim(conn, cmd.command_id, cmd.type, cmd.asker_user_id)) is not None:
-            return replay(stored)
-        await record_call(conn, cmd.command_id, purpose, cmd.asker, cmd.tenant_id, completion.model, completion)
-        if cmd.conversation_id and await _taken_over(conn, cmd.conversation_id):
-            result = Outcome(True, "rejected")  # an operator took over while the model answered: not sent
-            await inbox.finish(conn, cmd.command_id, "rejected", result.stored_result(reason="taken_over"))
-            return result
-        balance, owed = await receivables.settle(conn, cmd.asker, await ledger.lock_or_open(conn, cmd.asker))
-        if owed:
-            emits = [credit_error(cmd, owed, balance.credits, balance.words_left, url, receivables.debt_message(owed))]
-            result = Outcome(True, "rejected", emits)
-            await inbox.finish(conn, cmd.command_id, "rejected", result.stored_result(words=words, owed=owed))
-            return result
-        outcome = charge_words(balance, words, now_ms / 1000, policy)
-        if isinstance(outcome, Blocked):
-            emits = [credit_error(cmd, outcome.required, outcome.credits, outcome.words_left, url,
-                                  f"Insufficient credits for the agent's {words}-word answer.")]  # fmt: skip
-            result = Outcome(True, "rejected", emits)
-            await inbox.finish(conn, cmd.command_id, "rejected", result.stored_result(words=words))
-            return result
-        await _charge(conn, cmd, outcome, words)
+    async with command_tx(pool, _key(cmd)) as tx:
+        if tx.replayed:
+            return tx.replayed
+        conn = tx.conn
+        await record_call(conn, cmd.command_id, _purpose(cmd), cmd.asker, cmd.tenant_id, completion)
+        # The row lock orders this against a takeover: an operator who took over while the model
+        # answered gets the conversation, and the reply is not sent.
+        if cmd.conversation_id and await conversations.is_taken_over(conn, cmd.conversation_id, lock=True):
+            return tx.reject(reason="taken_over")
+        balance = await ledger.lock_or_open(conn, cmd.asker)
+        debts = await receivables.open_debts(conn, cmd.asker)
+        spend = decide_spend(balance, debts, Words(words), now=now_ms / 1000, policy=policy)
+        await receivables.store_settlements(conn, cmd.asker, spend.settlements)
+        match spend.verdict:
+            case InDebt(owed):
+                left = spend.balance
+                error = credit_error(cmd, owed, left.credits, left.words_left, url, debt_message(owed))
+                return tx.reject([error], words=words, owed=owed)
+            case Blocked() as blocked:
+                why = f"Insufficient credits for the agent's {words}-word answer."
+                error = credit_error(cmd, blocked.required, blocked.credits, blocked.words_left, url, why)
+                return tx.reject([error], words=words)
+        charged = spend.verdict
+        assert isinstance(charged, Charged)
+        await _charge(conn, cmd, charged, words)
         text = sanitize_text(completion.text)
         message = NewMessage(
-            messageId=cmd.reply_id, id=cmd.reply_id, roomId=cmd.room_id, userId=AGENT_USER_ID, username=agent_name,
-            message=text, content=text, words=words, timestamp=now_ms, kind="ai", replyTo=cmd.trigger_message_id,
-            creditInfo=CreditInfo(charged=outcome.credits_charged, wordsLeft=outcome.balance.words_left),
-        ).model_dump(mode="json")  # fmt: skip
-        await conn.execute(
-            "INSERT INTO messages (message_id, room_id, user_id, words, payload, created_at)"
-            " VALUES ($1, $2, $3, $4, $5, $6)",
-            uuid.UUID(cmd.reply_id), cmd.room_id, AGENT_USER_ID, words, message,
-            datetime.fromtimestamp(now_ms / 1000, UTC),
-        )  # fmt: skip
+            messageId=cmd.reply_id,
+            id=cmd.reply_id,
+            roomId=cmd.room_id,
+            userId=AGENT_USER_ID,
+            username=agent_name,
+            message=text,
+            content=text,
+            words=words,
+            timestamp=now_ms,
+            kind="ai",
+            replyTo=cmd.trigger_message_id,
+            creditInfo=CreditInfo(charged=charged.credits_charged, wordsLeft=charged.balance.words_left),
+        ).model_dump(mode="json")
+        await messages.store(conn, cmd.reply_id, cmd.room_id, AGENT_USER_ID, words, message, now_ms)
         emits = [emit("newMessage", room_channel(cmd.room_id), message)]
         follow_ups = []
         if cmd.conversation_id and cmd.tenant_id:
-            conv = await conn.fetchrow(
-                "UPDATE conversations SET last_message_at = greatest(last_message_at, now())"
-                " WHERE conversation_id = $1 RETURNING *",
-                uuid.UUID(cmd.conversation_id),
-            )
-            await conn.execute(
-                "INSERT INTO outbound_messages (message_id, conversation_id, tenant_id, channel, address, contact,"
-                " body) VALUES ($1, $2, $3, $4, $5, $6, $7)",
-                uuid.UUID(cmd.reply_id), conv["conversation_id"], cmd.tenant_id, conv["channel"], conv["address"],
-                conv["contact"], completion.text,
-            )  # fmt: skip
+            conv = await conversations.touch_now(conn, cmd.conversation_id)
+            assert conv is not None  # conversations are never deleted
+            await conversations.queue_outbound(conn, cmd.reply_id, conv, completion.text)
             emits.append(conversation_updated(conv, cmd.room_id, text, now_ms))
             send = SendOutbound(command_id=f"send:{cmd.reply_id}", message_id=cmd.reply_id)
             follow_ups.append(follow_up(OUTBOUND_QUEUE, SEND_OUTBOUND_ACTOR, send))
-        result = Outcome(True, "applied", emits, follow_ups)
-        await inbox.finish(conn, cmd.command_id, "applied", result.stored_result(message_id=cmd.reply_id, words=words))
-        return result
+        return tx.apply(emits, follow_ups, message_id=cmd.reply_id, words=words)
 
 
-async def _taken_over(conn: asyncpg.Connection, conversation_id: str) -> bool:
-    """Whether an operator holds the conversation; the row lock orders this against a takeover."""
-    return bool(
-        await conn.fetchval(
-            "SELECT taken_over_by IS NOT NULL FROM conversations WHERE conversation_id = $1 FOR UPDATE",
-            uuid.UUID(conversation_id),
-        )
-    )
-
-
-async def _charge(conn: asyncpg.Connection, cmd: AgentReply, outcome: Charged, words: int) -> None:
-    if outcome.credits_charged:
-        await ledger.transfer(conn, cmd.asker, ledger.REVENUE, outcome.credits_charged, "charge", cmd.command_id)
+async def _charge(conn: asyncpg.Connection, cmd: AgentReply, charged: Charged, words: int) -> None:
+    if charged.credits_charged:
+        await ledger.transfer(conn, cmd.asker, ledger.REVENUE, charged.credits_charged, "charge", cmd.command_id)
     await ledger.store_balance(
-        conn, cmd.asker, outcome.balance, words_used=words, credits_charged=outcome.credits_charged
+        conn, cmd.asker, charged.balance, words_used=words, credits_charged=charged.credits_charged
     )
 
 
@@ -244,27 +231,29 @@ async def classify_inputs(pool: asyncpg.Pool, cmd: ClassifyMessage, limit: int) 
         if (stored := await stored_outcome(conn, cmd.command_id)) is not None:
             return stored, []
         room_id = conversation_room(cmd.tenant_id, cmd.conversation_id)
-        return None, await context(conn, room_id, cmd.message_id, limit)
+        return None, await ai_usage.context(conn, room_id, cmd.message_id, limit)
 
 
 async def store_classification(
     pool: asyncpg.Pool, cmd: ClassifyMessage, result: Classification, completion: Completion
 ) -> Outcome:
     room_id = conversation_room(cmd.tenant_id, cmd.conversation_id)
-    async with pool.acquire() as conn, conn.transaction():
-        if (stored := await inbox.claim(conn, cmd.command_id, cmd.type, None)) is not None:
-            return replay(stored)
-        await record_call(conn, cmd.command_id, "classify", ledger.tenant_account(cmd.tenant_id), cmd.tenant_id,
-                          completion.model, completion)  # fmt: skip
-        conv = await conn.fetchrow(
-            "UPDATE conversations SET intent = $3, confidence = $4, lead = $5, summary = $6, classified_at = now()"
-            " WHERE conversation_id = $1 AND tenant_id = $2 RETURNING *",
-            uuid.UUID(cmd.conversation_id), cmd.tenant_id, result.intent, result.confidence, result.lead,
+    async with command_tx(pool, _key(cmd)) as tx:
+        if tx.replayed:
+            return tx.replayed
+        conn = tx.conn
+        tenant = ledger.tenant_account(cmd.tenant_id)
+        await record_call(conn, cmd.command_id, "classify", tenant, cmd.tenant_id, completion)
+        conv = await conversations.classify(
+            conn,
+            cmd.conversation_id,
+            cmd.tenant_id,
+            result.intent,
+            result.confidence,
+            result.lead,
             sanitize_text(result.summary),
-        )  # fmt: skip
+        )
         emits = (
             [conversation_updated(conv, room_id, None, int(conv["last_message_at"].timestamp() * 1000))] if conv else []
         )
-        outcome = Outcome(True, "applied", emits)
-        await inbox.finish(conn, cmd.command_id, "applied", outcome.stored_result(**result.model_dump()))
-        return outcome
+        return tx.apply(emits, **result.model_dump())

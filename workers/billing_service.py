@@ -20,31 +20,21 @@ import structlog
 
 from domain.credit_packs import CreditPacks, credits_to_reverse, split_reversal
 from domain.credits import top_up
-from infra import inbox, ledger, receivables
+from infra import inbox, ledger, purchases, receivables
+from infra.purchases import Payment
 from schemas.billing import StripeEvent
 from schemas.channels import user_channel
 from schemas.lemonsqueezy import LemonSqueezyOrder
 from schemas.purchases import CreditsPurchased, CreditsRefunded
-from workers.effects import Outcome, replay
+from workers.effects import Outcome
 from workers.emits import Emit, emit
+from workers.unit_of_work import CommandTx, command_tx
 
 log = structlog.get_logger(__name__)
 
 PURCHASE_KIND = "purchase"
 REFUND_KIND = "refund"
 PAID_SESSION_EVENTS = ("checkout.session.completed", "checkout.session.async_payment_succeeded")
-
-
-@dataclass(frozen=True, slots=True)
-class Payment:
-    provider: str
-    purchase_ref: str
-    payment_ref: str
-    user_id: str
-    pack: str
-    credits: int
-    amount: int
-    currency: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,65 +132,47 @@ def lemonsqueezy_refund(cmd: LemonSqueezyOrder) -> Refund:
 
 
 async def apply_stripe_event(pool: asyncpg.Pool, cmd: StripeEvent, packs: CreditPacks) -> Outcome:
-    async with pool.acquire() as conn, conn.transaction():
-        if (stored := await inbox.claim(conn, cmd.command_id, cmd.type, None)) is not None:
-            return replay(stored)
+    async with command_tx(pool, inbox.Key(cmd.command_id, cmd.type, None)) as tx:
+        if tx.replayed:
+            return tx.replayed
         try:
             if cmd.event_type in PAID_SESSION_EVENTS:
-                emits = await record_payment(conn, stripe_payment(cmd.data_object, packs))
+                emits = await record_payment(tx.conn, stripe_payment(cmd.data_object, packs))
             elif cmd.event_type == "charge.refunded":
-                emits = await record_refund(conn, stripe_refund(cmd.data_object))
+                emits = await record_refund(tx.conn, stripe_refund(cmd.data_object))
             else:
                 raise NotApplicable(f"{cmd.event_type} moves no credits")
         except NotApplicable as why:
-            return await _skip(conn, cmd.command_id, str(why), event_type=cmd.event_type)
-        return await _applied(conn, cmd.command_id, emits, event_type=cmd.event_type)
+            return _skip(tx, str(why), event_type=cmd.event_type)
+        return tx.apply(emits, event_type=cmd.event_type)
 
 
 async def apply_lemonsqueezy_order(pool: asyncpg.Pool, cmd: LemonSqueezyOrder, packs: CreditPacks) -> Outcome:
-    async with pool.acquire() as conn, conn.transaction():
-        if (stored := await inbox.claim(conn, cmd.command_id, cmd.type, cmd.user_id)) is not None:
-            return replay(stored)
+    async with command_tx(pool, inbox.Key(cmd.command_id, cmd.type, cmd.user_id)) as tx:
+        if tx.replayed:
+            return tx.replayed
         try:
             if cmd.event_name == "order_created":
-                emits = await record_payment(conn, lemonsqueezy_payment(cmd, packs))
+                emits = await record_payment(tx.conn, lemonsqueezy_payment(cmd, packs))
             else:
-                emits = await record_refund(conn, lemonsqueezy_refund(cmd))
+                emits = await record_refund(tx.conn, lemonsqueezy_refund(cmd))
         except NotApplicable as why:
-            return await _skip(conn, cmd.command_id, str(why), event_type=cmd.event_name)
-        return await _applied(conn, cmd.command_id, emits, event_type=cmd.event_name)
+            return _skip(tx, str(why), event_type=cmd.event_name)
+        return tx.apply(emits, event_type=cmd.event_name)
 
 
-async def _skip(conn: asyncpg.Connection, command_id: str, reason: str, **extra: Any) -> Outcome:
-    log.info("billing.event_skipped", command_id=command_id, reason=reason, **extra)
-    outcome = Outcome(True, "rejected")
-    await inbox.finish(conn, command_id, "rejected", outcome.stored_result(reason=reason, **extra))
-    return outcome
-
-
-async def _applied(conn: asyncpg.Connection, command_id: str, emits: list[Emit], **extra: Any) -> Outcome:
-    outcome = Outcome(True, "applied", emits)
-    await inbox.finish(conn, command_id, "applied", outcome.stored_result(**extra))
-    return outcome
+def _skip(tx: CommandTx, reason: str, **extra: Any) -> Outcome:
+    log.info("billing.event_skipped", command_id=tx.command_id, reason=reason, **extra)
+    return tx.reject(reason=reason, **extra)
 
 
 # --- the money --------------------------------------------------------------------------------
 
 
-async def _lock_payment(conn: asyncpg.Connection, payment_ref: str) -> None:
-    """Serialize every event of one payment (its purchase and its refunds), whatever their order."""
-    await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 42))", f"payment:{payment_ref}")
-
-
 async def record_payment(conn: asyncpg.Connection, p: Payment) -> list[Emit]:
     """Grant a paid pack once; settle receivables from it; apply a refund that came first."""
-    await _lock_payment(conn, p.payment_ref)
-    created = await conn.fetchval(
-        "INSERT INTO purchases (purchase_ref, provider, payment_ref, user_id, pack, credits, amount, currency)"
-        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (purchase_ref) DO NOTHING RETURNING true",
-        p.purchase_ref, p.provider, p.payment_ref, p.user_id, p.pack, p.credits, p.amount, p.currency,
-    )  # fmt: skip
-    if not created:
+    await purchases.lock_payment(conn, p.payment_ref)
+    if not await purchases.record(conn, p):
         log.info("billing.purchase_known", purchase_ref=p.purchase_ref)
         return []  # another event of the same purchase granted it
     account = ledger.user_account(p.user_id)
@@ -215,23 +187,17 @@ async def record_payment(conn: asyncpg.Connection, p: Payment) -> list[Emit]:
         provider=p.provider, purchaseRef=p.purchase_ref, pack=p.pack, credits=p.credits, balance=balance.credits
     )
     emits = [emit("creditsPurchased", user_channel(p.user_id), purchased.model_dump(mode="json"))]
-    early = await conn.fetchrow("DELETE FROM early_refunds WHERE payment_ref = $1 RETURNING *", p.payment_ref)
+    early = await purchases.take_early_refund(conn, p.payment_ref)
     if early is not None:
-        emits += await _reverse(conn, p.payment_ref, early["amount"] or p.amount, early["amount_refunded"])
+        emits += await _reverse(conn, p.payment_ref, early.amount or p.amount, early.amount_refunded)
     return emits
 
 
 async def record_refund(conn: asyncpg.Connection, r: Refund) -> list[Emit]:
-    await _lock_payment(conn, r.payment_ref)
-    known = await conn.fetchval("SELECT true FROM purchases WHERE payment_ref = $1", r.payment_ref)
-    if not known:
+    await purchases.lock_payment(conn, r.payment_ref)
+    if not await purchases.known(conn, r.payment_ref):
         # Webhooks are not ordered: keep the largest refunded total until the purchase lands.
-        await conn.execute(
-            "INSERT INTO early_refunds (payment_ref, provider, amount_refunded, amount) VALUES ($1, $2, $3, $4)"
-            " ON CONFLICT (payment_ref) DO UPDATE SET amount_refunded ="
-            " greatest(early_refunds.amount_refunded, EXCLUDED.amount_refunded)",
-            r.payment_ref, r.provider, r.amount_refunded, r.amount,
-        )  # fmt: skip
+        await purchases.keep_early_refund(conn, r.payment_ref, r.provider, r.amount_refunded, r.amount)
         log.info("billing.refund_before_purchase", payment_ref=r.payment_ref)
         return []
     return await _reverse(conn, r.payment_ref, r.amount, r.amount_refunded)
@@ -239,31 +205,24 @@ async def record_refund(conn: asyncpg.Connection, r: Refund) -> list[Emit]:
 
 async def _reverse(conn: asyncpg.Connection, payment_ref: str, amount_paid: int, amount_refunded: int) -> list[Emit]:
     """Take back what the refunded total says, minus what earlier refunds already took."""
-    purchase = await conn.fetchrow("SELECT * FROM purchases WHERE payment_ref = $1 FOR UPDATE", payment_ref)
-    target = credits_to_reverse(purchase["credits"], amount_paid or purchase["amount"], amount_refunded)
-    due = target - purchase["credits_reversed"]
-    await conn.execute(
-        "UPDATE purchases SET amount_refunded = greatest(amount_refunded, $2),"
-        " credits_reversed = greatest(credits_reversed, $3), updated_at = now() WHERE payment_ref = $1",
-        payment_ref, amount_refunded, target,
-    )  # fmt: skip
+    purchase = await purchases.lock(conn, payment_ref)
+    target = credits_to_reverse(purchase.credits, amount_paid or purchase.amount, amount_refunded)
+    due = target - purchase.credits_reversed
+    await purchases.record_reversal(conn, payment_ref, amount_refunded, target)
     if due <= 0:
         return []  # an older or repeated refund total: already taken back
-    ref, user_id = purchase["purchase_ref"], purchase["user_id"]
+    ref, user_id = purchase.purchase_ref, purchase.user_id
     account = ledger.user_account(user_id)
     balance = await ledger.lock_or_open(conn, account)
     taken, short = split_reversal(due, balance.credits)
     if taken:
         await ledger.transfer(conn, account, receivables.PURCHASES, taken, REFUND_KIND, f"{ref}:{target}", "refund")
     if short:
-        await conn.execute(
-            "INSERT INTO receivables (account_id, purchase_ref, reversal, amount) VALUES ($1, $2, $3, $4)",
-            account, ref, target, short,
-        )  # fmt: skip
+        await purchases.record_shortfall(conn, account, ref, target, short)
     owed = await receivables.outstanding(conn, account)
     log.info("billing.refunded", purchase_ref=ref, reversed=due, taken=taken, shortfall=short, owed=owed)
     refunded = CreditsRefunded(
-        provider=purchase["provider"], purchaseRef=ref, creditsReversed=due, taken=taken, owed=owed,
+        provider=purchase.provider, purchaseRef=ref, creditsReversed=due, taken=taken, owed=owed,
         balance=balance.credits - taken,
     )  # fmt: skip
     return [emit("creditsRefunded", user_channel(user_id), refunded.model_dump(mode="json"))]

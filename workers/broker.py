@@ -1,4 +1,5 @@
-"""The dramatiq broker every worker process uses. Imported by dramatiq's CLI as the broker module.
+"""The dramatiq broker every worker process uses, with its middleware and every actor. Imported by
+dramatiq's CLI as the broker module; nothing else imports it.
 
 Creating the broker opens no connection; pika connects lazily, per thread, after the fork.
 """
@@ -13,11 +14,14 @@ from infra.amqp import TopologyBroker
 from infra.logging import configure_logging
 from infra.sentry import init_sentry
 from infra.settings import Settings
+from workers.actors import declare_actors
+from workers.calls import CallSweeper
 from workers.correlation import LogContext
 from workers.event_log import EventLog
 from workers.fail_closed import FailClosed
 from workers.lifetime import CloseOnShutdown
 from workers.metrics import install as install_metrics
+from workers.plans import MeterTicker
 from workers.resources import ResourceHolder
 from workers.safe_retries import SafeRetries
 
@@ -46,15 +50,10 @@ broker.add_middleware(shutdown)
 broker.add_middleware(FailClosed(resources), before=Retries)
 broker.add_middleware(EventLog(resources), before=Retries)  # likewise: logs failed only once Retries gave up
 install_metrics(broker, settings)  # /metrics on WORKER_METRICS_PORT, when set
+broker.add_middleware(CallSweeper(resources))  # ends dropped and silent calls, in billing processes
+broker.add_middleware(MeterTicker(resources))  # reports AI usage to Stripe, in billing processes
 dramatiq.set_broker(broker)
 
-# Import the actors so that ``python -m dramatiq workers.broker`` registers them.
-import workers.ai  # noqa: E402
-import workers.billing  # noqa: E402
-import workers.calls  # noqa: E402
-import workers.chain  # noqa: E402
-import workers.channels  # noqa: E402
-import workers.chat  # noqa: E402
-import workers.outbound  # noqa: E402
-import workers.plans  # noqa: E402
-import workers.tips  # noqa: E402, F401
+# Last: the actors, built from the command registry around the worker modules' handlers. None of
+# those modules imports this one, so each of them imports on its own.
+actors = declare_actors(broker, resources)

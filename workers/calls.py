@@ -1,4 +1,4 @@
-"""The call meter actor of the ``billing`` queue, and the sweeper that ends calls whose heartbeats stopped
+"""The call meter handler of the ``billing`` queue, and the sweeper that ends calls whose heartbeats stopped
 or one of whose parties dropped off (no socket on any live ingress node for ``CALL_DISCONNECT_GRACE_S``).
 
 The sweeper runs inside every worker process that consumes ``billing``, on dramatiq's
@@ -13,7 +13,6 @@ import contextlib
 import time
 from typing import Any
 
-import dramatiq
 import structlog
 from dramatiq import Middleware
 from dramatiq.asyncio import get_event_loop_thread
@@ -21,17 +20,15 @@ from dramatiq.asyncio import get_event_loop_thread
 from infra import presence_store
 from infra.settings import Settings
 from schemas.calls import CallMeter, signaling_key
-from schemas.channels import user_channel
 from schemas.queues import BILLING_QUEUE, CALL_METER_ACTOR
 from workers import calls_service
-from workers.broker import resources
-from workers.chat import RETRY_POLICY
 from workers.effects import Outcome, carry_out
-from workers.emits import emit, publish
-from workers.fail_closed import on_failure
+from workers.handlers import Handlers
 from workers.resources import ResourceHolder, Resources
 
 log = structlog.get_logger(__name__)
+
+handlers = Handlers()
 
 
 def terms(settings: Settings) -> calls_service.Terms:
@@ -40,31 +37,18 @@ def terms(settings: Settings) -> calls_service.Terms:
     )
 
 
-@dramatiq.actor(queue_name=BILLING_QUEUE, actor_name=CALL_METER_ACTOR, **RETRY_POLICY)
-async def billing_call_meter(command: dict[str, Any]) -> str:
-    cmd = CallMeter.model_validate(command)
-    res = await resources.get()
+@handlers.on(CALL_METER_ACTOR)
+async def call_meter(res: Resources, cmd: CallMeter) -> Outcome:
     s = res.settings
-    outcome = await calls_service.meter(res.pool, cmd, terms(s), s.signup_credits, calls_service.spend_block)
-    await carry_out(res.emitter, res.publisher, outcome)
+    outcome = await calls_service.meter(res.pool, cmd, terms(s), s.signup_credits)
     await forget_signaling(res, cmd.call_id, outcome)
-    log.info("call.meter_done", command_id=cmd.command_id, action=cmd.action, call_id=cmd.call_id,
-             status=outcome.status, duplicate=not outcome.fresh)  # fmt: skip
-    return outcome.log_status  # for the event log (workers/event_log.py)
+    return outcome
 
 
 async def forget_signaling(res: Resources, call_id: str, outcome: Outcome) -> None:
     """Once billing has ended a call (hang-up, no credits, timeout), nobody may signal on it any more."""
     if any(e["event"] == "callEnded" for e in outcome.emits):
         await res.redis.delete(signaling_key(res.settings.key_prefix, call_id))
-
-
-@on_failure(CALL_METER_ACTOR)
-async def _meter_failed(res: Resources, command: dict[str, Any], exc: BaseException) -> None:
-    cmd = CallMeter.model_validate(command)
-    error = {"code": "internal", "message": "the call meter could not apply this; nothing was charged for it",
-             "event": cmd.event, "callId": cmd.call_id}  # fmt: skip
-    await publish(res.emitter, [emit("error", user_channel(cmd.sender_id), error)])
 
 
 async def _drop_times(res: Resources, users: set[str]) -> dict[str, int]:
@@ -110,9 +94,7 @@ async def sweep_dropped(res: Resources) -> int:
             gone.append(max(dropped[call.callee_id], call.started_ms))
         if not gone or min(gone) + grace_ms > now_ms:
             continue
-        outcome = await calls_service.end_dropped(
-            res.pool, call.call_id, min(gone), s.signup_credits, calls_service.spend_block
-        )
+        outcome = await calls_service.end_dropped(res.pool, call.call_id, min(gone), s.signup_credits)
         if outcome is not None:
             await carry_out(res.emitter, res.publisher, outcome)
             await forget_signaling(res, call.call_id, outcome)
@@ -129,9 +111,7 @@ async def sweep_once(res: Resources) -> int:
     timeout_ms = round(s.call_heartbeat_timeout_s * 1000)
     now_ms = int(time.time() * 1000)
     for call_id in await calls_service.stale_calls(res.pool, now_ms, timeout_ms):
-        outcome = await calls_service.expire(
-            res.pool, call_id, now_ms, timeout_ms, s.signup_credits, calls_service.spend_block
-        )
+        outcome = await calls_service.expire(res.pool, call_id, now_ms, timeout_ms, s.signup_credits)
         if outcome is not None:
             await carry_out(res.emitter, res.publisher, outcome)
             await forget_signaling(res, call_id, outcome)
@@ -174,6 +154,3 @@ class CallSweeper(Middleware):
                 log.exception("call.sweep_failed")
                 interval = 1.0
             await asyncio.sleep(interval)
-
-
-dramatiq.get_broker().add_middleware(CallSweeper(resources))

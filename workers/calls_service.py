@@ -14,7 +14,6 @@ billed up to the moment that party dropped.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,28 +22,32 @@ import asyncpg
 from domain.calls import (
     CallError,
     CallStateError,
+    MeterStep,
     NotAParty,
     UnknownCall,
     check_call_id,
     check_parties,
     minutes_started,
     paid_until_ms,
-    plan_charges,
     split_minute,
 )
 from domain.errors import DomainError
-from infra import inbox, ledger, receivables
+from domain.spending import InDebt, Minutes, decide_spend
+from infra import calls, inbox, ledger, receivables
+from infra.calls import ActiveCall as ActiveCall
+from infra.calls import Call
+from infra.calls import active_calls as active_calls
+from infra.calls import stale_calls as stale_calls
 from schemas.calls import CallEnded, CallMeter, CallStarted, EndReason
 from schemas.channels import user_channel
-from workers.effects import Outcome, replay
+from workers.effects import Outcome
 from workers.emits import Emit, emit
+from workers.unit_of_work import CommandTx, command_tx, commands_tx
 
 CALL_KIND = "call"
 FEE_KIND = "call_fee"
 TIMEOUT_COMMAND = "billing.call_timeout"
 DROPPED_COMMAND = "billing.call_dropped"
-# Why an account may not spend right now (an unpaid refund shortfall), or None if it may.
-SpendCheck = Callable[[asyncpg.Connection, str], Awaitable[str | None]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,55 +59,19 @@ class Terms:
     minute_ms: int
 
 
-@dataclass(frozen=True, slots=True)
-class Call:
-    call_id: str
-    caller_id: str
-    callee_id: str
-    status: str
-    price_per_minute: int
-    fee_pct: int
-    minute_ms: int
-    started_ms: int
-    last_seen_ms: int
-    ended_ms: int | None
-    end_reason: str | None
-    minutes_charged: int
-    credits_charged: int
-
-
-_COLUMNS = (
-    "call_id, caller_id, callee_id, status, price_per_minute, fee_pct, minute_ms, started_ms,"
-    " last_seen_ms, ended_ms, end_reason, minutes_charged, credits_charged"
-)
-
-
-async def _lock_call(conn: asyncpg.Connection, call_id: str) -> Call | None:
-    row = await conn.fetchrow(f"SELECT {_COLUMNS} FROM calls WHERE call_id = $1 FOR UPDATE", call_id)
-    return None if row is None else Call(**dict(row))
-
-
-async def spend_block(conn: asyncpg.Connection, account: str) -> str | None:
-    """A caller with an unpaid refund shortfall may not pay for a call (it is settled first if they can)."""
-    balance = await ledger.lock_balance(conn, account)
-    _, owed = await receivables.settle(conn, account, balance)
-    return receivables.debt_message(owed) if owed else None
-
-
 # --- commands ---------------------------------------------------------------------------
 
 
-async def meter(
-    pool: asyncpg.Pool, cmd: CallMeter, terms: Terms, signup_credits: int = 0, spend_block: SpendCheck | None = None
-) -> Outcome:
-    async with pool.acquire() as conn, conn.transaction():
-        if (stored := await inbox.claim(conn, cmd.command_id, cmd.type, cmd.sender_id)) is not None:
-            return replay(stored)
+async def meter(pool: asyncpg.Pool, cmd: CallMeter, terms: Terms, signup_credits: int = 0) -> Outcome:
+    async with command_tx(pool, inbox.Key(cmd.command_id, cmd.type, cmd.sender_id)) as tx:
+        if tx.replayed:
+            return tx.replayed
+        conn = tx.conn
         try:
             check_call_id(cmd.call_id)
             if cmd.action == "start":
-                return await _start(conn, cmd, terms, signup_credits, spend_block)
-            call = await _lock_call(conn, cmd.call_id)
+                return await _start(tx, cmd, terms, signup_credits)
+            call = await calls.lock(conn, cmd.call_id)
             if call is None:
                 raise UnknownCall(f"unknown call {cmd.call_id!r}: start it first")
             if cmd.sender_id not in (call.caller_id, call.callee_id):
@@ -112,27 +79,22 @@ async def meter(
             if cmd.action == "heartbeat" and cmd.sender_id != call.caller_id and call.status != "ended":
                 raise NotAParty("only the caller, who pays, keeps a call's meter running")
         except DomainError as exc:
-            return await _reject(conn, cmd, exc)
+            return _reject(tx, cmd, exc)
         if call.status == "ended":  # a late heartbeat or a second hang-up: tell the sender how it ended
-            emits = [emit("callEnded", user_channel(cmd.sender_id), _ended(call))]
-            await inbox.finish(conn, cmd.command_id, "applied", {"emits": emits, "call": cmd.call_id})
-            return Outcome(True, "applied", emits)
+            return tx.apply([emit("callEnded", user_channel(cmd.sender_id), _ended(call))], call=cmd.call_id)
         at = max(cmd.at_ms, call.started_ms)
         end_reason: EndReason | None = "hangup" if cmd.action == "end" else None
-        emits = await _advance(conn, call, at, end_reason, signup_credits, spend_block)
-        await inbox.finish(conn, cmd.command_id, "applied", {"emits": emits, "call": cmd.call_id})
-        return Outcome(True, "applied", emits)
+        emits = await _advance(conn, call, at, end_reason, signup_credits)
+        return tx.apply(emits, call=cmd.call_id)
 
 
-async def _start(
-    conn: asyncpg.Connection, cmd: CallMeter, terms: Terms, signup_credits: int, spend_block: SpendCheck | None
-) -> Outcome:
+async def _start(tx: CommandTx, cmd: CallMeter, terms: Terms, signup_credits: int) -> Outcome:
     if cmd.caller_id is None or cmd.callee_id is None:
         raise CallError("a call start names its caller and callee")
     check_parties(cmd.caller_id, cmd.callee_id)
     if cmd.sender_id not in (cmd.caller_id, cmd.callee_id):
         raise NotAParty("only a party can start a call")
-    existing = await _lock_call(conn, cmd.call_id)
+    existing = await calls.lock(tx.conn, cmd.call_id)
     if existing is not None:
         if (existing.caller_id, existing.callee_id) != (cmd.caller_id, cmd.callee_id):
             raise CallStateError(f"callId: {cmd.call_id!r} is another call's id; pick a new one")
@@ -140,27 +102,24 @@ async def _start(
         event, data = (
             ("callEnded", _ended(existing)) if existing.status == "ended" else ("callStarted", _started(existing))
         )
-        emits = [emit(event, user_channel(cmd.sender_id), data)]
-        await inbox.finish(conn, cmd.command_id, "applied", {"emits": emits, "call": cmd.call_id})
-        return Outcome(True, "applied", emits)
-    await conn.execute(
-        "INSERT INTO calls (call_id, caller_id, callee_id, status, price_per_minute, fee_pct, minute_ms,"
-        " started_ms, last_seen_ms) VALUES ($1, $2, $3, 'active', $4, $5, $6, $7, $7)",
-        cmd.call_id, cmd.caller_id, cmd.callee_id, terms.price_per_minute, terms.fee_pct, terms.minute_ms,
-        cmd.at_ms,
-    )  # fmt: skip
-    call = await _lock_call(conn, cmd.call_id)
-    assert call is not None
-    emits = await _advance(conn, call, cmd.at_ms, None, signup_credits, spend_block, starting=True)
-    await inbox.finish(conn, cmd.command_id, "applied", {"emits": emits, "call": cmd.call_id})
-    return Outcome(True, "applied", emits)
+        return tx.apply([emit(event, user_channel(cmd.sender_id), data)], call=cmd.call_id)
+    call = await calls.start(
+        tx.conn,
+        cmd.call_id,
+        cmd.caller_id,
+        cmd.callee_id,
+        price_per_minute=terms.price_per_minute,
+        fee_pct=terms.fee_pct,
+        minute_ms=terms.minute_ms,
+        started_ms=cmd.at_ms,
+    )
+    emits = await _advance(tx.conn, call, cmd.at_ms, None, signup_credits, starting=True)
+    return tx.apply(emits, call=cmd.call_id)
 
 
-async def _reject(conn: asyncpg.Connection, cmd: CallMeter, exc: DomainError) -> Outcome:
+def _reject(tx: CommandTx, cmd: CallMeter, exc: DomainError) -> Outcome:
     error = {"code": exc.code, "message": str(exc), "event": cmd.event, "callId": cmd.call_id}
-    emits = [emit("error", user_channel(cmd.sender_id), error)]
-    await inbox.finish(conn, cmd.command_id, "rejected", {"emits": emits, "call": cmd.call_id})
-    return Outcome(True, "rejected", emits)
+    return tx.reject([emit("error", user_channel(cmd.sender_id), error)], call=cmd.call_id)
 
 
 # --- the meter ----------------------------------------------------------------------------
@@ -172,7 +131,6 @@ async def _advance(
     at_ms: int,
     end_reason: EndReason | None,
     signup_credits: int,
-    spend_block: SpendCheck | None,
     *,
     starting: bool = False,
 ) -> list[Emit]:
@@ -182,14 +140,17 @@ async def _advance(
     for account in sorted((caller, callee)):  # one lock order, so calls between two users cannot deadlock
         balances[account] = await ledger.lock_or_open(conn, account, signup_credits)
     due = minutes_started(call.started_ms, at_ms, call.minute_ms)
-    blocked = spend_block is not None and due > call.minutes_charged and await spend_block(conn, caller)
-    if spend_block is not None:  # settling a debt may have moved credits: read the balance again
-        balances[caller] = await ledger.lock_balance(conn, caller)
-    if blocked:
-        charge, short, reason = (), True, "spending_blocked"
-    else:
-        step = plan_charges(call.minutes_charged, due, balances[caller].credits, call.price_per_minute)
-        charge, short, reason = step.charge_minutes, step.short, "insufficient_credits"
+    # An unpaid refund shortfall is settled from the caller's credits first, and blocks paying for minutes.
+    minutes = Minutes(call.minutes_charged, due, call.price_per_minute)
+    spend = decide_spend(balances[caller], await receivables.open_debts(conn, caller), minutes)
+    await receivables.store_settlements(conn, caller, spend.settlements)
+    match spend.verdict:
+        case InDebt():
+            charge, short, reason = (), True, "spending_blocked"
+        case MeterStep(charge_minutes, step_short):
+            charge, short, reason = charge_minutes, step_short, "insufficient_credits"
+        case verdict:
+            raise AssertionError(f"a call minute cannot end as {verdict!r}")
     split = split_minute(call.price_per_minute, call.fee_pct)
     for minute in charge:
         reference, memo = f"{call.call_id}:{minute}", f"call {call.call_id} minute {minute + 1}"
@@ -197,21 +158,22 @@ async def _advance(
             await ledger.transfer(conn, caller, callee, split.to_callee, CALL_KIND, reference, memo)
         if split.fee:
             await ledger.transfer(conn, caller, ledger.REVENUE, split.fee, FEE_KIND, reference, memo)
-    minutes = call.minutes_charged + len(charge)
+    charged = call.minutes_charged + len(charge)
     ended_ms: int | None = None
     final_reason: str | None = None
     if short:
-        ended_ms, final_reason = min(at_ms, paid_until_ms(call.started_ms, minutes, call.minute_ms)), reason
+        ended_ms, final_reason = min(at_ms, paid_until_ms(call.started_ms, charged, call.minute_ms)), reason
     elif end_reason is not None:
         ended_ms, final_reason = at_ms, end_reason
-    row = await conn.fetchrow(
-        "UPDATE calls SET minutes_charged = $2, credits_charged = credits_charged + $3,"
-        " last_seen_ms = GREATEST(last_seen_ms, $4),"
-        " status = CASE WHEN $5::bigint IS NULL THEN status ELSE 'ended' END,"
-        " ended_ms = $5, end_reason = $6, updated_at = now() WHERE call_id = $1 RETURNING " + _COLUMNS,
-        call.call_id, minutes, len(charge) * call.price_per_minute, at_ms, ended_ms, final_reason,
-    )  # fmt: skip
-    updated = Call(**dict(row))
+    updated = await calls.store_progress(
+        conn,
+        call.call_id,
+        minutes_charged=charged,
+        credits_added=len(charge) * call.price_per_minute,
+        seen_ms=at_ms,
+        ended_ms=ended_ms,
+        end_reason=final_reason,
+    )
     parties = (call.caller_id, call.callee_id)
     emits = []
     if starting and updated.status != "ended":
@@ -222,72 +184,42 @@ async def _advance(
 
 
 async def expire(
-    pool: asyncpg.Pool, call_id: str, now_ms: int, timeout_ms: int, signup_credits: int = 0,
-    spend_block: SpendCheck | None = None,
-) -> Outcome | None:  # fmt: skip
+    pool: asyncpg.Pool, call_id: str, now_ms: int, timeout_ms: int, signup_credits: int = 0
+) -> Outcome | None:
     """End a call whose heartbeats stopped ``timeout_ms`` ago, billed to its last heartbeat.
 
     None if the call is not (or no longer) stale: it ended, or a heartbeat arrived meanwhile.
     Several sweepers may try the same call; the row lock lets one of them end it.
     """
     async with pool.acquire() as conn, conn.transaction():
-        call = await _lock_call(conn, call_id)
+        call = await calls.lock(conn, call_id)
         if call is None or call.status != "active" or call.last_seen_ms > now_ms - timeout_ms:
             return None
-        command_id = f"call-timeout:{call_id}"
-        if (stored := await inbox.claim(conn, command_id, TIMEOUT_COMMAND, call.caller_id)) is not None:
-            return replay(stored)
-        emits = await _advance(conn, call, call.last_seen_ms, "timeout", signup_credits, spend_block)
-        await inbox.finish(conn, command_id, "applied", {"emits": emits, "call": call_id})
-        return Outcome(True, "applied", emits)
+        # Claimed only once the call is known to be stale, in the same transaction as its row lock.
+        key = inbox.Key(f"call-timeout:{call_id}", TIMEOUT_COMMAND, call.caller_id)
+        async with commands_tx(conn, [key]) as (tx,):
+            if tx.replayed:
+                return tx.replayed
+            emits = await _advance(conn, call, call.last_seen_ms, "timeout", signup_credits)
+            return tx.apply(emits, call=call_id)
 
 
-@dataclass(frozen=True, slots=True)
-class ActiveCall:
-    call_id: str
-    caller_id: str
-    callee_id: str
-    started_ms: int
-    last_seen_ms: int
-
-
-async def active_calls(pool: asyncpg.Pool, limit: int = 2000) -> list[ActiveCall]:
-    rows = await pool.fetch(
-        "SELECT call_id, caller_id, callee_id, started_ms, last_seen_ms FROM calls WHERE status = 'active'"
-        " ORDER BY last_seen_ms LIMIT $1",
-        limit,
-    )
-    return [ActiveCall(**dict(r)) for r in rows]
-
-
-async def end_dropped(
-    pool: asyncpg.Pool, call_id: str, dropped_ms: int, signup_credits: int = 0, spend_block: SpendCheck | None = None
-) -> Outcome | None:
+async def end_dropped(pool: asyncpg.Pool, call_id: str, dropped_ms: int, signup_credits: int = 0) -> Outcome | None:
     """End a call one of whose parties dropped off at ``dropped_ms`` and stayed away past the grace.
 
     Billed up to the drop (minutes the caller's heartbeats already paid stay paid). None if the
     call is no longer active. Several sweepers may try; the row lock and a fixed inbox id end it once.
     """
     async with pool.acquire() as conn, conn.transaction():
-        call = await _lock_call(conn, call_id)
+        call = await calls.lock(conn, call_id)
         if call is None or call.status != "active":
             return None
-        command_id = f"call-dropped:{call_id}"
-        if (stored := await inbox.claim(conn, command_id, DROPPED_COMMAND, call.caller_id)) is not None:
-            return replay(stored)
-        at = max(dropped_ms, call.started_ms)
-        emits = await _advance(conn, call, at, "disconnected", signup_credits, spend_block)
-        await inbox.finish(conn, command_id, "applied", {"emits": emits, "call": call_id})
-        return Outcome(True, "applied", emits)
-
-
-async def stale_calls(pool: asyncpg.Pool, now_ms: int, timeout_ms: int, limit: int = 500) -> list[str]:
-    rows = await pool.fetch(
-        "SELECT call_id FROM calls WHERE status = 'active' AND last_seen_ms <= $1 ORDER BY last_seen_ms LIMIT $2",
-        now_ms - timeout_ms,
-        limit,
-    )
-    return [r["call_id"] for r in rows]
+        key = inbox.Key(f"call-dropped:{call_id}", DROPPED_COMMAND, call.caller_id)
+        async with commands_tx(conn, [key]) as (tx,):
+            if tx.replayed:
+                return tx.replayed
+            emits = await _advance(conn, call, max(dropped_ms, call.started_ms), "disconnected", signup_credits)
+            return tx.apply(emits, call=call_id)
 
 
 # --- events -------------------------------------------------------------------------------

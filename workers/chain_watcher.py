@@ -23,7 +23,7 @@ import asyncpg
 import structlog
 from web3 import AsyncWeb3
 
-from infra import chain, db
+from infra import chain, db, deposits
 from infra.chain import ChainInfo, ChainUnavailable, Deposit
 from infra.embedded_chain import EmbeddedChain
 from infra.logging import configure_logging
@@ -57,13 +57,7 @@ class ChainWatcher:
 
     async def cursor(self, info: ChainInfo) -> int:
         """The next block to read; a new (chain, token, treasury) starts at CHAIN_START_BLOCK."""
-        return await self._pool.fetchval(
-            "WITH new AS (INSERT INTO chain_cursors (chain_key, next_block) VALUES ($1, $2)"
-            " ON CONFLICT DO NOTHING RETURNING next_block)"
-            " SELECT next_block FROM new UNION ALL SELECT next_block FROM chain_cursors WHERE chain_key = $1",
-            info.key,
-            self._settings.chain_start_block,
-        )
+        return await deposits.cursor(self._pool, info.key, self._settings.chain_start_block)
 
     async def confirmed_range(self, info: ChainInfo) -> tuple[int, int] | None:
         """[from, to] of blocks not yet read that have CHAIN_CONFIRMATIONS blocks on top, if any."""
@@ -80,12 +74,7 @@ class ChainWatcher:
 
     async def advance(self, info: ChainInfo, start: int, next_block: int) -> bool:
         """Move the cursor from ``start`` to ``next_block``; False if another watcher moved it first."""
-        moved = await self._pool.fetchval(
-            "UPDATE chain_cursors SET next_block = $3, updated_at = now()"
-            " WHERE chain_key = $1 AND next_block = $2 RETURNING true",
-            info.key, start, next_block,
-        )  # fmt: skip
-        return bool(moved)
+        return await deposits.advance_cursor(self._pool, info.key, start, next_block)
 
     async def scan_once(self) -> int:
         """Read one confirmed range; the number of deposits published (0 when nothing is confirmed)."""
@@ -105,23 +94,24 @@ class ChainWatcher:
 
     async def sweep_claims(self) -> int:
         """Publish a claim for each unclaimed deposit whose sender has been linked since."""
-        rows = await self._pool.fetch(
-            "SELECT d.tx_hash, d.log_index, d.chain_key, d.block_number, d.from_address, d.amount, d.decimals"
-            " FROM chain_deposits d JOIN wallet_links l ON l.address = d.from_address"
-            " WHERE d.status = 'unclaimed' ORDER BY d.block_number, d.log_index LIMIT 500"
-        )
+        unclaimed = await deposits.unclaimed_of_linked(self._pool)
         now = time.monotonic()
         self._claims_sent = {k: t for k, t in self._claims_sent.items() if now - t < CLAIM_REPUBLISH_S}
         published = 0
-        for r in rows:
-            command_id = claim_command_id(r["tx_hash"], r["log_index"])
+        for d in unclaimed:
+            command_id = claim_command_id(d.tx_hash, d.log_index)
             if command_id in self._claims_sent:
                 continue
             cmd = ChainDeposit(
-                command_id=command_id, chain_key=r["chain_key"], tx_hash=r["tx_hash"], log_index=r["log_index"],
-                block_number=r["block_number"], from_address=r["from_address"], amount=int(r["amount"]),
-                decimals=r["decimals"],
-            )  # fmt: skip
+                command_id=command_id,
+                chain_key=d.chain_key,
+                tx_hash=d.tx_hash,
+                log_index=d.log_index,
+                block_number=d.block_number,
+                from_address=d.from_address,
+                amount=d.amount,
+                decimals=d.decimals,
+            )
             await self._publisher.publish(CHAIN_QUEUE, CHAIN_DEPOSIT_ACTOR, cmd)
             self._claims_sent[command_id] = now
             published += 1

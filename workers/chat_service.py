@@ -2,23 +2,23 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-
 import asyncpg
 
 from domain.agent import mentions
-from domain.credits import Balance, Blocked, Charged, CreditPolicy, charge_words
+from domain.credits import Blocked, Charged, CreditPolicy
 from domain.plans import PlanCatalog
 from domain.sanitize import sanitize_text
+from domain.spending import InDebt, OverQuota, Words, debt_message, decide_spend
 from domain.words import count_words
-from infra import inbox, ledger, receivables
+from infra import inbox, ledger, messages, receivables
 from schemas.channels import room_channel, user_channel
 from schemas.commands import AgentReply, MarkMessageRead, SendChatMessage, agent_reply_ids
 from schemas.queues import AGENT_REPLY_ACTOR, AI_QUEUE
 from schemas.socket_events import CreditError, CreditInfo, CreditWarning, MessageRead, NewMessage
 from workers import quotas
-from workers.effects import Outcome, follow_up, replay
+from workers.effects import Outcome, follow_up
 from workers.emits import emit
+from workers.unit_of_work import command_tx
 
 
 async def send_message(
@@ -32,46 +32,42 @@ async def send_message(
 ) -> Outcome:
     now = cmd.accepted_at_ms / 1000
     words = count_words(cmd.message)
-    async with pool.acquire() as conn, conn.transaction():
-        if (stored := await inbox.claim(conn, cmd.command_id, cmd.type, cmd.user_id)) is not None:
-            return replay(stored)
+    async with command_tx(pool, inbox.Key(cmd.command_id, cmd.type, cmd.user_id)) as tx:
+        if tx.replayed:
+            return tx.replayed
+        conn = tx.conn
         account = ledger.user_account(cmd.user_id)
         balance = await ledger.lock_or_open(conn, account, signup_credits)
-        balance, owed = await receivables.settle(conn, account, balance)
-        if owed and words:
-            emits = [emit("creditError", user_channel(cmd.user_id), _debt_error(cmd, balance, owed, recharge_url))]
-            await inbox.finish(conn, cmd.command_id, "rejected", {"emits": emits, "words": words, "owed": owed})
-            return Outcome(True, "rejected", emits)
-        if plans is not None and (block := await quotas.message_block(conn, plans, cmd.user_id, now)):
-            event = block.event(cmd.message_id, cmd.client_message_id, cmd.room_id)
-            emits = [emit("quotaExceeded", user_channel(cmd.user_id), event)]
-            await inbox.finish(conn, cmd.command_id, "rejected", {"emits": emits, "words": words})
-            return Outcome(True, "rejected", emits)
-        outcome = charge_words(balance, words, now, policy)
-        if isinstance(outcome, Blocked):
-            emits = [emit("creditError", user_channel(cmd.user_id), _credit_error(cmd, outcome, recharge_url))]
-            await inbox.finish(conn, cmd.command_id, "rejected", {"emits": emits, "words": words})
-            return Outcome(True, "rejected", emits)
-
-        if outcome.credits_charged:
+        debts = await receivables.open_debts(conn, account)
+        quota = await quotas.message_quota(conn, plans, cmd.user_id, now) if plans is not None else None
+        spend = decide_spend(balance, debts, Words(words), now=now, policy=policy, quota=quota)
+        await receivables.store_settlements(conn, account, spend.settlements)
+        user = user_channel(cmd.user_id)
+        match spend.verdict:
+            case InDebt(owed):
+                error = _debt_error(cmd, spend.balance.credits, spend.balance.words_left, owed, recharge_url)
+                return tx.reject([emit("creditError", user, error)], words=words, owed=owed)
+            case OverQuota(quota):
+                event = quotas.quota_exceeded(quota, cmd.message_id, cmd.client_message_id, cmd.room_id)
+                return tx.reject([emit("quotaExceeded", user, event)], words=words)
+            case Blocked() as blocked:
+                return tx.reject([emit("creditError", user, _credit_error(cmd, blocked, recharge_url))], words=words)
+        charged = spend.verdict
+        assert isinstance(charged, Charged)
+        if charged.credits_charged:
             await ledger.transfer(
-                conn, account, ledger.REVENUE, outcome.credits_charged,
+                conn, account, ledger.REVENUE, charged.credits_charged,
                 "charge", cmd.command_id, f"{words} words in {cmd.room_id}",
             )  # fmt: skip
         await ledger.store_balance(
-            conn, account, outcome.balance, words_used=words, credits_charged=outcome.credits_charged
+            conn, account, charged.balance, words_used=words, credits_charged=charged.credits_charged
         )
         await quotas.count_message(conn, cmd.user_id, now)
-        message = _new_message(cmd, words, outcome)
-        await conn.execute(
-            "INSERT INTO messages (message_id, room_id, user_id, words, payload, created_at)"
-            " VALUES ($1, $2, $3, $4, $5, $6)",
-            cmd.message_id, cmd.room_id, cmd.user_id, words, message,
-            datetime.fromtimestamp(now, UTC),
-        )  # fmt: skip
+        message = _new_message(cmd, words, charged)
+        await messages.store(conn, cmd.message_id, cmd.room_id, cmd.user_id, words, message, cmd.accepted_at_ms)
         emits = [emit("newMessage", room_channel(cmd.room_id), message)]
-        if outcome.warn_low_balance:
-            emits.append(emit("creditWarning", user_channel(cmd.user_id), _credit_warning(outcome, policy)))
+        if charged.warn_low_balance:
+            emits.append(emit("creditWarning", user, _credit_warning(charged, policy)))
         follow_ups = []
         if agent_handle and mentions(cmd.message, agent_handle):
             ai_command_id, reply_id = agent_reply_ids(cmd.message_id)
@@ -80,13 +76,8 @@ async def send_message(
                 room_id=cmd.room_id, asker=account, asker_user_id=cmd.user_id, requested_at_ms=cmd.accepted_at_ms,
             )  # fmt: skip
             follow_ups.append(follow_up(AI_QUEUE, AGENT_REPLY_ACTOR, ask))
-        result = Outcome(True, "applied", emits, follow_ups)
-        await inbox.finish(
-            conn, cmd.command_id, "applied",
-            result.stored_result(message_id=cmd.message_id, words=words, charged=outcome.credits_charged,
-                                 free=outcome.free_words),
-        )  # fmt: skip
-        return result
+        return tx.apply(emits, follow_ups, message_id=cmd.message_id, words=words,
+                        charged=charged.credits_charged, free=charged.free_words)  # fmt: skip
 
 
 def _new_message(cmd: SendChatMessage, words: int, outcome: Charged) -> dict:
@@ -123,11 +114,10 @@ def _credit_error(cmd: SendChatMessage, blocked: Blocked, recharge_url: str) -> 
     ).model_dump(mode="json")
 
 
-def _debt_error(cmd: SendChatMessage, balance: Balance, owed: int, recharge_url: str) -> dict:
+def _debt_error(cmd: SendChatMessage, credits: int, words_left: int, owed: int, recharge_url: str) -> dict:
     return CreditError(
-        message=receivables.debt_message(owed), clientMessageId=cmd.client_message_id, messageId=cmd.message_id,
-        roomId=cmd.room_id, required=owed, credits=balance.credits, wordsLeft=balance.words_left,
-        rechargeUrl=recharge_url,
+        message=debt_message(owed), clientMessageId=cmd.client_message_id, messageId=cmd.message_id,
+        roomId=cmd.room_id, required=owed, credits=credits, wordsLeft=words_left, rechargeUrl=recharge_url,
     ).model_dump(mode="json")  # fmt: skip
 
 
@@ -142,23 +132,12 @@ def _credit_warning(outcome: Charged, policy: CreditPolicy) -> dict:
 
 
 async def mark_read(pool: asyncpg.Pool, cmd: MarkMessageRead) -> Outcome:
-    async with pool.acquire() as conn, conn.transaction():
-        if (stored := await inbox.claim(conn, cmd.command_id, cmd.type, cmd.user_id)) is not None:
-            return replay(stored)
-        stored_mark = await conn.fetchval(
-            "INSERT INTO read_marks (room_id, user_id, message_id)"
-            " SELECT room_id, $2, message_id FROM messages WHERE message_id = $3 AND room_id = $1"
-            " ON CONFLICT (room_id, user_id) DO UPDATE SET message_id = EXCLUDED.message_id, updated_at = now()"
-            " RETURNING true",
-            cmd.room_id, cmd.user_id, cmd.message_id,
-        )  # fmt: skip
-        if not stored_mark:
+    async with command_tx(pool, inbox.Key(cmd.command_id, cmd.type, cmd.user_id)) as tx:
+        if tx.replayed:
+            return tx.replayed
+        if not await messages.mark_read(tx.conn, cmd.room_id, cmd.user_id, cmd.message_id):
             error = {"code": "bad_request", "message": f"unknown message {cmd.message_id} in {cmd.room_id}",
                      "event": "mark-read", "roomId": cmd.room_id, "messageId": cmd.message_id}  # fmt: skip
-            emits = [emit("error", user_channel(cmd.user_id), error)]
-            await inbox.finish(conn, cmd.command_id, "rejected", {"emits": emits})
-            return Outcome(True, "rejected", emits)
+            return tx.reject([emit("error", user_channel(cmd.user_id), error)])
         read = MessageRead(roomId=cmd.room_id, messageId=cmd.message_id, userId=cmd.user_id)
-        emits = [emit("messageRead", room_channel(cmd.room_id), read.model_dump(mode="json"))]
-        await inbox.finish(conn, cmd.command_id, "applied", {"emits": emits})
-        return Outcome(True, "applied", emits)
+        return tx.apply([emit("messageRead", room_channel(cmd.room_id), read.model_dump(mode="json"))])

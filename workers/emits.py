@@ -6,22 +6,14 @@ publish exactly what the first delivery did. Clients dedupe on ``messageId``.
 
 from __future__ import annotations
 
-from typing import Any, TypedDict
-
 import socketio
 import structlog
 
+from schemas.emits import Emit, emit
+
+__all__ = ["Emit", "emit", "publish"]
+
 log = structlog.get_logger(__name__)
-
-
-class Emit(TypedDict):
-    event: str
-    room: str
-    data: dict[str, Any]
-
-
-def emit(event: str, room: str, data: dict[str, Any]) -> Emit:
-    return {"event": event, "room": room, "data": data}
 
 
 async def publish(emitter: socketio.AsyncRedisManager, emits: list[Emit]) -> None:

@@ -7,33 +7,27 @@ replay can apply it later, and the message itself goes to the dead-letter queue.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, ClassVar
 
 import structlog
 from dramatiq import Middleware
 from dramatiq.asyncio import get_event_loop_thread
 
 from infra import inbox
-from workers.resources import ResourceHolder, Resources
+from schemas.actors import ACTORS
+from workers.emits import publish
+from workers.resources import ResourceHolder
 
 log = structlog.get_logger(__name__)
 
-FailureHandler = Callable[[Resources, dict[str, Any], BaseException], Awaitable[None]]
-_handlers: dict[str, FailureHandler] = {}
-
-
-def on_failure(actor_name: str) -> Callable[[FailureHandler], FailureHandler]:
-    """Register what to do when ``actor_name`` gives up on a command."""
-
-    def register(handler: FailureHandler) -> FailureHandler:
-        _handlers[actor_name] = handler
-        return handler
-
-    return register
-
 
 class FailClosed(Middleware):
+    """Reads two actor options: ``failure_notice`` (the registry's notice builder and message, for
+    the sender) and ``on_give_up`` (the handler's own clean-up, e.g. marking an outbound message
+    failed). Both run only if the command was not applied meanwhile by another delivery."""
+
+    actor_options: ClassVar[set[str]] = {"failure_notice", "on_give_up"}
+
     def __init__(self, resources: ResourceHolder) -> None:
         self._resources = resources
 
@@ -50,16 +44,26 @@ class FailClosed(Middleware):
         )
         if not isinstance(command, dict) or not isinstance(command.get("command_id"), str):
             return
+        options = broker.get_actor(message.actor_name).options
         try:
-            get_event_loop_thread().run_coroutine(self._report(_handlers.get(message.actor_name), command, exception))
+            get_event_loop_thread().run_coroutine(self._report(message.actor_name, options, command, exception))
         except Exception:
             log.exception("command.failure_report_failed", actor=message.actor_name)
 
-    async def _report(self, handler: FailureHandler | None, command: dict[str, Any], exc: BaseException) -> None:
+    async def _report(self, actor: str, options: dict[str, Any], command: dict[str, Any], exc: BaseException) -> None:
         res = await self._resources.get()
         user_id = command.get("user_id") if isinstance(command.get("user_id"), str) else None
         recorded = await inbox.record_failure(
             res.pool, command["command_id"], str(command.get("type", "unknown")), user_id, repr(exc)
         )
-        if recorded and handler is not None:  # not applied meanwhile by another delivery
-            await handler(res, command, exc)
+        if not recorded:  # applied meanwhile by another delivery
+            return
+        notice, give_up = options.get("failure_notice"), options.get("on_give_up")
+        if notice is None and give_up is None:
+            return
+        cmd = ACTORS[actor].model.model_validate(command)
+        if give_up is not None:
+            await give_up(res, cmd, exc)
+        if notice is not None:
+            build, text = notice
+            await publish(res.emitter, [build(cmd, text)])

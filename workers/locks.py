@@ -15,6 +15,8 @@ from contextlib import asynccontextmanager
 import asyncpg
 import structlog
 
+from infra import advisory_locks
+
 log = structlog.get_logger(__name__)
 
 
@@ -57,15 +59,14 @@ class SendLocks:
     async def _try_lock(self, key: tuple[int, int]) -> int | None:
         async with self._io:
             conn = await self._connection()
-            got = await conn.fetchval("SELECT pg_try_advisory_lock($1, $2)", *key)
-            return self._generation if got else None
+            return self._generation if await advisory_locks.try_lock(conn, key) else None
 
     async def _unlock(self, key: tuple[int, int], generation: int) -> None:
         async with self._io:
             if generation != self._generation or self._conn is None or self._conn.is_closed():
                 return  # that session is gone, and its locks with it
             try:
-                await self._conn.execute("SELECT pg_advisory_unlock($1, $2)", *key)
+                await advisory_locks.unlock(self._conn, key)
             except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:
                 log.warning("outbound.unlock_failed", error=repr(exc))
                 self._conn.terminate()

@@ -14,7 +14,6 @@ cancellation is still reported after it; tenants' and Free users' calls never ar
 from __future__ import annotations
 
 import asyncio
-import uuid
 from dataclasses import dataclass
 
 import aiohttp
@@ -22,19 +21,13 @@ import asyncpg
 import stripe
 import structlog
 
+from infra import usage_reports
 from infra.settings import Settings
+from infra.usage_reports import UsageRow
 
 log = structlog.get_logger(__name__)
 
-_REPORT_LOCK = 0x6D65_7465_7273  # one reporter at a time across the deployment ("meters")
-
-
-@dataclass(frozen=True, slots=True)
-class UsageRow:
-    call_id: uuid.UUID
-    customer_id: str
-    tokens: int
-    timestamp: int
+_REPORT_LOCK = usage_reports.REPORT_LOCK  # one reporter at a time across the deployment ("meters")
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,12 +49,17 @@ class MeterClient:
         await self.http.close_async()
 
 
+def enabled(settings: Settings) -> bool:
+    """Metering is on when both ``STRIPE_SECRET_KEY`` and ``STRIPE_METER_EVENT_NAME`` are set."""
+    return bool(settings.stripe_secret_key.get_secret_value() and settings.stripe_meter_event_name)
+
+
 def meter_client(settings: Settings) -> MeterClient | None:
     """A client for ``STRIPE_API_BASE``; None when metering is off (no ``STRIPE_SECRET_KEY`` or
     no ``STRIPE_METER_EVENT_NAME``). Make it on the event loop that will use it."""
-    key = settings.stripe_secret_key.get_secret_value()
-    if not key or not settings.stripe_meter_event_name:
+    if not enabled(settings):
         return None
+    key = settings.stripe_secret_key.get_secret_value()
     http = stripe.AIOHTTPClient(timeout=aiohttp.ClientTimeout(total=settings.stripe_timeout_s))
     client = stripe.StripeClient(
         key,
@@ -70,19 +68,6 @@ def meter_client(settings: Settings) -> MeterClient | None:
         http_client=http,
     )
     return MeterClient(client, http, settings.stripe_meter_event_name)
-
-
-async def pending(conn: asyncpg.Connection | asyncpg.Pool, limit: int) -> list[UsageRow]:
-    """Unreported successful calls made inside a metering window, oldest first."""
-    rows = await conn.fetch(
-        "SELECT u.call_id, w.customer_id, u.prompt_tokens + u.completion_tokens AS tokens, u.created_at"
-        " FROM ai_usage u JOIN meter_windows w ON u.asker = 'user:' || w.user_id"
-        " AND u.created_at >= w.starts_at AND (w.ends_at IS NULL OR u.created_at < w.ends_at)"
-        " WHERE u.meter_reported_at IS NULL AND u.status = 'ok' AND u.prompt_tokens + u.completion_tokens > 0"
-        " ORDER BY u.created_at LIMIT $1",
-        limit,
-    )
-    return [UsageRow(r["call_id"], r["customer_id"], r["tokens"], int(r["created_at"].timestamp())) for r in rows]
 
 
 async def _send(client: MeterClient, row: UsageRow) -> bool:
@@ -103,17 +88,13 @@ async def _send(client: MeterClient, row: UsageRow) -> bool:
 
 async def report_batch(pool: asyncpg.Pool, client: MeterClient, batch_size: int) -> ReportResult:
     """Send one batch of unreported rows (concurrently) and mark those Stripe accepted."""
-    rows = await pending(pool, batch_size)
+    rows = await usage_reports.pending(pool, batch_size)
     if not rows:
         return ReportResult()
     accepted = await asyncio.gather(*(_send(client, row) for row in rows))
     done = [row.call_id for row, ok in zip(rows, accepted, strict=True) if ok]
     if done:
-        await pool.execute(
-            "UPDATE ai_usage SET meter_reported_at = now()"
-            " WHERE call_id = ANY($1::uuid[]) AND meter_reported_at IS NULL",
-            done,
-        )
+        await usage_reports.mark_reported(pool, done)
     return ReportResult(sent=len(done), failed=len(rows) - len(done))
 
 
@@ -122,7 +103,7 @@ async def report_pending(
 ) -> ReportResult:
     """Report batches until nothing is pending or a batch fails, holding the reporter lock."""
     async with pool.acquire() as conn:
-        if not await conn.fetchval("SELECT pg_try_advisory_lock($1)", _REPORT_LOCK):
+        if not await usage_reports.try_lock_reporter(conn):
             return ReportResult(skipped=True)
         try:
             sent = failed = 0
@@ -135,4 +116,4 @@ async def report_pending(
                 log.info("metering.reported", sent=sent, failed=failed)
             return ReportResult(sent, failed)
         finally:
-            await conn.execute("SELECT pg_advisory_unlock($1)", _REPORT_LOCK)
+            await usage_reports.unlock_reporter(conn)

@@ -1,4 +1,4 @@
-"""Actors of the ``outbound`` queue: deliver stored outbound messages through Twilio or Meta.
+"""Handler of the ``outbound`` queue: deliver stored outbound messages through Twilio or Meta.
 
 ``outbound_send`` holds the message (one send in flight per message, across processes), claims it
 in a short transaction (``sending``, ``attempts+1``), sends it with retries (429, 5xx, timeouts;
@@ -44,102 +44,77 @@ short transactions), and one connection for the per-message advisory locks.
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import dataclass
-from typing import Any
 
-import dramatiq
-import pydantic
 import structlog
 
 from infra.settings import Settings
 from schemas.commands import SendOutbound
-from schemas.queues import OUTBOUND_QUEUE, SEND_OUTBOUND_ACTOR
+from schemas.queues import SEND_OUTBOUND_ACTOR
 from workers import outbound_service
-from workers.broker import resources, settings, shutdown
+from workers.effects import Outcome
 from workers.emits import publish
-from workers.fail_closed import on_failure
+from workers.handlers import Handlers
 from workers.locks import SendLocks
-from workers.outbound_service import InvalidCommand
 from workers.providers import Providers
-from workers.resources import Resources
+from workers.resources import Component, Resources
 
 log = structlog.get_logger(__name__)
-
-# Retries here are dramatiq's, for a whole delivery: a missing row (committed after all, a moment
-# later), a database or Redis fault. Provider retries happen inside the send (tenacity).
-RETRY_POLICY: dict[str, Any] = {
-    "max_retries": 5,
-    "min_backoff": 500,
-    "max_backoff": 10_000,
-    "throws": (pydantic.ValidationError, InvalidCommand),
-}
 
 
 @dataclass(slots=True)
 class OutboundRuntime:
+    """One provider client set and one lock connection per worker process, made on its event loop."""
+
     providers: Providers
     locks: SendLocks
 
 
-class OutboundRuntimeHolder:
-    """One provider client set and one lock connection per worker process, made on its event loop."""
-
-    def __init__(self, settings: Settings) -> None:
-        self._settings = settings
-        self._runtime: OutboundRuntime | None = None
-        self._lock: asyncio.Lock | None = None
-
-    async def get(self) -> OutboundRuntime:
-        if self._runtime is not None:
-            return self._runtime
-        if self._lock is None:
-            self._lock = asyncio.Lock()
-        async with self._lock:
-            if self._runtime is None:
-                self._runtime = OutboundRuntime(Providers(self._settings), SendLocks(self._settings.database_url))
-        return self._runtime
-
-    async def close(self) -> None:
-        runtime, self._runtime = self._runtime, None
-        if runtime is not None:
-            await runtime.providers.close()
-            await runtime.locks.close()
+def _open(settings: Settings) -> OutboundRuntime:
+    return OutboundRuntime(Providers(settings), SendLocks(settings.database_url))
 
 
-runtime = OutboundRuntimeHolder(settings)
-
-# What a delivery did, for the event log (workers/event_log.py): a provider's refusal is final (rejected);
-# a message already settled, or being sent by another delivery, makes this one a no-op (duplicate).
-LOG_STATUS: dict[str, str] = {"sent": "applied", "failed": "rejected", "duplicate": "duplicate", "busy": "duplicate"}
-
-
-@dramatiq.actor(queue_name=OUTBOUND_QUEUE, actor_name=SEND_OUTBOUND_ACTOR, **RETRY_POLICY)
-async def outbound_send(command: dict[str, Any]) -> str:
-    cmd = SendOutbound.model_validate(command)
-    res = await resources.get()
-    rt = await runtime.get()
-    outcome = await outbound_service.deliver(
-        res.pool, rt.locks, rt.providers.send, cmd.message_id, res.settings.outbound_max_attempts
-    )
-    await publish(res.emitter, outcome.emits)
-    log.info(
-        "outbound.done",
-        message_id=cmd.message_id,
-        status=outcome.status,
-        provider_message_id=outcome.provider_message_id,
-        error_code=outcome.error_code,
-    )
-    return LOG_STATUS[outcome.status]
+async def _close(runtime: OutboundRuntime) -> None:
+    # Closes the HTTP session and the lock connection while the event loop still runs.
+    await runtime.providers.close()
+    await runtime.locks.close()
 
 
-@on_failure(SEND_OUTBOUND_ACTOR)
-async def _send_failed(res: Resources, command: dict[str, Any], exc: BaseException) -> None:
-    cmd = SendOutbound.model_validate(command)
-    rt = await runtime.get()
+RUNTIME: Component[OutboundRuntime] = Component("outbound", make=_open, close=_close)
+
+handlers = Handlers()
+
+
+def _outcome(delivery: outbound_service.Outcome) -> Outcome:
+    """What a delivery did, for the event log (workers/event_log.py): a provider's refusal is final
+    (rejected); a message already settled, or being sent by another delivery, makes this one a
+    no-op (duplicate). Its ``messageStatus`` emits go out either way."""
+    match delivery.status:
+        case "sent":
+            return Outcome(True, "applied", delivery.emits)
+        case "failed":
+            return Outcome(True, "rejected", delivery.emits)
+        case _:
+            return Outcome(False, "applied", delivery.emits)
+
+
+async def _send_failed(res: Resources, cmd: SendOutbound, exc: BaseException) -> None:
+    rt = res.component(RUNTIME)
     outcome = await outbound_service.fail_unsent(res.pool, rt.locks, cmd.message_id, "internal", repr(exc))
     await publish(res.emitter, outcome.emits)
 
 
-# Closes the HTTP session and the lock connection while the event loop still runs.
-shutdown.register(runtime.close)
+@handlers.on(SEND_OUTBOUND_ACTOR, on_give_up=_send_failed)
+async def outbound_send(res: Resources, cmd: SendOutbound) -> Outcome:
+    rt = res.component(RUNTIME)
+    delivery = await outbound_service.deliver(
+        res.pool, rt.locks, rt.providers.send, cmd.message_id, res.settings.outbound_max_attempts
+    )
+    log.info(
+        "outbound.done",
+        message_id=cmd.message_id,
+        status=delivery.status,
+        provider_message_id=delivery.provider_message_id,
+        error_code=delivery.error_code,
+    )
+    return _outcome(delivery)

@@ -24,8 +24,11 @@ import structlog
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_delay, wait_exponential
 
 from domain.channels import Channel, DeliveryStatus, conversation_room
+from domain.errors import PermanentFailure
+from infra import outbound_messages
+from infra.outbound_messages import OutboundRow
 from schemas.channel_events import MessageStatus
-from schemas.channels import room_channel, tenant_channel
+from schemas.channels import tenant_channel
 from workers.emits import Emit, emit
 from workers.locks import SendLocks
 from workers.providers import OutboundMessage, ProviderError
@@ -51,38 +54,12 @@ class OutboundMissing(Exception):
     """No such outbound row. Rows commit before their command is published: a race or a bug."""
 
 
-class InvalidCommand(Exception):
+class InvalidCommand(PermanentFailure):
     """A command that can never succeed (its message id is not a uuid)."""
 
 
-@dataclass(frozen=True, slots=True)
-class OutboundRow:
-    message_id: str
-    conversation_id: str
-    tenant_id: str
-    channel: str
-    address: str
-    contact: str
-    body: str
-    status: str
-    provider_message_id: str | None
-    error_code: str | None
-    error_message: str | None
-    attempts: int
-
-    @classmethod
-    def of(cls, record: asyncpg.Record) -> OutboundRow:
-        values = dict(record)
-        values["message_id"] = str(values["message_id"])
-        values["conversation_id"] = str(values["conversation_id"])
-        return cls(**values)
-
-    @property
-    def room(self) -> str:
-        return room_channel(conversation_room(self.tenant_id, self.conversation_id))
-
-    def message(self) -> OutboundMessage:
-        return OutboundMessage(Channel(self.channel), self.address, self.contact, self.body)
+def provider_message(row: OutboundRow) -> OutboundMessage:
+    return OutboundMessage(Channel(row.channel), row.address, row.contact, row.body)
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,12 +70,6 @@ class Outcome:
     emits: list[Emit]
     provider_message_id: str | None = None
     error_code: str | None = None
-
-
-_COLUMNS = (
-    "message_id, conversation_id, tenant_id, channel, address, contact, body, status,"
-    " provider_message_id, error_code, error_message, attempts"
-)
 
 
 def message_uuid(message_id: str) -> uuid.UUID:
@@ -146,28 +117,15 @@ async def claim(pool: asyncpg.Pool, message_id: uuid.UUID, max_claims: int) -> C
     crash loop can resend one message.
     """
     async with pool.acquire() as conn, conn.transaction():
-        record = await conn.fetchrow(
-            f"SELECT {_COLUMNS} FROM outbound_messages WHERE message_id = $1 FOR UPDATE", message_id
-        )
-        if record is None:
+        row = await outbound_messages.lock(conn, message_id)
+        if row is None:
             raise OutboundMissing(f"no outbound message {message_id}")
-        row = OutboundRow.of(record)
         if row.provider_message_id is not None or row.status in SETTLED:
             return Claim("settled", row)
         if row.status == DeliveryStatus.SENDING and row.attempts >= max_claims:
-            record = await conn.fetchrow(
-                f"UPDATE outbound_messages SET status = 'failed', error_code = 'unconfirmed', error_message = $2,"
-                f" updated_at = now() WHERE message_id = $1 RETURNING {_COLUMNS}",
-                message_id,
-                f"claimed {row.attempts} times without the provider's answer being recorded; not sent again",
-            )
-            return Claim("exhausted", OutboundRow.of(record))
-        record = await conn.fetchrow(
-            f"UPDATE outbound_messages SET status = 'sending', attempts = attempts + 1, updated_at = now()"
-            f" WHERE message_id = $1 RETURNING {_COLUMNS}",
-            message_id,
-        )
-        return Claim("send", OutboundRow.of(record))
+            why = f"claimed {row.attempts} times without the provider's answer being recorded; not sent again"
+            return Claim("exhausted", await outbound_messages.mark_unconfirmed(conn, message_id, why))
+        return Claim("send", await outbound_messages.mark_sending(conn, message_id))
 
 
 async def record_sent(pool: asyncpg.Pool, message_id: uuid.UUID, provider_message_id: str) -> bool:
@@ -176,42 +134,26 @@ async def record_sent(pool: asyncpg.Pool, message_id: uuid.UUID, provider_messag
     Idempotent, so a commit whose answer was lost can be retried.
     """
     async with pool.acquire() as conn, conn.transaction():
-        current = await conn.fetchrow(
-            "SELECT status, provider_message_id FROM outbound_messages WHERE message_id = $1 FOR UPDATE", message_id
-        )
+        current = await outbound_messages.lock(conn, message_id)
         if current is None:
             raise OutboundMissing(f"outbound message {message_id} vanished while it was being sent")
-        if current["provider_message_id"] is not None:
-            if current["provider_message_id"] != provider_message_id:
+        if current.provider_message_id is not None:
+            if current.provider_message_id != provider_message_id:
                 log.error(
                     "outbound.sent_twice",
                     message_id=str(message_id),
-                    recorded=current["provider_message_id"],
+                    recorded=current.provider_message_id,
                     also=provider_message_id,
                 )
             return False
-        status = DeliveryStatus.SENT if current["status"] == DeliveryStatus.SENDING else current["status"]
-        await conn.execute(
-            "UPDATE outbound_messages SET provider_message_id = $2, status = $3, error_code = NULL,"
-            " error_message = NULL, updated_at = now() WHERE message_id = $1",
-            message_id,
-            provider_message_id,
-            status,
-        )
+        status = DeliveryStatus.SENT if current.status == DeliveryStatus.SENDING else current.status
+        await outbound_messages.store_provider_id(conn, message_id, provider_message_id, status)
         return status == DeliveryStatus.SENT
 
 
 async def record_failed(pool: asyncpg.Pool, message_id: uuid.UUID, code: str, message: str) -> OutboundRow | None:
     """Step 4 on failure: ``failed`` with the provider's code, unless it was sent or settled meanwhile."""
-    record = await pool.fetchrow(
-        f"UPDATE outbound_messages SET status = 'failed', error_code = $2, error_message = $3, updated_at = now()"
-        f" WHERE message_id = $1 AND provider_message_id IS NULL AND status IN ('queued', 'sending')"
-        f" RETURNING {_COLUMNS}",
-        message_id,
-        code[:100],
-        message[:1000],
-    )
-    return OutboundRow.of(record) if record is not None else None
+    return await outbound_messages.mark_failed(pool, message_id, code, message)
 
 
 async def _retry_db(step: Callable[[], Awaitable[object]]):
@@ -249,7 +191,7 @@ async def deliver(pool: asyncpg.Pool, locks: SendLocks, send: Send, message_id: 
                            None, row.error_code)  # fmt: skip
 
         try:
-            provider_message_id = await send(row.message())
+            provider_message_id = await send(provider_message(row))
         except ProviderError as exc:
             return await _failed(pool, key, row, exc.code, exc.message)
         except Exception as exc:  # a bug in an adapter: fail closed rather than risk sending again

@@ -12,7 +12,6 @@ ledger reference is the invoice id, so a replayed or re-sent ``invoice.paid`` gr
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -21,28 +20,18 @@ import structlog
 
 from domain.credits import top_up
 from domain.plans import ACTIVE_STATUSES, EVENT_RANK, FREE, Plan, PlanCatalog, is_newer
-from infra import inbox, ledger
+from infra import inbox, ledger, subscriptions
 from schemas.billing import StripeEvent
 from schemas.channels import user_channel
 from schemas.socket_events import PlanUpdated
-from workers.effects import Outcome, replay
+from workers.effects import Outcome
 from workers.emits import Emit, emit
+from workers.unit_of_work import command_tx
 
 log = structlog.get_logger(__name__)
 
 PLANS_ACCOUNT = "system:plans"
 ALLOWANCE_KIND = "plan_allowance"
-_EPOCH = datetime.fromtimestamp(0, UTC)
-
-
-@dataclass(frozen=True, slots=True)
-class StoredPlan:
-    plan: str
-    status: str
-    customer_id: str | None
-    subscription_id: str | None
-    state_at: float | None  # None: no event has written this row yet
-    state_rank: int
 
 
 def _get(obj: Any, *path: str) -> Any:
@@ -95,70 +84,31 @@ def invoice_prices(inv: dict[str, Any]) -> list[str]:
     return prices
 
 
-async def _find_user(conn: asyncpg.Connection, customer: str | None, subscription: str | None) -> str | None:
-    return await conn.fetchval(
-        "SELECT user_id FROM user_plans WHERE ($1::text IS NOT NULL AND stripe_subscription_id = $1)"
-        " OR ($2::text IS NOT NULL AND stripe_customer_id = $2) ORDER BY (stripe_subscription_id = $1) DESC LIMIT 1",
-        subscription,
-        customer,
-    )
-
-
-async def _lock_plan(conn: asyncpg.Connection, user_id: str) -> StoredPlan:
-    """Lock the user's plan row (made on first sight, as Free) for this transaction."""
-    await conn.execute(
-        "INSERT INTO user_plans (user_id, plan, status, state_at, state_event_id) VALUES ($1, $2, 'none', $3, '')"
-        " ON CONFLICT (user_id) DO NOTHING",
-        user_id,
-        FREE,
-        _EPOCH,
-    )
-    row = await conn.fetchrow("SELECT * FROM user_plans WHERE user_id = $1 FOR UPDATE", user_id)
-    written = bool(row["state_event_id"])
-    return StoredPlan(
-        row["plan"], row["status"], row["stripe_customer_id"], row["stripe_subscription_id"],
-        row["state_at"].timestamp() if written else None, row["state_rank"],
-    )  # fmt: skip
-
-
 async def _store_plan(
     conn: asyncpg.Connection, user_id: str, cmd: StripeEvent, *, plan: str, status: str, customer: str | None,
     subscription: str | None, period_end: datetime | None = None,
 ) -> None:  # fmt: skip
-    row = await conn.fetchrow(
-        "UPDATE user_plans SET plan = $2, status = $3, stripe_customer_id = coalesce($4, stripe_customer_id),"
-        " stripe_subscription_id = coalesce($5, stripe_subscription_id),"
-        " current_period_end = coalesce($6, current_period_end), state_at = $7, state_rank = $8,"
-        " state_event_id = $9, updated_at = now() WHERE user_id = $1 RETURNING stripe_customer_id",
-        user_id, plan, status, customer, subscription, period_end, _ts(cmd.created) or _EPOCH,
-        EVENT_RANK.get(cmd.event_type, 0), cmd.event_id,
-    )  # fmt: skip
-    await _meter_window(conn, user_id, row["stripe_customer_id"] if status in ACTIVE_STATUSES else None)
-
-
-async def _meter_window(conn: asyncpg.Connection, user_id: str, customer: str | None) -> None:
-    """Keep one open metering window while the user has an active plan with a customer, none otherwise."""
-    open_customer = await conn.fetchval(
-        "SELECT customer_id FROM meter_windows WHERE user_id = $1 AND ends_at IS NULL", user_id
+    state = subscriptions.PlanState(
+        plan=plan,
+        status=status,
+        customer_id=customer,
+        subscription_id=subscription,
+        period_end=period_end,
+        state_at=_ts(cmd.created) or subscriptions.EPOCH,
+        state_rank=EVENT_RANK.get(cmd.event_type, 0),
+        event_id=cmd.event_id,
     )
-    if open_customer == customer:
-        return
-    if open_customer is not None:
-        await conn.execute(
-            "UPDATE meter_windows SET ends_at = greatest(now(), starts_at) WHERE user_id = $1 AND ends_at IS NULL",
-            user_id,
-        )
-    if customer is not None:
-        await conn.execute(
-            "INSERT INTO meter_windows (user_id, customer_id, starts_at) VALUES ($1, $2, now())", user_id, customer
-        )
+    stored_customer = await subscriptions.store_plan(conn, user_id, state)
+    # One open metering window while the user has an active plan with a customer, none otherwise.
+    await subscriptions.keep_meter_window(conn, user_id, stored_customer if status in ACTIVE_STATUSES else None)
 
 
 async def apply_event(pool: asyncpg.Pool, cmd: StripeEvent, catalog: PlanCatalog, signup_credits: int = 0) -> Outcome:
     """Apply one ``customer.subscription.*`` or ``invoice.*`` event, exactly once."""
-    async with pool.acquire() as conn, conn.transaction():
-        if (stored := await inbox.claim(conn, cmd.command_id, cmd.type, None)) is not None:
-            return replay(stored)
+    async with command_tx(pool, inbox.Key(cmd.command_id, cmd.type, None)) as tx:
+        if tx.replayed:
+            return tx.replayed
+        conn = tx.conn
         if cmd.event_type.startswith("customer.subscription."):
             status, result = await _subscription_event(conn, cmd, catalog)
         elif cmd.event_type in ("invoice.paid", "invoice.payment_failed"):
@@ -167,19 +117,18 @@ async def apply_event(pool: asyncpg.Pool, cmd: StripeEvent, catalog: PlanCatalog
             status, result = "rejected", {"reason": "ignored_event_type"}
         log.info("plans.event", event_id=cmd.event_id, event_type=cmd.event_type, outcome=status, **result)
         user_id = result.get("user_id")
-        emits = [await _plan_updated(conn, catalog, user_id, result)] if status == "applied" and user_id else []
-        outcome = Outcome(True, status, emits)
-        await conn.execute("UPDATE inbox SET user_id = $2 WHERE command_id = $1", cmd.command_id, user_id)
-        await inbox.finish(conn, cmd.command_id, status, outcome.stored_result(**result))
-        return outcome
+        await subscriptions.attribute_event(conn, cmd.command_id, user_id)
+        if status == "applied":
+            return tx.apply([await _plan_updated(conn, catalog, user_id, result)] if user_id else [], **result)
+        return tx.reject(**result)
 
 
 async def _plan_updated(conn: asyncpg.Connection, catalog: PlanCatalog, user_id: str, result: dict[str, Any]) -> Emit:
     """What the user's sockets learn: the plan and status as stored now, and any credits granted."""
-    row = await conn.fetchrow("SELECT plan, status FROM user_plans WHERE user_id = $1", user_id)
-    credits = await conn.fetchval("SELECT credits FROM accounts WHERE account_id = $1", ledger.user_account(user_id))
+    plan, status = await subscriptions.plan_and_status(conn, user_id)
+    credits = await ledger.credits_of(conn, ledger.user_account(user_id))
     event = PlanUpdated(
-        plan=catalog.effective(row["plan"], row["status"]).name, subscribedPlan=row["plan"], status=row["status"],
+        plan=catalog.effective(plan, status).name, subscribedPlan=plan, status=status,
         creditsGranted=result.get("granted", 0), credits=credits or 0,
     )  # fmt: skip
     return emit("planUpdated", user_channel(user_id), event.model_dump(mode="json"))
@@ -190,10 +139,10 @@ async def _subscription_event(
 ) -> tuple[inbox.Status, dict[str, Any]]:
     sub = cmd.data_object
     sub_id, customer = _id(sub.get("id")), _id(sub.get("customer"))
-    user_id = _get(sub, "metadata", "user_id") or await _find_user(conn, customer, sub_id)
+    user_id = _get(sub, "metadata", "user_id") or await subscriptions.find_user(conn, customer, sub_id)
     if not isinstance(user_id, str) or not user_id:
         return "rejected", {"reason": "unknown_user", "subscription": sub_id}
-    current = await _lock_plan(conn, user_id)
+    current = await subscriptions.lock_plan(conn, user_id)
     rank = EVENT_RANK.get(cmd.event_type, 0)
     base = {"user_id": user_id, "subscription": sub_id}
     if not is_newer(cmd.created, rank, current.state_at, current.state_rank):
@@ -224,10 +173,10 @@ async def _invoice_event(
     invoice_id, customer, sub_id = _id(inv.get("id")), _id(inv.get("customer")), invoice_subscription(inv)
     if invoice_id is None:
         return "rejected", {"reason": "no_invoice_id"}
-    user_id = invoice_user_id(inv) or await _find_user(conn, customer, sub_id)
+    user_id = invoice_user_id(inv) or await subscriptions.find_user(conn, customer, sub_id)
     if user_id is None:
         return "rejected", {"reason": "unknown_user", "invoice": invoice_id}
-    current = await _lock_plan(conn, user_id)
+    current = await subscriptions.lock_plan(conn, user_id)
     plan = next((p for price in invoice_prices(inv) if (p := catalog.by_price(price))), None)
     if plan is None and sub_id is not None and sub_id == current.subscription_id:
         plan = catalog.get(current.plan)

@@ -9,46 +9,34 @@ refused.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import date
-
 import asyncpg
 
 from domain.plans import PlanCatalog, over_quota, quota_day, resets_at
+from domain.spending import Quota
 from infra import plan_usage
 from schemas.socket_events import QuotaExceeded
 
 
-@dataclass(frozen=True, slots=True)
-class QuotaBlock:
-    kind: str  # "messages" | "ai_tokens"
-    plan: str
-    limit: int
-    used: int
-    day: date
-
-    def event(self, message_id: str | None = None, client_message_id: str | None = None,
-              room_id: str | None = None) -> dict:  # fmt: skip
-        what = "messages" if self.kind == "messages" else "AI tokens"
-        resets = resets_at(self.day).isoformat().replace("+00:00", "Z")
-        return QuotaExceeded(
-            kind=self.kind, limit=self.limit, used=self.used, plan=self.plan, resetsAt=resets,
-            message=f"Daily quota reached: the {self.plan} plan allows {self.limit} {what} a day;"
-                    f" it resets at {resets}.",
-            messageId=message_id, clientMessageId=client_message_id, roomId=room_id,
-        ).model_dump(mode="json")  # fmt: skip
+def quota_exceeded(quota: Quota, message_id: str | None = None, client_message_id: str | None = None,
+                   room_id: str | None = None) -> dict:  # fmt: skip
+    """The ``quotaExceeded`` event for a refused spend."""
+    what = "messages" if quota.kind == "messages" else "AI tokens"
+    resets = resets_at(quota.day).isoformat().replace("+00:00", "Z")
+    return QuotaExceeded(
+        kind=quota.kind, limit=quota.limit, used=quota.used, plan=quota.plan, resetsAt=resets,
+        message=f"Daily quota reached: the {quota.plan} plan allows {quota.limit} {what} a day;"
+                f" it resets at {resets}.",
+        messageId=message_id, clientMessageId=client_message_id, roomId=room_id,
+    ).model_dump(mode="json")  # fmt: skip
 
 
-async def message_block(conn: asyncpg.Connection, catalog: PlanCatalog, user_id: str, at: float) -> QuotaBlock | None:
-    """A block if one more message today would exceed the plan; call with the account locked."""
+async def message_quota(conn: asyncpg.Connection, catalog: PlanCatalog, user_id: str, at: float) -> Quota | None:
+    """Today's message quota of the user's plan (None: unlimited); call with the account locked."""
     plan = await plan_usage.plan_of(conn, catalog, user_id)
     if plan.daily_messages is None:
         return None
     day = quota_day(at)
-    used = await plan_usage.messages_used(conn, user_id, day)
-    if over_quota(used, plan.daily_messages):
-        return QuotaBlock("messages", plan.name, plan.daily_messages, used, day)
-    return None
+    return Quota("messages", plan.name, plan.daily_messages, await plan_usage.messages_used(conn, user_id, day), day)
 
 
 async def count_message(conn: asyncpg.Connection, user_id: str, at: float) -> None:
@@ -62,13 +50,12 @@ async def count_message(conn: asyncpg.Connection, user_id: str, at: float) -> No
 
 async def ai_token_block(
     conn: asyncpg.Connection | asyncpg.Pool, catalog: PlanCatalog, user_id: str, at: float
-) -> QuotaBlock | None:
-    """A block if the user's AI tokens today already reached the plan's limit."""
+) -> Quota | None:
+    """Today's AI-token quota if the user's tokens already reached it (None: the plan allows more)."""
     plan = await plan_usage.plan_of(conn, catalog, user_id)
     if plan.daily_ai_tokens is None:
         return None
     day = quota_day(at)
     used = await plan_usage.ai_tokens_used(conn, user_id, day)
-    if over_quota(used, plan.daily_ai_tokens):
-        return QuotaBlock("ai_tokens", plan.name, plan.daily_ai_tokens, used, day)
-    return None
+    quota = Quota("ai_tokens", plan.name, plan.daily_ai_tokens, used, day)
+    return quota if over_quota(quota.used, quota.limit) else None

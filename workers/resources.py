@@ -7,7 +7,9 @@ a connection made before the fork would be shared by every child.
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
 
 import asyncpg
 import socketio
@@ -20,6 +22,18 @@ from infra.settings import Settings
 from schemas.queues import ALL_QUEUES
 from workers.correlation import detached
 
+T = TypeVar("T")
+
+
+class Component(Generic[T]):
+    """A per-process object that only some handlers need (a model client, provider clients), made
+    from the settings on first use on the event loop and closed with the other resources."""
+
+    def __init__(self, name: str, make: Callable[[Settings], T], close: Callable[[T], Awaitable[None]]) -> None:
+        self.name = name
+        self.make = make
+        self.close = close
+
 
 @dataclass(slots=True)
 class Resources:
@@ -28,6 +42,18 @@ class Resources:
     redis: Redis
     emitter: socketio.AsyncRedisManager
     publisher: CommandPublisher
+    _components: dict[Component[Any], Any] = field(default_factory=dict)
+
+    def component(self, component: Component[T]) -> T:
+        """This process's ``component``, made now if it is the first use."""
+        if component not in self._components:
+            self._components[component] = component.make(self.settings)
+        return self._components[component]
+
+    async def close_components(self) -> None:
+        made, self._components = self._components, {}
+        for component, value in made.items():
+            await component.close(value)
 
 
 class ResourceHolder:
@@ -62,6 +88,7 @@ class ResourceHolder:
     async def close(self) -> None:
         if self._resources is None:
             return
+        await self._resources.close_components()
         await self._resources.publisher.close()
         await self._resources.pool.close()
         await self._resources.redis.aclose()

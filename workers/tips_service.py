@@ -6,19 +6,20 @@ moves credits once however often it is sent, redelivered or replayed.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
 
 from domain.errors import DomainError
 from domain.sanitize import sanitize_text
-from domain.tips import afford_tip, check_tip
-from infra import inbox, ledger, receivables
+from domain.spending import Credits, CreditsPaid, InDebt, debt_message, decide_spend, receive_credits
+from domain.tips import TipBlocked, check_tip
+from infra import inbox, ledger, messages, receivables
 from schemas.channels import room_channel, user_channel
 from schemas.tips import SendTipCommand, TipCreditError, TipFailed, TipInfo, TipMessage, TipReceived, TipSent
-from workers.effects import Outcome, replay
+from workers.effects import Outcome
 from workers.emits import Emit, emit
+from workers.unit_of_work import CommandTx, command_tx
 
 TIP_KIND = "tip"
 
@@ -30,69 +31,54 @@ async def send_tip(
     signup_credits: int,
     recharge_url: str,
 ) -> Outcome:
-    now = cmd.accepted_at_ms / 1000
-    async with pool.acquire() as conn, conn.transaction():
-        if (stored := await inbox.claim(conn, cmd.command_id, cmd.type, cmd.user_id)) is not None:
-            return _replay_or_conflict(cmd, stored)
+    async with command_tx(pool, inbox.Key(cmd.command_id, cmd.type, cmd.user_id)) as tx:
+        if tx.replayed:
+            return _replay_or_conflict(cmd, tx.stored, tx.replayed)
+        conn = tx.conn
         sender, recipient = ledger.user_account(cmd.user_id), ledger.user_account(cmd.to_user_id)
         try:
             check_tip(cmd.user_id, cmd.to_user_id, cmd.credits, max_credits)
         except DomainError as exc:
-            return await _reject(conn, cmd, exc.code, str(exc))
-        if not await conn.fetchval("SELECT true FROM accounts WHERE account_id = $1", recipient):
-            return await _reject(conn, cmd, "unknown_user", f"toUserId: no user {cmd.to_user_id!r} to tip")
+            return _reject(tx, cmd, exc.code, str(exc))
+        if not await ledger.account_exists(conn, recipient):
+            return _reject(tx, cmd, "unknown_user", f"toUserId: no user {cmd.to_user_id!r} to tip")
         # Lock both rows in one order, so tips crossing between two users cannot deadlock.
         balances = {}
         for account in sorted((sender, recipient)):
             balances[account] = await ledger.lock_or_open(conn, account, signup_credits)
         # An unpaid refund shortfall is settled from the sender's credits first, and blocks spending.
-        sender_balance, owed = await receivables.settle(conn, sender, balances[sender])
-        if owed:
-            return await _credit_error(
-                conn,
-                cmd,
-                "spending_blocked",
-                receivables.debt_message(owed),
-                sender_balance.credits,
-                recharge_url,
-                owed,
-            )
-        if (blocked := afford_tip(sender_balance.credits, cmd.credits)) is not None:
-            message = f"Insufficient credits: the tip needs {blocked.required} credit(s); you have {blocked.credits}"
-            return await _credit_error(conn, cmd, "insufficient_credits", message, blocked.credits, recharge_url)
-
+        spend = decide_spend(balances[sender], await receivables.open_debts(conn, sender), Credits(cmd.credits))
+        await receivables.store_settlements(conn, sender, spend.settlements)
+        match spend.verdict:
+            case InDebt(owed):
+                message = debt_message(owed)
+                return _credit_error(tx, cmd, "spending_blocked", message, spend.balance.credits, recharge_url, owed)
+            case TipBlocked(required, credits):
+                message = f"Insufficient credits: the tip needs {required} credit(s); you have {credits}"
+                return _credit_error(tx, cmd, "insufficient_credits", message, credits, recharge_url)
+        assert isinstance(spend.verdict, CreditsPaid)
         memo = f"tip from {cmd.user_id} to {cmd.to_user_id}" + (f" in {cmd.room_id}" if cmd.room_id else "")
         await ledger.transfer(conn, sender, recipient, cmd.credits, TIP_KIND, cmd.command_id, memo)
         # A tip received is a top-up: it re-arms the recipient's low-balance warning.
-        await conn.execute("UPDATE accounts SET low_balance_warned = false WHERE account_id = $1", recipient)
-        sender_after = sender_balance.credits - cmd.credits
-        recipient_after = balances[recipient].credits + cmd.credits
-        emits = _applied_emits(cmd, sender_after, recipient_after)
+        received = receive_credits(balances[recipient], cmd.credits)
+        await ledger.store_low_balance_warned(conn, recipient, received.low_balance_warned)
+        emits = _applied_emits(cmd, spend.balance.credits, received.credits)
         stored_message_id = None
         if cmd.room_id is not None:
             message = _tip_message(cmd)
-            await conn.execute(
-                "INSERT INTO messages (message_id, room_id, user_id, words, payload, created_at)"
-                " VALUES ($1, $2, $3, 0, $4, $5)",
-                cmd.tip_id, cmd.room_id, cmd.user_id, message, datetime.fromtimestamp(now, UTC),
-            )  # fmt: skip
+            await messages.store(conn, cmd.tip_id, cmd.room_id, cmd.user_id, 0, message, cmd.accepted_at_ms)
             emits.append(emit("newMessage", room_channel(cmd.room_id), message))
             stored_message_id = cmd.tip_id
-        result = Outcome(True, "applied", emits)
-        await inbox.finish(
-            conn, cmd.command_id, "applied",
-            result.stored_result(message_id=stored_message_id, tip=_terms(cmd)),
-        )  # fmt: skip
-        return result
+        return tx.apply(emits, message_id=stored_message_id, tip=_terms(cmd))
 
 
 def _terms(cmd: SendTipCommand) -> dict[str, Any]:
     return {"to": cmd.to_user_id, "credits": cmd.credits, "room": cmd.room_id}
 
 
-def _replay_or_conflict(cmd: SendTipCommand, stored: inbox.Stored) -> Outcome:
+def _replay_or_conflict(cmd: SendTipCommand, stored: inbox.Stored | None, replayed: Outcome) -> Outcome:
     """A repeat of the same tip re-publishes its outcome; a reused clientTipId with other terms is refused."""
-    terms = stored.result.get("tip")
+    terms = stored.result.get("tip") if stored is not None else None
     if terms is not None and terms != _terms(cmd):
         notice = TipFailed(
             code="duplicate_tip_id",
@@ -100,11 +86,11 @@ def _replay_or_conflict(cmd: SendTipCommand, stored: inbox.Stored) -> Outcome:
             tipId=cmd.tip_id, clientTipId=cmd.client_tip_id,
         )  # fmt: skip
         return Outcome(False, "rejected", [emit("error", user_channel(cmd.user_id), notice.model_dump(mode="json"))])
-    return replay(stored)
+    return replayed
 
 
-async def _credit_error(
-    conn: asyncpg.Connection,
+def _credit_error(
+    tx: CommandTx,
     cmd: SendTipCommand,
     code: str,
     message: str,
@@ -117,16 +103,12 @@ async def _credit_error(
         code=code, message=message, tipId=cmd.tip_id, clientTipId=cmd.client_tip_id, toUserId=cmd.to_user_id,
         roomId=cmd.room_id, required=cmd.credits, credits=credits, owed=owed, rechargeUrl=recharge_url,
     )  # fmt: skip
-    emits = [emit("creditError", user_channel(cmd.user_id), error.model_dump(mode="json"))]
-    await inbox.finish(conn, cmd.command_id, "rejected", {"emits": emits, "tip": _terms(cmd)})
-    return Outcome(True, "rejected", emits)
+    return tx.reject([emit("creditError", user_channel(cmd.user_id), error.model_dump(mode="json"))], tip=_terms(cmd))
 
 
-async def _reject(conn: asyncpg.Connection, cmd: SendTipCommand, code: str, message: str) -> Outcome:
+def _reject(tx: CommandTx, cmd: SendTipCommand, code: str, message: str) -> Outcome:
     notice = TipFailed(code=code, message=message, tipId=cmd.tip_id, clientTipId=cmd.client_tip_id)
-    emits = [emit("error", user_channel(cmd.user_id), notice.model_dump(mode="json"))]
-    await inbox.finish(conn, cmd.command_id, "rejected", {"emits": emits, "tip": _terms(cmd)})
-    return Outcome(True, "rejected", emits)
+    return tx.reject([emit("error", user_channel(cmd.user_id), notice.model_dump(mode="json"))], tip=_terms(cmd))
 
 
 def _applied_emits(cmd: SendTipCommand, sender_after: int, recipient_after: int) -> list[Emit]:

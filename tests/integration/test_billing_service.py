@@ -301,7 +301,9 @@ async def test_the_ai_agent_is_not_asked_or_charged_while_its_asker_owes(ledger)
         asker=ledger_repo.user_account(user), asker_user_id=user, requested_at_ms=int(time.time() * 1000),
     )  # fmt: skip
     inputs = await ai_service.reply_inputs(ledger, cmd, POLICY, 20, PlanCatalog.parse(""))
-    assert (inputs.owed, inputs.credits, inputs.available) == (3, 0, 0)  # the pre-call check refuses
+    assert (inputs.owed, inputs.balance.credits) == (3, 0)
+    refusal = ai_service.refusal_before_call(cmd, inputs, 1, time.time(), POLICY, "/b")
+    assert refusal is not None and refusal.reason == "receivable_outstanding"  # the pre-call check refuses
     # A reply that was already being answered when the refund landed is not charged either.
     stored = await ai_service.store_reply(ledger, cmd, Completion("hola mundo", 5, 2, "m", 10), POLICY, "AI", "/b")
     assert stored.status == "rejected"

@@ -28,7 +28,7 @@ def meter(action: str, call_id: str, sender: str, at_ms: int, **parties: str) ->
 
 
 async def apply(pool, cmd: CallMeter, terms: calls_service.Terms = TERMS):
-    return await calls_service.meter(pool, cmd, terms, 0, calls_service.spend_block)
+    return await calls_service.meter(pool, cmd, terms, 0)
 
 
 async def credits(pool, user: str) -> int:
