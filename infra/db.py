@@ -92,3 +92,8 @@ async def create_pool(url: str, *, min_size: int = 1, max_size: int = 10) -> asy
     return await asyncpg.create_pool(
         url, min_size=min_size, max_size=max_size, init=_init_connection, reset=_reset_connection
     )
+
+
+async def ping(pool: asyncpg.Pool) -> None:
+    """A round trip to the database (the health check's probe)."""
+    await pool.fetchval("SELECT 1")

@@ -64,17 +64,38 @@ async def claim_many(conn: asyncpg.Connection, keys: Sequence[Key]) -> dict[str,
     return stored
 
 
-async def finish_many(conn: asyncpg.Connection, outcomes: Sequence[tuple[str, Status, dict[str, Any]]]) -> None:
+@dataclass(frozen=True, slots=True)
+class Finish:
+    """A claimed command's outcome; ``user_id``, when set, replaces the one it was claimed with
+    (a plan event's user is known only once it is applied)."""
+
+    command_id: str
+    status: Status
+    result: dict[str, Any]
+    user_id: str | None = None
+
+
+async def finish_many(conn: asyncpg.Connection, outcomes: Sequence[Finish]) -> None:
     """Record the outcomes of commands this transaction claimed, in one statement."""
     if not outcomes:
         return
     await conn.execute(
-        "UPDATE inbox SET status = t.s, result = t.r, updated_at = now()"
-        " FROM unnest($1::text[], $2::text[], $3::jsonb[]) AS t(c, s, r) WHERE inbox.command_id = t.c",
-        [o[0] for o in outcomes],
-        [o[1] for o in outcomes],
-        [o[2] for o in outcomes],
+        "UPDATE inbox SET status = t.s, result = t.r, user_id = coalesce(t.u, inbox.user_id), updated_at = now()"
+        " FROM unnest($1::text[], $2::text[], $3::jsonb[], $4::text[]) AS t(c, s, r, u) WHERE inbox.command_id = t.c",
+        [o.command_id for o in outcomes],
+        [o.status for o in outcomes],
+        [o.result for o in outcomes],
+        [o.user_id for o in outcomes],
     )
+
+
+async def stored(conn: asyncpg.Connection | asyncpg.Pool, command_id: str) -> Stored | None:
+    """The outcome of a command already applied or rejected (None: not yet, or it failed), read
+    without claiming it: for work that must not start again (a model call) before the claim."""
+    row = await conn.fetchrow(
+        "SELECT status, result FROM inbox WHERE command_id = $1 AND status <> 'failed'", command_id
+    )
+    return Stored(row["status"], row["result"]) if row else None
 
 
 async def record_failure(pool: asyncpg.Pool, command_id: str, kind: str, user_id: str | None, error: str) -> bool:

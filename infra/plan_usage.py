@@ -6,7 +6,7 @@ from datetime import date
 
 import asyncpg
 
-from domain.plans import Plan, PlanCatalog, day_start, resets_at
+from domain.plans import Plan, PlanCatalog, day_start, quota_day, resets_at
 from infra import ledger
 
 Conn = asyncpg.Connection | asyncpg.Pool
@@ -35,4 +35,14 @@ async def ai_tokens_used(conn: Conn, user_id: str, day: date) -> int:
         ledger.user_account(user_id),
         day_start(day),
         resets_at(day),
+    )
+
+
+async def count_message(conn: asyncpg.Connection, user_id: str, at: float) -> None:
+    """One more message on the user's daily usage (its day is UTC's, at ``at``)."""
+    await conn.execute(
+        "INSERT INTO daily_usage (user_id, day, messages) VALUES ($1, $2, 1)"
+        " ON CONFLICT (user_id, day) DO UPDATE SET messages = daily_usage.messages + 1",
+        user_id,
+        quota_day(at),
     )

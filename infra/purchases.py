@@ -99,19 +99,6 @@ async def record_reversal(
     )
 
 
-async def record_shortfall(
-    conn: asyncpg.Connection, account: str, purchase_ref: str, reversal: int, amount: int
-) -> None:
-    """Open a receivable: ``amount`` credits of the reversal to ``reversal`` the balance could not cover."""
-    await conn.execute(
-        "INSERT INTO receivables (account_id, purchase_ref, reversal, amount) VALUES ($1, $2, $3, $4)",
-        account,
-        purchase_ref,
-        reversal,
-        amount,
-    )
-
-
 async def keep_early_refund(
     conn: asyncpg.Connection, payment_ref: str, provider: str, amount_refunded: int, amount: int
 ) -> None:

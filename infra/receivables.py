@@ -45,6 +45,17 @@ async def open_debts(conn: asyncpg.Connection, account: str) -> list[Debt]:
     return [Debt(r["receivable_id"], r["amount"], r["settled"]) for r in rows]
 
 
+async def open_shortfall(conn: asyncpg.Connection, account: str, purchase_ref: str, reversal: int, amount: int) -> None:
+    """Open a receivable: ``amount`` credits of the reversal to ``reversal`` the balance could not cover."""
+    await conn.execute(
+        "INSERT INTO receivables (account_id, purchase_ref, reversal, amount) VALUES ($1, $2, $3, $4)",
+        account,
+        purchase_ref,
+        reversal,
+        amount,
+    )
+
+
 async def store_settlements(conn: asyncpg.Connection, account: str, settlements: Sequence[Settlement]) -> None:
     """Pay each settlement as a ledger transfer to ``system:purchases``.
 

@@ -116,8 +116,3 @@ async def keep_meter_window(conn: asyncpg.Connection, user_id: str, customer: st
         await conn.execute(
             "INSERT INTO meter_windows (user_id, customer_id, starts_at) VALUES ($1, $2, now())", user_id, customer
         )
-
-
-async def attribute_event(conn: asyncpg.Connection, command_id: str, user_id: str | None) -> None:
-    """Record on a plan event's inbox row the user it turned out to concern (known only once applied)."""
-    await conn.execute("UPDATE inbox SET user_id = $2 WHERE command_id = $1", command_id, user_id)

@@ -153,3 +153,10 @@ async def route(conn: asyncpg.Connection, channel: str, address: str) -> Route |
         address,
     )
     return Route(row["tenant_id"], row["auto_reply"]) if row else None
+
+
+async def system_prompt(conn: asyncpg.Connection | asyncpg.Pool, tenant_id: str | None) -> str:
+    """The tenant's own prompt for the agent ("" for none, or for a chat room)."""
+    if tenant_id is None:
+        return ""
+    return await conn.fetchval("SELECT system_prompt FROM tenants WHERE tenant_id = $1", tenant_id) or ""

@@ -12,7 +12,7 @@ from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
 from domain.errors import DomainError
-from infra import grants, json_limits, ledger
+from infra import db, grants, json_limits, ledger
 from infra.grants import GrantResult
 from infra.json_limits import JsonLimitError, JsonLimits
 from ingress.auth import Identity, Unauthorized, bearer_token, decode_token, is_admin_request
@@ -64,7 +64,7 @@ async def health(request: web.Request) -> web.Response:
     results = await asyncio.gather(
         _probe("rabbitmq", rabbitmq),
         _probe("redis", state.redis.ping),
-        _probe("postgres", lambda: state.pool.fetchval("SELECT 1")),
+        _probe("postgres", lambda: db.ping(state.pool)),
     )
     causes = {name: error for name, error in results if error}
     body: dict[str, Any] = {

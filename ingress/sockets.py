@@ -23,7 +23,7 @@ from domain.channels import conversation_room_tenant
 from domain.errors import DomainError
 from domain.rate_limits import parse_rate_limits
 from domain.rooms import resolve_join, validate_room_id
-from infra import room_reads
+from infra import messages
 from infra.logging import log_scope
 from infra.publisher import CommandPublisher, PublishFailed
 from infra.settings import Settings
@@ -286,9 +286,9 @@ class ChatSockets:
         """The room's latest messages; in a conversation, each message sent to the contact carries its
         last known ``deliveryStatus`` (later changes arrive as ``messageStatus``)."""
         if conversation_room_tenant(room_id):
-            recent = await room_reads.recent_with_delivery(self.pool, room_id, self.settings.history_size)
+            recent = await messages.recent_with_delivery(self.pool, room_id, self.settings.history_size)
             return [{**payload, "deliveryStatus": status} if status else payload for payload, status in recent]
-        return await room_reads.recent_payloads(self.pool, room_id, self.settings.history_size)
+        return await messages.recent_payloads(self.pool, room_id, self.settings.history_size)
 
     async def leave_room(self, sid: str, who: Identity, payload: RoomRef) -> dict[str, Any]:
         self._require_member(sid, payload.roomId)
@@ -381,7 +381,7 @@ class ChatSockets:
         except ValueError:
             raise Rejected("bad_request", "messageId: not a message id") from None
         self._limited(self._read_lookups.hit(sid), "read marks on this connection")
-        seq = await room_reads.message_seq(self.pool, payload.roomId, uuid.UUID(message_id))
+        seq = await messages.message_seq(self.pool, payload.roomId, uuid.UUID(message_id))
         if seq is None:
             raise Rejected("not_found", f"no message {message_id} in room {payload.roomId}")
         key = (who.user_id, payload.roomId)

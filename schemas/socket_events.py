@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from domain.rooms import RoomType
 from schemas.base import Inbound, Outbound
@@ -76,6 +76,14 @@ class NewMessage(Outbound):
     clientMessageId: str | None = None
     creditInfo: CreditInfo | None = None
     replyTo: str | None = None  # the message an AI reply answers
+
+    @model_validator(mode="before")
+    @classmethod
+    def _legacy_aliases(cls, data: Any) -> Any:
+        """``id`` and ``content`` repeat ``messageId`` and ``message`` unless given."""
+        if isinstance(data, dict):
+            data = {"id": data.get("messageId"), "content": data.get("message"), **data}
+        return data
 
 
 class CreditError(Outbound):

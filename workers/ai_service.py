@@ -15,15 +15,15 @@ from domain.channels import conversation_room
 from domain.credits import Balance, Blocked, Charged, CreditPolicy
 from domain.plans import PlanCatalog
 from domain.sanitize import sanitize_text
-from domain.spending import InDebt, NeedsCredits, OverQuota, Quota, Words, agent_call_gate, debt_message, decide_spend
+from domain.spending import InDebt, NeedsCredits, OverQuota, Quota, agent_call_gate, debt_message
 from domain.words import count_words
-from infra import ai_usage, conversations, inbox, ledger, messages, receivables
+from infra import ai_usage, conversations, inbox, ledger, messages, receivables, tenants
 from schemas.ai import AgentError, Classification
 from schemas.channels import room_channel, tenant_channel, user_channel
 from schemas.commands import AgentReply, ClassifyMessage, SendOutbound
 from schemas.queues import OUTBOUND_QUEUE, SEND_OUTBOUND_ACTOR
 from schemas.socket_events import CreditError, CreditInfo, NewMessage
-from workers import quotas
+from workers import charging, quotas
 from workers.channel_service import conversation_updated
 from workers.effects import Outcome, follow_up, replay
 from workers.emits import Emit, emit
@@ -40,7 +40,7 @@ def _key(cmd: AgentReply | ClassifyMessage) -> inbox.Key:
 
 async def stored_outcome(conn: asyncpg.Connection | asyncpg.Pool, command_id: str) -> Outcome | None:
     """The stored answer of a command already applied or rejected, if any."""
-    stored = await ai_usage.answered(conn, command_id)
+    stored = await inbox.stored(conn, command_id)
     return replay(stored) if stored is not None else None
 
 
@@ -65,8 +65,8 @@ async def reply_inputs(
             return ReplyInputs(stored)
         stats = await ledger.account_stats(conn, cmd.asker)
         owed = await receivables.outstanding(conn, cmd.asker)
-        history = await ai_usage.context(conn, cmd.room_id, cmd.trigger_message_id, limit)
-        prompt = await ai_usage.system_prompt(conn, cmd.tenant_id)
+        history = await messages.context(conn, cmd.room_id, cmd.trigger_message_id, limit)
+        prompt = await tenants.system_prompt(conn, cmd.tenant_id)
         quota = await quotas.ai_token_block(conn, plans, cmd.asker_user_id, time.time()) if cmd.asker_user_id else None
         taken_over = bool(cmd.conversation_id) and await conversations.is_taken_over(conn, cmd.conversation_id)
         balance = stats.balance if stats is not None else Balance()
@@ -173,10 +173,9 @@ async def store_reply(
         # answered gets the conversation, and the reply is not sent.
         if cmd.conversation_id and await conversations.is_taken_over(conn, cmd.conversation_id, lock=True):
             return tx.reject(reason="taken_over")
-        balance = await ledger.lock_or_open(conn, cmd.asker)
-        debts = await receivables.open_debts(conn, cmd.asker)
-        spend = decide_spend(balance, debts, Words(words), now=now_ms / 1000, policy=policy)
-        await receivables.store_settlements(conn, cmd.asker, spend.settlements)
+        spend = await charging.spend_words(
+            conn, cmd.asker, words, now=now_ms / 1000, policy=policy, reference=cmd.command_id
+        )
         match spend.verdict:
             case InDebt(owed):
                 left = spend.balance
@@ -188,16 +187,13 @@ async def store_reply(
                 return tx.reject([error], words=words)
         charged = spend.verdict
         assert isinstance(charged, Charged)
-        await _charge(conn, cmd, charged, words)
         text = sanitize_text(completion.text)
         message = NewMessage(
             messageId=cmd.reply_id,
-            id=cmd.reply_id,
             roomId=cmd.room_id,
             userId=AGENT_USER_ID,
             username=agent_name,
             message=text,
-            content=text,
             words=words,
             timestamp=now_ms,
             kind="ai",
@@ -217,21 +213,13 @@ async def store_reply(
         return tx.apply(emits, follow_ups, message_id=cmd.reply_id, words=words)
 
 
-async def _charge(conn: asyncpg.Connection, cmd: AgentReply, charged: Charged, words: int) -> None:
-    if charged.credits_charged:
-        await ledger.transfer(conn, cmd.asker, ledger.REVENUE, charged.credits_charged, "charge", cmd.command_id)
-    await ledger.store_balance(
-        conn, cmd.asker, charged.balance, words_used=words, credits_charged=charged.credits_charged
-    )
-
-
 async def classify_inputs(pool: asyncpg.Pool, cmd: ClassifyMessage, limit: int) -> tuple[Outcome | None, list[dict]]:
     """(the stored outcome if classified before, else None; the conversation's recent messages)."""
     async with pool.acquire() as conn:
         if (stored := await stored_outcome(conn, cmd.command_id)) is not None:
             return stored, []
         room_id = conversation_room(cmd.tenant_id, cmd.conversation_id)
-        return None, await ai_usage.context(conn, room_id, cmd.message_id, limit)
+        return None, await messages.context(conn, room_id, cmd.message_id, limit)
 
 
 async def store_classification(

@@ -218,7 +218,7 @@ async def _reverse(conn: asyncpg.Connection, payment_ref: str, amount_paid: int,
     if taken:
         await ledger.transfer(conn, account, receivables.PURCHASES, taken, REFUND_KIND, f"{ref}:{target}", "refund")
     if short:
-        await purchases.record_shortfall(conn, account, ref, target, short)
+        await receivables.open_shortfall(conn, account, ref, target, short)
     owed = await receivables.outstanding(conn, account)
     log.info("billing.refunded", purchase_ref=ref, reversed=due, taken=taken, shortfall=short, owed=owed)
     refunded = CreditsRefunded(

@@ -15,9 +15,9 @@ import asyncpg
 from domain.channels import DeliveryStatus, advance_status, conversation_room, normalize_status
 from domain.credits import Blocked, Charged, CreditPolicy
 from domain.sanitize import sanitize_text
-from domain.spending import InDebt, Spend, Words, debt_message, decide_spend
+from domain.spending import InDebt, Spend, debt_message
 from domain.words import count_words
-from infra import conversations, inbox, ledger, messages, receivables, tenants
+from infra import conversations, inbox, ledger, messages, tenants
 from schemas.channel_events import ConversationUpdated, MessageStatus
 from schemas.channels import room_channel, tenant_channel, user_channel
 from schemas.commands import (
@@ -31,6 +31,7 @@ from schemas.commands import (
 )
 from schemas.queues import AGENT_REPLY_ACTOR, AI_QUEUE, CLASSIFY_ACTOR, OUTBOUND_QUEUE, SEND_OUTBOUND_ACTOR
 from schemas.socket_events import CreditError, CreditInfo, NewMessage
+from workers import charging
 from workers.effects import FollowUp, Outcome, follow_up
 from workers.emits import Emit, emit
 from workers.unit_of_work import command_tx
@@ -45,17 +46,9 @@ async def _charge_tenant(
 ) -> Spend:
     """Charge the tenant for a channel message's words under the spending policy; its verdict is
     ``Charged``, ``Blocked`` (out of credit) or ``InDebt``."""
-    account = ledger.tenant_account(tenant_id)
-    balance = await ledger.lock_or_open(conn, account)
-    spend = decide_spend(balance, await receivables.open_debts(conn, account), Words(words), now=now, policy=policy)
-    await receivables.store_settlements(conn, account, spend.settlements)
-    if isinstance(charged := spend.verdict, Charged):
-        if charged.credits_charged:
-            await ledger.transfer(conn, account, ledger.REVENUE, charged.credits_charged, "charge", reference)
-        await ledger.store_balance(
-            conn, account, charged.balance, words_used=words, credits_charged=charged.credits_charged
-        )
-    return spend
+    return await charging.spend_words(
+        conn, ledger.tenant_account(tenant_id), words, now=now, policy=policy, reference=reference
+    )
 
 
 def _credit_info(spend: Spend) -> CreditInfo:
@@ -151,12 +144,10 @@ async def inbound_message(pool: asyncpg.Pool, cmd: InboundChannelMessage, policy
         text = sanitize_text(cmd.text)
         message = NewMessage(
             messageId=cmd.message_id,
-            id=cmd.message_id,
             roomId=room_id,
             userId=cmd.contact,
             username=sanitize_text(cmd.contact_name or cmd.contact),
             message=text,
-            content=text,
             words=words,
             timestamp=cmd.received_at_ms,
             kind="inbound",
@@ -231,12 +222,10 @@ async def operator_reply(pool: asyncpg.Pool, cmd: OperatorReply, policy: CreditP
         await conversations.touch(conn, conv["conversation_id"], cmd.accepted_at_ms)
         message = NewMessage(
             messageId=cmd.message_id,
-            id=cmd.message_id,
             roomId=room_id,
             userId=cmd.operator_id,
             username=sanitize_text(cmd.operator_name),
             message=text,
-            content=text,
             words=words,
             timestamp=cmd.accepted_at_ms,
             kind="outbound",

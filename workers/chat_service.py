@@ -8,14 +8,14 @@ from domain.agent import mentions
 from domain.credits import Blocked, Charged, CreditPolicy
 from domain.plans import PlanCatalog
 from domain.sanitize import sanitize_text
-from domain.spending import InDebt, OverQuota, Words, debt_message, decide_spend
+from domain.spending import InDebt, OverQuota, debt_message
 from domain.words import count_words
-from infra import inbox, ledger, messages, receivables
+from infra import inbox, ledger, messages, plan_usage
 from schemas.channels import room_channel, user_channel
 from schemas.commands import AgentReply, MarkMessageRead, SendChatMessage, agent_reply_ids
 from schemas.queues import AGENT_REPLY_ACTOR, AI_QUEUE
 from schemas.socket_events import CreditError, CreditInfo, CreditWarning, MessageRead, NewMessage
-from workers import quotas
+from workers import charging, quotas
 from workers.effects import Outcome, follow_up
 from workers.emits import emit
 from workers.unit_of_work import command_tx
@@ -37,11 +37,17 @@ async def send_message(
             return tx.replayed
         conn = tx.conn
         account = ledger.user_account(cmd.user_id)
-        balance = await ledger.lock_or_open(conn, account, signup_credits)
-        debts = await receivables.open_debts(conn, account)
-        quota = await quotas.message_quota(conn, plans, cmd.user_id, now) if plans is not None else None
-        spend = decide_spend(balance, debts, Words(words), now=now, policy=policy, quota=quota)
-        await receivables.store_settlements(conn, account, spend.settlements)
+        spend = await charging.spend_words(
+            conn,
+            account,
+            words,
+            now=now,
+            policy=policy,
+            reference=cmd.command_id,
+            memo=f"{words} words in {cmd.room_id}",
+            signup_credits=signup_credits,
+            quota=(lambda: quotas.message_quota(conn, plans, cmd.user_id, now)) if plans is not None else None,
+        )
         user = user_channel(cmd.user_id)
         match spend.verdict:
             case InDebt(owed):
@@ -54,15 +60,7 @@ async def send_message(
                 return tx.reject([emit("creditError", user, _credit_error(cmd, blocked, recharge_url))], words=words)
         charged = spend.verdict
         assert isinstance(charged, Charged)
-        if charged.credits_charged:
-            await ledger.transfer(
-                conn, account, ledger.REVENUE, charged.credits_charged,
-                "charge", cmd.command_id, f"{words} words in {cmd.room_id}",
-            )  # fmt: skip
-        await ledger.store_balance(
-            conn, account, charged.balance, words_used=words, credits_charged=charged.credits_charged
-        )
-        await quotas.count_message(conn, cmd.user_id, now)
+        await plan_usage.count_message(conn, cmd.user_id, now)
         message = _new_message(cmd, words, charged)
         await messages.store(conn, cmd.message_id, cmd.room_id, cmd.user_id, words, message, cmd.accepted_at_ms)
         emits = [emit("newMessage", room_channel(cmd.room_id), message)]
@@ -84,12 +82,10 @@ def _new_message(cmd: SendChatMessage, words: int, outcome: Charged) -> dict:
     text = sanitize_text(cmd.message)
     return NewMessage(
         messageId=cmd.message_id,
-        id=cmd.message_id,
         roomId=cmd.room_id,
         userId=cmd.user_id,
         username=sanitize_text(cmd.username),
         message=text,
-        content=text,
         words=words,
         timestamp=cmd.accepted_at_ms,
         kind="user",

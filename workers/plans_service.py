@@ -117,7 +117,7 @@ async def apply_event(pool: asyncpg.Pool, cmd: StripeEvent, catalog: PlanCatalog
             status, result = "rejected", {"reason": "ignored_event_type"}
         log.info("plans.event", event_id=cmd.event_id, event_type=cmd.event_type, outcome=status, **result)
         user_id = result.get("user_id")
-        await subscriptions.attribute_event(conn, cmd.command_id, user_id)
+        tx.attribute_to(user_id)
         if status == "applied":
             return tx.apply([await _plan_updated(conn, catalog, user_id, result)] if user_id else [], **result)
         return tx.reject(**result)

@@ -39,15 +39,6 @@ async def message_quota(conn: asyncpg.Connection, catalog: PlanCatalog, user_id:
     return Quota("messages", plan.name, plan.daily_messages, await plan_usage.messages_used(conn, user_id, day), day)
 
 
-async def count_message(conn: asyncpg.Connection, user_id: str, at: float) -> None:
-    await conn.execute(
-        "INSERT INTO daily_usage (user_id, day, messages) VALUES ($1, $2, 1)"
-        " ON CONFLICT (user_id, day) DO UPDATE SET messages = daily_usage.messages + 1",
-        user_id,
-        quota_day(at),
-    )
-
-
 async def ai_token_block(
     conn: asyncpg.Connection | asyncpg.Pool, catalog: PlanCatalog, user_id: str, at: float
 ) -> Quota | None:

@@ -132,12 +132,10 @@ def _tip_message(cmd: SendTipCommand) -> dict[str, Any]:
     text = sanitize_text(f"{cmd.username} tipped {cmd.to_user_id} {cmd.credits} {unit}")
     return TipMessage(
         messageId=cmd.tip_id,
-        id=cmd.tip_id,
         roomId=cmd.room_id or "",
         userId=cmd.user_id,
         username=username,
         message=text,
-        content=text,
         words=0,
         timestamp=cmd.accepted_at_ms,
         clientMessageId=cmd.client_tip_id,

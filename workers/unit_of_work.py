@@ -38,7 +38,7 @@ class UndecidedCommand(RuntimeError):
 class CommandTx:
     """One claimed command inside a transaction: its connection, and the outcome it ends with."""
 
-    __slots__ = ("_outcome", "_result", "_twin", "conn", "key", "stored")
+    __slots__ = ("_outcome", "_result", "_twin", "_user_id", "conn", "key", "stored")
 
     def __init__(self, conn: asyncpg.Connection, key: inbox.Key, stored: inbox.Stored | None,
                  twin: CommandTx | None = None) -> None:  # fmt: skip
@@ -48,6 +48,7 @@ class CommandTx:
         self._twin = twin  # the earlier copy of this command in the same batch
         self._outcome: Outcome | None = None
         self._result: dict[str, Any] | None = None
+        self._user_id: str | None = None
 
     @property
     def command_id(self) -> str:
@@ -73,6 +74,10 @@ class CommandTx:
     def decided(self) -> bool:
         return self._outcome is not None
 
+    def attribute_to(self, user_id: str | None) -> None:
+        """Record the command against ``user_id``, learnt while applying it (the event log's user)."""
+        self._user_id = user_id
+
     def apply(self, emits: Sequence[Emit] = (), follow_ups: Sequence[FollowUp] = (), **result: Any) -> Outcome:
         """The command changed state: its effects are carried out after the commit."""
         return self._decide("applied", emits, follow_ups, result)
@@ -91,12 +96,12 @@ class CommandTx:
         self._result = self._outcome.stored_result(**result)
         return self._outcome
 
-    def _record(self) -> tuple[str, inbox.Status, dict[str, Any]] | None:
+    def _record(self) -> inbox.Finish | None:
         if self.stored is not None or self._twin is not None:
             return None
         if self._outcome is None or self._result is None:
             raise UndecidedCommand(f"command {self.command_id} ended without apply() or reject()")
-        return self.command_id, self._outcome.status, self._result
+        return inbox.Finish(self.command_id, self._outcome.status, self._result, self._user_id)
 
 
 @asynccontextmanager
