@@ -95,13 +95,15 @@ async def connect_first(url: str, **kwargs: Any) -> AbstractConnection:
     raise error
 
 
-def encode_actor_message(queue_name: str, actor_name: str, kwargs: dict[str, Any], message_id: str) -> bytes:
+def encode_actor_message(
+    queue_name: str, actor_name: str, kwargs: dict[str, Any], message_id: str, options: dict[str, Any] | None = None
+) -> bytes:
     """A message body that dramatiq's consumer decodes exactly as if ``actor.send`` made it."""
     return dramatiq.Message(
         queue_name=queue_name,
         actor_name=actor_name,
         args=(),
         kwargs=kwargs,
-        options={},
+        options=options or {},
         message_id=message_id,
     ).encode()

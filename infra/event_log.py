@@ -80,6 +80,15 @@ async def record(pool: asyncpg.Pool, e: Entry) -> None:
                        e.payload, e.status, e.error)  # fmt: skip
 
 
+async def record_many(conn: asyncpg.Connection, entries: Iterable[Entry]) -> None:
+    """Log many processed commands at once, inside the transaction that applied them (a batch)."""
+    await conn.executemany(
+        _UPSERT,
+        [(e.command_id, e.queue_name, e.actor_name, e.command_type, e.user_id, e.tenant_id, e.payload, e.status,
+          e.error) for e in sorted(entries, key=lambda e: e.command_id)],
+    )  # fmt: skip
+
+
 @dataclass(frozen=True, slots=True)
 class Filters:
     """Which rows a replay takes. ``since`` is inclusive and ``until`` exclusive, on ``first_seen_at``."""

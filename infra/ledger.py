@@ -8,6 +8,7 @@ serializes every charge in the system.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Final
@@ -69,13 +70,7 @@ async def lock_balance(conn: asyncpg.Connection, account: str) -> Balance:
     )
     if row is None:
         raise UnknownAccount(account)
-    expire = row["words_expire_at"]
-    return Balance(
-        credits=row["credits"],
-        words_left=row["words_left"],
-        words_expire_at=expire.timestamp() if expire else None,
-        low_balance_warned=row["low_balance_warned"],
-    )
+    return _balance(row)
 
 
 async def lock_or_open(conn: asyncpg.Connection, account: str, signup_credits: int = 0) -> Balance:
@@ -178,3 +173,113 @@ async def store_low_balance_warned(conn: asyncpg.Connection, account: str, warne
 
 async def account_exists(conn: asyncpg.Connection | asyncpg.Pool, account: str) -> bool:
     return bool(await conn.fetchval("SELECT true FROM accounts WHERE account_id = $1", account))
+
+
+def _balance(row: asyncpg.Record) -> Balance:
+    expire = row["words_expire_at"]
+    return Balance(
+        credits=row["credits"],
+        words_left=row["words_left"],
+        words_expire_at=expire.timestamp() if expire else None,
+        low_balance_warned=row["low_balance_warned"],
+    )
+
+
+async def lock_balances(
+    conn: asyncpg.Connection, accounts: Iterable[str], signup_credits: int = 0
+) -> dict[str, Balance]:
+    """Lock many accounts in one fixed order (account id) and read their balances, opening those
+    seen for the first time.
+
+    A batch that touches several accounts takes all its locks up front, in this order, so two
+    batches never wait on each other in a circle.
+    """
+    wanted = sorted(set(accounts))
+    query = (
+        "SELECT account_id, credits, words_left, words_expire_at, low_balance_warned FROM accounts"
+        " WHERE account_id = ANY($1::text[]) ORDER BY account_id FOR UPDATE"
+    )
+    balances = {r["account_id"]: _balance(r) for r in await conn.fetch(query, wanted)}
+    if missing := [a for a in wanted if a not in balances]:
+        for account in missing:
+            await ensure_account(conn, account, signup_credits)
+        balances.update({r["account_id"]: _balance(r) for r in await conn.fetch(query, missing)})
+    return balances
+
+
+@dataclass(frozen=True, slots=True)
+class Transfer:
+    source: str
+    destination: str
+    amount: int
+    kind: str
+    reference: str
+    memo: str | None = None
+
+
+async def transfer_many(conn: asyncpg.Connection, transfers: Sequence[Transfer]) -> int:
+    """:func:`transfer` for many movements in three statements; returns how many were new.
+
+    Each still happens once per (kind, reference); user balances change by the net of the new ones.
+    """
+    if not transfers:
+        return 0
+    if any(t.amount <= 0 for t in transfers):
+        raise ValueError("a transfer moves a positive amount")
+    rows = await conn.fetch(
+        "INSERT INTO ledger_transactions (kind, reference, memo)"
+        " SELECT k, r, m FROM unnest($1::text[], $2::text[], $3::text[]) AS t(k, r, m)"
+        " ON CONFLICT (kind, reference) DO NOTHING RETURNING txn_id, kind, reference",
+        [t.kind for t in transfers],
+        [t.reference for t in transfers],
+        [t.memo for t in transfers],
+    )
+    new = {(r["kind"], r["reference"]): r["txn_id"] for r in rows}
+    done = [(new[(t.kind, t.reference)], t) for t in transfers if (t.kind, t.reference) in new]
+    if not done:
+        return 0
+    postings = [(txn, t.source, -t.amount) for txn, t in done] + [(txn, t.destination, t.amount) for txn, t in done]
+    await conn.execute(
+        "INSERT INTO ledger_postings (txn_id, account_id, amount)"
+        " SELECT * FROM unnest($1::bigint[], $2::text[], $3::bigint[])",
+        [p[0] for p in postings],
+        [p[1] for p in postings],
+        [p[2] for p in postings],
+    )
+    net: dict[str, int] = {}
+    for _, account, amount in postings:
+        net[account] = net.get(account, 0) + amount
+    await conn.execute(
+        "UPDATE accounts SET credits = credits + d.delta, updated_at = now()"
+        " FROM unnest($1::text[], $2::bigint[]) AS d(a, delta) WHERE account_id = d.a AND kind <> 'system'",
+        list(net),
+        list(net.values()),
+    )
+    return len(done)
+
+
+@dataclass(frozen=True, slots=True)
+class BalanceUpdate:
+    account: str
+    balance: Balance
+    words_used: int
+    credits_charged: int
+
+
+async def store_balances(conn: asyncpg.Connection, updates: Sequence[BalanceUpdate]) -> None:
+    """:func:`store_balance` for many accounts in one statement."""
+    if not updates:
+        return
+    await conn.execute(
+        "UPDATE accounts SET words_left = u.wl, words_expire_at = u.exp, low_balance_warned = u.warned,"
+        " words_used_total = words_used_total + u.words, credits_charged_total = credits_charged_total + u.charged,"
+        " updated_at = now()"
+        " FROM unnest($1::text[], $2::int[], $3::timestamptz[], $4::bool[], $5::bigint[], $6::bigint[])"
+        " AS u(a, wl, exp, warned, words, charged) WHERE account_id = u.a",
+        [u.account for u in updates],
+        [u.balance.words_left for u in updates],
+        [_ts(u.balance.words_expire_at) for u in updates],
+        [u.balance.low_balance_warned for u in updates],
+        [u.words_used for u in updates],
+        [u.credits_charged for u in updates],
+    )

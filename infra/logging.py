@@ -30,10 +30,15 @@ def configure_logging(level: str = "INFO", fmt: str = "json", **static: str) -> 
         structlog.stdlib.add_logger_name,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
     ]
+    threshold = logging.getLevelName(level.upper())
+    if not isinstance(threshold, int):
+        raise ValueError(f"LOG_LEVEL: unknown level {level!r}")
     structlog.configure(
         processors=[*shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
         logger_factory=structlog.stdlib.LoggerFactory(),
-        wrapper_class=structlog.stdlib.BoundLogger,
+        # Calls below the level are no-ops of the bound logger: a debug line on a hot path costs a
+        # method call, never the processors (context merge, timestamp) or the stdlib record.
+        wrapper_class=structlog.make_filtering_bound_logger(threshold),
         cache_logger_on_first_use=True,
     )
     handler = logging.StreamHandler(sys.stderr)
@@ -49,7 +54,7 @@ def configure_logging(level: str = "INFO", fmt: str = "json", **static: str) -> 
     )
     root = logging.getLogger()
     root.handlers[:] = [handler]
-    root.setLevel(level.upper())
+    root.setLevel(threshold)
     for noisy in ("aio_pika", "aiormq", "pika", "engineio.server", "socketio.server"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
 

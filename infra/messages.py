@@ -4,10 +4,22 @@ what sockets and the agent read of it."""
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
+
+
+@dataclass(frozen=True, slots=True)
+class NewRow:
+    message_id: str
+    room_id: str
+    user_id: str
+    words: int
+    payload: dict[str, Any]
+    created_ms: int
 
 
 async def store(
@@ -19,16 +31,48 @@ async def store(
     payload: dict[str, Any],
     created_ms: int,
 ) -> None:
-    """Store one room message (its ``payload`` is what the room was sent); ids are uuids, as text."""
+    """Store one room message (its ``payload`` is what the room is sent; ids are uuids, as text)."""
+    await store_many(conn, [NewRow(message_id, room_id, user_id, words, payload, created_ms)])
+
+
+async def store_many(conn: asyncpg.Connection, rows: Sequence[NewRow]) -> None:
+    """Store room messages, in the order given, each with the next sequence number of its room.
+
+    The number is written into the row's ``payload`` as ``seq`` too (the same dict the caller
+    emits), so what clients receive says where the message stands in its room. Rooms are numbered
+    under their ``room_sequences`` row, taken in room order: two transactions storing messages of
+    the same rooms cannot deadlock, and a room's numbers are handed out in commit order.
+    """
+    if not rows:
+        return
+    counts: dict[str, int] = {}
+    for row in rows:
+        counts[row.room_id] = counts.get(row.room_id, 0) + 1
+    rooms = sorted(counts)
+    reserved = await conn.fetch(
+        "INSERT INTO room_sequences (room_id, last_seq) SELECT * FROM unnest($1::text[], $2::bigint[])"
+        " ON CONFLICT (room_id) DO UPDATE SET last_seq = room_sequences.last_seq + EXCLUDED.last_seq"
+        " RETURNING room_id, last_seq",
+        rooms,
+        [counts[r] for r in rooms],
+    )
+    following = {r["room_id"]: r["last_seq"] - counts[r["room_id"]] for r in reserved}
+    seqs = []
+    for row in rows:
+        following[row.room_id] += 1
+        row.payload["seq"] = following[row.room_id]
+        seqs.append(following[row.room_id])
     await conn.execute(
-        "INSERT INTO messages (message_id, room_id, user_id, words, payload, created_at)"
-        " VALUES ($1, $2, $3, $4, $5, $6)",
-        message_id,
-        room_id,
-        user_id,
-        words,
-        payload,
-        datetime.fromtimestamp(created_ms / 1000, UTC),
+        "INSERT INTO messages (message_id, room_id, user_id, words, payload, created_at, room_seq)"
+        " SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::int[], $5::jsonb[], $6::timestamptz[],"
+        " $7::bigint[])",
+        [r.message_id for r in rows],
+        [r.room_id for r in rows],
+        [r.user_id for r in rows],
+        [r.words for r in rows],
+        [r.payload for r in rows],
+        [datetime.fromtimestamp(r.created_ms / 1000, UTC) for r in rows],
+        seqs,
     )
 
 

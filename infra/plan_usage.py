@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import date
 
 import asyncpg
@@ -45,4 +46,43 @@ async def count_message(conn: asyncpg.Connection, user_id: str, at: float) -> No
         " ON CONFLICT (user_id, day) DO UPDATE SET messages = daily_usage.messages + 1",
         user_id,
         quota_day(at),
+    )
+
+
+async def plans_of(conn: Conn, catalog: PlanCatalog, user_ids: Iterable[str]) -> dict[str, Plan]:
+    """:func:`plan_of` for many users in one statement."""
+    users = sorted(set(user_ids))
+    rows = await conn.fetch(
+        "SELECT user_id, plan, status FROM user_plans WHERE user_id = ANY($1::text[]) AND state_event_id <> ''", users
+    )
+    plans = dict.fromkeys(users, catalog.free)
+    plans.update({r["user_id"]: catalog.effective(r["plan"], r["status"]) for r in rows})
+    return plans
+
+
+async def messages_used_on(conn: Conn, user_days: Iterable[tuple[str, date]]) -> dict[tuple[str, date], int]:
+    """:func:`messages_used` for many (user, day) pairs in one statement."""
+    pairs = sorted(set(user_days))
+    rows = await conn.fetch(
+        "SELECT d.user_id, d.day, d.messages FROM daily_usage d"
+        " JOIN unnest($1::text[], $2::date[]) AS p(u, day) ON d.user_id = p.u AND d.day = p.day",
+        [p[0] for p in pairs],
+        [p[1] for p in pairs],
+    )
+    used = dict.fromkeys(pairs, 0)
+    used.update({(r["user_id"], r["day"]): r["messages"] for r in rows})
+    return used
+
+
+async def count_messages(conn: asyncpg.Connection, counts: dict[tuple[str, date], int]) -> None:
+    """Add ``n`` messages to each (user, day)'s usage, in one statement."""
+    if not counts:
+        return
+    keys = sorted(counts)
+    await conn.execute(
+        "INSERT INTO daily_usage (user_id, day, messages) SELECT * FROM unnest($1::text[], $2::date[], $3::int[])"
+        " ON CONFLICT (user_id, day) DO UPDATE SET messages = daily_usage.messages + EXCLUDED.messages",
+        [k[0] for k in keys],
+        [k[1] for k in keys],
+        [counts[k] for k in keys],
     )

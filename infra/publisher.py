@@ -15,6 +15,7 @@ import uuid
 import aio_pika
 import structlog
 from aio_pika.abc import AbstractChannel, AbstractConnection
+from dramatiq.common import xq_name
 
 from infra.amqp import QueueType, amqp_urls, encode_actor_message, node_name, topology
 from schemas.base import Command
@@ -126,7 +127,14 @@ class CommandPublisher:
         """Return once RabbitMQ has confirmed a persistent copy; raise PublishFailed otherwise."""
         await self.publish_payload(queue, actor, command.model_dump(mode="json"))
 
-    async def publish_payload(self, queue: str, actor: str, payload: dict) -> None:
+    async def dead_letter(self, queue: str, actor: str, payload: dict, error: str) -> None:
+        """Put one command on ``queue``'s dead-letter queue (``<queue>.XQ``), as dramatiq would have
+        left it after giving up: ``scripts.dlq`` lists it with ``error`` and can requeue it to ``queue``."""
+        await self.publish_payload(queue, actor, payload, routing_key=xq_name(queue), options={"traceback": error})
+
+    async def publish_payload(
+        self, queue: str, actor: str, payload: dict, *, routing_key: str | None = None, options: dict | None = None
+    ) -> None:
         """Publish an already serialized command (a stored follow-up, a replayed event)."""
         if not self._ready.is_set():
             try:
@@ -138,7 +146,7 @@ class CommandPublisher:
         if channel is None or not self.connected:
             raise PublishFailed("not connected to RabbitMQ")
         message_id = str(uuid.uuid4())
-        body = encode_actor_message(queue, actor, {"command": payload}, message_id)
+        body = encode_actor_message(queue, actor, {"command": payload}, message_id, options)
         message = aio_pika.Message(
             body,
             delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
@@ -151,18 +159,23 @@ class CommandPublisher:
         ids = _log_ids(payload)
         try:
             async with asyncio.timeout(self._timeout_s):
-                await channel.default_exchange.publish(message, routing_key=queue, mandatory=True)
+                await channel.default_exchange.publish(message, routing_key=routing_key or queue, mandatory=True)
         except (TimeoutError, aio_pika.exceptions.AMQPError, ConnectionError, RuntimeError) as exc:
             log.warning("publish.failed", queue=queue, actor=actor, error=repr(exc), **ids)
             raise PublishFailed(repr(exc)) from None
         log.info("command.published", queue=queue, actor=actor, amqp_message_id=message_id, **ids)
 
 
-def _log_ids(payload: dict) -> dict[str, str]:
+def _log_ids(payload: dict) -> dict[str, str | list[str]]:
     """The command's id and type and, when it is published while another command is being
-    processed (a worker's follow-up), that command's id as ``caused_by``, so a chain can be followed."""
+    processed (a worker's follow-up), that command's id as ``caused_by``, so a chain can be followed.
+    A batch (``commands``: a list of commands) also lists its commands' ids as ``command_ids``."""
     ids = {"command_id": payload.get("command_id"), "command_type": payload.get("type")}
     parent = structlog.contextvars.get_contextvars().get("command_id")
     if parent is not None and parent != ids["command_id"]:
         ids["caused_by"] = parent
-    return {key: value for key, value in ids.items() if isinstance(value, str)}
+    found: dict[str, str | list[str]] = {key: value for key, value in ids.items() if isinstance(value, str)}
+    inner = payload.get("commands")
+    if isinstance(inner, list):
+        found["command_ids"] = [c.get("command_id") for c in inner if isinstance(c, dict)]
+    return found

@@ -13,15 +13,21 @@ failing at once with ``MaxConnectionsError``, as redis-py's default pool of 100 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
 from urllib.parse import urlsplit
 
 import redis
 import socketio
+from engineio import packet as eio_packet
 from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool
+from socketio import packet as sio_packet
 from socketio.redis_manager import parse_redis_sentinel_url
 
 CLIENT_OPTIONS = {"lib_version": redis.__version__}
+BATCH_ROOM = "gatekeeper:result-batch"  # joined by no socket
+BATCH_EVENT = "resultBatch"
 DEFAULT_MAX_CONNECTIONS = 500
 DEFAULT_POOL_TIMEOUT_S = 5.0
 SENTINEL_SCHEME = "redis+sentinel"
@@ -79,6 +85,78 @@ class _PooledRedisManager(socketio.AsyncRedisManager):
         self.connected = True
 
 
+class BatchingRedisManager(_PooledRedisManager):
+    """The manager, plus two things it does per batch instead of per emit.
+
+    :meth:`emit_many` publishes many emits (a worker's whole batch of results) as ONE Redis message;
+    every node that receives it hands each emit to its own sockets. And a node delivers an emit to
+    its sockets by encoding the packet once and handing it to each recipient's transport in turn,
+    without the task per recipient python-socketio makes.
+
+    A batch of two or more travels as an ``emit`` to a room nobody joins (:data:`BATCH_ROOM`), so a
+    node that predates batches drops it instead of broadcasting it: upgrade the ingress nodes
+    before the workers.
+    """
+
+    async def emit_many(self, emits: Sequence[tuple[str, dict[str, Any], str]], namespace: str = "/") -> None:
+        """Publish ``(event, data, room)`` emits in one message, in order (one alone as a plain emit,
+        which every node understands)."""
+        if not emits:
+            return
+        if len(emits) == 1:
+            event, data, room = emits[0]
+            await self.emit(event, data, namespace=namespace, room=room)
+            return
+        items = [{"event": event, "data": data, "room": room} for event, data, room in emits]
+        message = {
+            "method": "emit",
+            "event": BATCH_EVENT,
+            "data": items,
+            "namespace": namespace,
+            "room": BATCH_ROOM,
+            "skip_sid": None,
+            "callback": None,
+            "host_id": self.host_id,
+        }
+        await self._publish(message)
+        if not self.write_only:
+            await self._emit_batch(items, namespace)
+
+    async def _handle_emit(self, message: dict[str, Any]) -> None:
+        if message.get("room") == BATCH_ROOM and message.get("event") == BATCH_EVENT:
+            items = message.get("data")
+            await self._emit_batch(items if isinstance(items, list) else [], message.get("namespace") or "/")
+        elif message.get("callback") is None and not message.get("binary"):
+            data = message.get("data")
+            namespace, room, skip = message.get("namespace") or "/", message.get("room"), message.get("skip_sid")
+            await self._emit_local(message["event"], data, namespace, room, skip)
+        else:
+            await super()._handle_emit(message)
+
+    async def _emit_batch(self, items: list[Any], namespace: str) -> None:
+        for item in items:
+            if isinstance(item, dict) and isinstance(item.get("event"), str):
+                await self._emit_local(item["event"], [item.get("data")], namespace, item.get("room"), None)
+
+    async def _emit_local(self, event: str, data: Any, namespace: str, room: Any, skip_sid: Any) -> None:
+        """python-socketio's local emit without callbacks, minus its task per recipient."""
+        if namespace not in self.rooms:
+            return
+        # The same argument rules as python-socketio: a one-item list is one argument (None: none).
+        if isinstance(data, list) and len(data) == 1:
+            data = data[0]
+        args = list(data) if isinstance(data, list | tuple) else ([] if data is None else [data])
+        skip = skip_sid if isinstance(skip_sid, list) else [skip_sid]
+        encoded = self.server.packet_class(sio_packet.EVENT, namespace=namespace, data=[event, *args]).encode()
+        packets = [
+            eio_packet.Packet(eio_packet.MESSAGE, p) for p in (encoded if isinstance(encoded, list) else [encoded])
+        ]
+        for sid, eio_sid in list(self.get_participants(namespace, room)):
+            if sid not in skip:
+                for p in packets:
+                    await self.server._send_eio_packet(eio_sid, p)
+
+
 def socketio_manager(
     url: str,
     channel: str,
@@ -86,6 +164,6 @@ def socketio_manager(
     write_only: bool = False,
     max_connections: int = DEFAULT_MAX_CONNECTIONS,
     pool_timeout_s: float = DEFAULT_POOL_TIMEOUT_S,
-) -> socketio.AsyncRedisManager:
+) -> BatchingRedisManager:
     """The manager that carries emits between ingress nodes and from workers, over ``channel``."""
-    return _PooledRedisManager(url, channel, write_only, max_connections, pool_timeout_s)
+    return BatchingRedisManager(url, channel, write_only, max_connections, pool_timeout_s)

@@ -15,6 +15,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from domain.credit_packs import CreditPacks, parse_credit_packs
 from domain.credits import CreditPolicy
 from domain.rate_limits import RateWindow, parse_rate_limits
+from schemas.commands import MAX_SEND_BATCH
 
 DEFAULT_ORIGINS = (
     "http://localhost:5173,http://localhost:3000,http://localhost:8080,"
@@ -72,6 +73,8 @@ class Settings(BaseSettings):
     node_id: str = Field(default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}")
     publish_timeout_s: float = Field(default=2.0, gt=0)
     shutdown_timeout_s: float = Field(default=10.0, gt=0)  # ingress: SIGTERM to exit, drain included
+    # Chat sends one ingress flush rate-limits and publishes as one AMQP message (ingress/send_flusher.py).
+    send_batch_max: int = Field(default=256, ge=1, le=MAX_SEND_BATCH)
     worker_db_pool_size: int = Field(default=10, ge=1)
     history_size: int = Field(default=50, ge=0, le=500)
     # --- channels (Twilio, Meta) ---

@@ -104,9 +104,11 @@ def init_app(settings: Settings) -> web.Application:
         log.info("ingress.stopping", node=settings.node_id)
         await sio.shutdown()
         await sockets.read_marks.flush_all()  # read marks held for the end of their interval
+        await sockets.sends.drain()  # sends in a flush are confirmed and answered before the publisher closes
         await sockets.calls.registry.close()  # its last queued presence writes, before the node key goes
         await presence.stop()
         await publisher.close()
+        await sockets.accepted.close()  # the statistics counted since the last flush
         await redis.aclose()
         await pool.close()
         if read_pool is not None:

@@ -22,6 +22,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 from infra import json_limits
+from infra.redis_clients import BATCH_EVENT, BATCH_ROOM
 from infra.settings import Settings
 from ingress.auth import bearer_token
 from ingress.http_api import json_error
@@ -116,12 +117,16 @@ class IngressMetrics:
     def _observe_relay(self, manager: socketio.AsyncPubSubManager, message: dict) -> None:
         if message.get("binary"):
             return
-        room = message.get("room")
         namespace = message.get("namespace") or "/"
-        local = room is None or any(True for _ in manager.get_participants(namespace, room))
-        if local:
-            remote = message.get("host_id") != manager.host_id
-            self.relayed(str(message.get("event")), message.get("data"), remote=remote)
+        remote = message.get("host_id") != manager.host_id
+        if message.get("room") == BATCH_ROOM and message.get("event") == BATCH_EVENT:  # a worker's batch of results
+            items = message.get("data") if isinstance(message.get("data"), list) else []
+            emits = [(i.get("event"), i.get("room"), i.get("data")) for i in items if isinstance(i, dict)]
+        else:
+            emits = [(message.get("event"), message.get("room"), message.get("data"))]
+        for event, room, data in emits:
+            if room is None or any(True for _ in manager.get_participants(namespace, room)):
+                self.relayed(str(event), data, remote=remote)
 
     # --- HTTP -------------------------------------------------------------------------------
     def http_response(self, method: str, route: str, status: int, body: Any) -> None:

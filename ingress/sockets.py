@@ -27,6 +27,7 @@ from infra import messages
 from infra.logging import log_scope
 from infra.publisher import CommandPublisher, PublishFailed
 from infra.settings import Settings
+from infra.stats_counter import StatsCounter
 from ingress.auth import Identity, Unauthorized, decode_token
 from ingress.calls import CallSockets
 from ingress.connection_caps import ConnectionCaps
@@ -37,6 +38,7 @@ from ingress.presence import Presence
 from ingress.proxies import environ_client_ip
 from ingress.rate_limiter import LocalWindows, RateDecision, RateLimiter
 from ingress.rejections import Rejected, check_allowed
+from ingress.send_flusher import SendFlusher
 from ingress.session_guard import SessionGuard
 from ingress.socket_server import AckAwareServer, ack_requested
 from ingress.tips import tip_command
@@ -81,6 +83,8 @@ class ChatSockets:
         self.redis = redis
         self.pool = pool
         self._secret = settings.jwt_secret.get_secret_value()
+        self.sends = SendFlusher(publisher, limiter, settings.send_batch_max)  # drain() before publisher.close()
+        self.accepted = StatsCounter(redis, settings.key("stats", "accepted"))  # close() before redis.aclose()
         self._init_limits(settings)
         sio.on("connect", self.connect)
         sio.on("disconnect", self.disconnect)
@@ -321,36 +325,30 @@ class ChatSockets:
 
     async def send_message(self, sid: str, who: Identity, payload: SendMessage) -> dict[str, Any]:
         self._require_member(sid, payload.roomId)
-        await self._rate_limit(who)
+        tenant = conversation_room_tenant(payload.roomId)
+        if tenant:  # a chat send is rate-limited by its flush, with the other sends of its batch
+            await self._rate_limit(who)
         command_id, message_id = commands.send_command_ids(who.user_id, payload.clientMessageId)
         now_ms = int(time.time() * 1000)
-        tenant = conversation_room_tenant(payload.roomId)
-        if tenant:  # a human handoff: the operator's reply goes out to the contact
-            actor: str = queues.OPERATOR_REPLY_ACTOR
+        if tenant:  # a human handoff: the operator's reply goes out to the contact, published alone
             command: commands.Command = commands.OperatorReply(
                 command_id=command_id, message_id=message_id, tenant_id=tenant,
                 conversation_id=payload.roomId.rsplit(":", 1)[1], operator_id=who.user_id,
                 operator_name=who.name, text=payload.message, client_message_id=payload.clientMessageId,
                 accepted_at_ms=now_ms,
             )  # fmt: skip
+            await self._publish(queues.OPERATOR_REPLY_ACTOR, command)
         else:
-            actor = queues.SEND_MESSAGE_ACTOR
             command = commands.SendChatMessage(
                 command_id=command_id, message_id=message_id, user_id=who.user_id, username=who.name,
                 room_id=payload.roomId, message=payload.message, client_message_id=payload.clientMessageId,
                 accepted_at_ms=now_ms,
             )  # fmt: skip
-        await self._publish(actor, command)
-        await self._count_accepted()
-        log.info("message.accepted", command_id=command_id, room_id=payload.roomId, user_id=who.user_id)
+            bind_command(command)
+            await self.sends.send(command)  # rate limit, publish and confirm in this node's next flush
+        self.accepted.add()  # a statistic, added to Redis about once a second
+        log.debug("message.accepted", command_id=command_id, room_id=payload.roomId, user_id=who.user_id)
         return {"status": "accepted", "messageId": message_id, "clientMessageId": payload.clientMessageId}
-
-    async def _count_accepted(self) -> None:
-        """A statistic: once RabbitMQ has the command, a Redis failure must not turn it into a rejection."""
-        try:
-            await self.redis.incr(self.settings.key("stats", "accepted"))
-        except Exception as exc:
-            log.warning("stats.count_failed", error=repr(exc))
 
     async def typing(self, sid: str, who: Identity, payload: RoomRef, *, typing: bool) -> dict[str, Any]:
         """Coalesced per room and user (``TYPING_INTERVAL_MS``): what is not broadcast is dropped silently."""

@@ -30,6 +30,7 @@ from schemas.commands import (
     InboundChannelMessage,
     MarkMessageRead,
     OperatorReply,
+    SendChatBatch,
     SendChatMessage,
     SendOutbound,
 )
@@ -87,6 +88,9 @@ class ActorSpec:
     # When retries are exhausted: the notice's builder and its message (nothing was applied).
     notice: FailureNotice | None = None
     notice_message: str = ""
+    # A batch actor: its model's ``commands`` are commands of this actor, each failed closed, logged
+    # and replayed as that actor's own (a batch message itself has no inbox or event-log row).
+    batch_of: str | None = None
 
 
 def _registry(*specs: ActorSpec) -> dict[str, ActorSpec]:
@@ -100,6 +104,7 @@ def _registry(*specs: ActorSpec) -> dict[str, ActorSpec]:
 ACTORS: Final[dict[str, ActorSpec]] = _registry(
     ActorSpec(q.SEND_MESSAGE_ACTOR, q.CHAT_QUEUE, SendChatMessage, QUICK,
               notices.chat_message, "the message could not be processed; nothing was charged"),
+    ActorSpec(q.SEND_BATCH_ACTOR, q.CHAT_QUEUE, SendChatBatch, QUICK, batch_of=q.SEND_MESSAGE_ACTOR),
     ActorSpec(q.MARK_READ_ACTOR, q.CHAT_QUEUE, MarkMessageRead, QUICK),
     ActorSpec(q.INBOUND_MESSAGE_ACTOR, q.CHAT_QUEUE, InboundChannelMessage, QUICK),
     ActorSpec(q.STATUS_UPDATE_ACTOR, q.CHAT_QUEUE, ChannelStatusUpdate, PATIENT),

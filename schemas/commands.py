@@ -66,6 +66,19 @@ class SendChatMessage(Command):
     accepted_at_ms: EpochMs
 
 
+MAX_SEND_BATCH = 1024  # commands in one ``chat.send_batch``; ingress flushes at most SEND_BATCH_MAX (256)
+
+
+class SendChatBatch(Command):
+    """The chat sends an ingress node accepted while its previous flush was in flight, published as
+    one AMQP message and applied in one transaction. Each command keeps its own id: the batch's
+    ``command_id`` (``batch:<uuid>``) only names the delivery in logs and has no inbox row."""
+
+    type: Literal["chat.send_batch"] = "chat.send_batch"
+    command_id: str = Field(min_length=1, max_length=300)
+    commands: list[SendChatMessage] = Field(min_length=1, max_length=MAX_SEND_BATCH)
+
+
 class MarkMessageRead(Command):
     type: Literal["chat.mark_read"] = "chat.mark_read"
     command_id: str

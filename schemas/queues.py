@@ -11,6 +11,7 @@ ALL_QUEUES: Final = (CHAT_QUEUE, OUTBOUND_QUEUE, AI_QUEUE, BILLING_QUEUE, CHAIN_
 
 SEND_MESSAGE_ACTOR: Final = "chat_send_message"
 MARK_READ_ACTOR: Final = "chat_mark_read"
+SEND_BATCH_ACTOR: Final = "chat_send_batch"  # many chat sends in one message (ingress flushers)
 INBOUND_MESSAGE_ACTOR: Final = "channel_inbound_message"
 STATUS_UPDATE_ACTOR: Final = "channel_status_update"
 OPERATOR_REPLY_ACTOR: Final = "channel_operator_reply"

@@ -76,6 +76,7 @@ class NewMessage(Outbound):
     clientMessageId: str | None = None
     creditInfo: CreditInfo | None = None
     replyTo: str | None = None  # the message an AI reply answers
+    seq: int | None = None  # its place in the room (1, 2, ...), set when it is stored
 
     @model_validator(mode="before")
     @classmethod

@@ -57,6 +57,7 @@ def build_actor(broker: dramatiq.Broker, spec: ActorSpec, handler: Handler, hold
         **spec.retries.options(),
         failure_notice=(spec.notice, spec.notice_message) if spec.notice else None,
         on_give_up=handler.on_give_up,
+        batch_of=spec.batch_of,
     )
 
 

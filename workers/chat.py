@@ -1,15 +1,37 @@
-"""Handlers of the ``chat`` queue's own commands: a chat message, a read mark."""
+"""Handlers of the ``chat`` queue's own commands: a chat message, a batch of them, a read mark."""
 
 from __future__ import annotations
 
-from schemas.commands import MarkMessageRead, SendChatMessage
-from schemas.queues import MARK_READ_ACTOR, SEND_MESSAGE_ACTOR
-from workers import chat_service
+import structlog
+
+from infra import inbox
+from infra.settings import Settings
+from schemas.actors import ACTORS
+from schemas.commands import MarkMessageRead, SendChatBatch, SendChatMessage
+from schemas.queues import CHAT_QUEUE, MARK_READ_ACTOR, SEND_BATCH_ACTOR, SEND_MESSAGE_ACTOR
+from workers import chat_batch, chat_service
 from workers.effects import Outcome
+from workers.emits import Emit
 from workers.handlers import Handlers
 from workers.resources import Resources
 
+log = structlog.get_logger(__name__)
+
 handlers = Handlers()
+
+
+def chat_terms(s: Settings) -> chat_service.ChatTerms:
+    return chat_service.ChatTerms(s.credit_policy, s.signup_credits, s.recharge_url, s.ai_agent_handle, s.plan_catalog)
+
+
+def _count(res: Resources, outcomes: list[Outcome]) -> None:
+    """The delivered/blocked statistics (a duplicate counts nothing), added to Redis about once a second."""
+    delivered = sum(1 for o in outcomes if o.fresh and o.status == "applied")
+    blocked = sum(1 for o in outcomes if o.fresh and o.status != "applied")
+    if delivered:
+        res.counter("delivered").add(delivered)
+    if blocked:
+        res.counter("blocked").add(blocked)
 
 
 @handlers.on(SEND_MESSAGE_ACTOR)
@@ -18,10 +40,43 @@ async def send_message(res: Resources, cmd: SendChatMessage) -> Outcome:
     outcome = await chat_service.send_message(
         res.pool, cmd, s.credit_policy, s.signup_credits, s.recharge_url, s.ai_agent_handle, s.plan_catalog
     )
-    if outcome.fresh:
-        counter = "delivered" if outcome.status == "applied" else "blocked"
-        await res.redis.incr(s.key("stats", counter))
+    _count(res, [outcome])
     return outcome
+
+
+@handlers.on(SEND_BATCH_ACTOR)
+async def send_batch(res: Resources, batch: SendChatBatch) -> Outcome:
+    """Every message of the batch in one transaction; their effects go out together after it."""
+    result = await chat_batch.apply_batch(res.pool, batch.commands, chat_terms(res.settings))
+    outcomes = [outcome for _, outcome in result.applied]
+    emits: list[Emit] = [e for o in outcomes for e in o.emits]
+    for cmd, exc in result.poisoned:
+        emits += await fail_alone(res, cmd, exc)
+    _count(res, outcomes)
+    log.info(
+        "chat.batch_done",
+        commands=len(batch.commands),
+        applied=sum(1 for o in outcomes if o.fresh and o.status == "applied"),
+        rejected=sum(1 for o in outcomes if o.fresh and o.status == "rejected"),
+        duplicates=sum(1 for o in outcomes if not o.fresh),
+        failed=len(result.poisoned),
+        command_ids=[cmd.command_id for cmd in batch.commands],
+    )
+    fresh = any(o.fresh for o in outcomes) or bool(result.poisoned)
+    return Outcome(fresh, "applied", emits, [f for o in outcomes for f in o.follow_ups])
+
+
+async def fail_alone(res: Resources, cmd: SendChatMessage, exc: BaseException) -> list[Emit]:
+    """Fail one poison command of a batch closed, as the single actor would have after its retries:
+    recorded ``failed`` in the inbox (a replay may apply it later), put on the dead-letter queue,
+    and its sender told that nothing was charged. Returns that notice."""
+    log.error("command.failed", command_id=cmd.command_id, actor=SEND_MESSAGE_ACTOR, error=repr(exc))
+    recorded = await inbox.record_failure(res.pool, cmd.command_id, cmd.type, cmd.user_id, repr(exc))
+    await res.publisher.dead_letter(CHAT_QUEUE, SEND_MESSAGE_ACTOR, cmd.model_dump(mode="json"), repr(exc))
+    spec = ACTORS[SEND_MESSAGE_ACTOR]
+    if not recorded or spec.notice is None:  # applied meanwhile by another delivery
+        return []
+    return [spec.notice(cmd, spec.notice_message)]
 
 
 @handlers.on(MARK_READ_ACTOR)

@@ -6,9 +6,9 @@ publish exactly what the first delivery did. Clients dedupe on ``messageId``.
 
 from __future__ import annotations
 
-import socketio
 import structlog
 
+from infra.redis_clients import BatchingRedisManager
 from schemas.emits import Emit, emit
 
 __all__ = ["Emit", "emit", "publish"]
@@ -16,18 +16,20 @@ __all__ = ["Emit", "emit", "publish"]
 log = structlog.get_logger(__name__)
 
 
-async def publish(emitter: socketio.AsyncRedisManager, emits: list[Emit]) -> None:
-    """Fan the emits out; one ``result.published`` line (info) per call, one ``result.emit`` (debug) each.
+async def publish(emitter: BatchingRedisManager, emits: list[Emit]) -> None:
+    """Fan the emits out in one Redis message, in order; one ``result.published`` line (info) per
+    call, one ``result.emit`` (debug) each.
 
     Lines carry the command being processed (its ``command_id`` is in the worker's log context).
     """
+    if not emits:
+        return
+    await emitter.emit_many([(item["event"], item["data"], item["room"]) for item in emits])
     for item in emits:
-        await emitter.emit(item["event"], item["data"], namespace="/", room=item["room"])
         log.debug("result.emit", event_name=item["event"], channel=item["room"])
-    if emits:
-        log.info(
-            "result.published",
-            emits=len(emits),
-            event_names=sorted({item["event"] for item in emits}),
-            channels=sorted({item["room"] for item in emits}),
-        )
+    log.info(
+        "result.published",
+        emits=len(emits),
+        event_names=sorted({item["event"] for item in emits}),
+        channels=sorted({item["room"] for item in emits}),
+    )

@@ -11,7 +11,7 @@ fails or retries the command.
 from __future__ import annotations
 
 import logging
-from typing import Any, get_args
+from typing import Any, ClassVar, get_args
 
 import structlog
 from dramatiq import Middleware
@@ -35,11 +35,21 @@ class _DropDiscardedResultWarning(logging.Filter):
 
 
 class EventLog(Middleware):
+    """Reads the actor option ``batch_of``: a batch's commands are logged one by one, as commands of
+    that actor (by the batch's own transaction when it succeeds, here when it is given up)."""
+
+    actor_options: ClassVar[set[str]] = {"batch_of"}
+
     def __init__(self, resources: ResourceHolder) -> None:
         self._resources = resources
         logging.getLogger("dramatiq.worker.WorkerThread").addFilter(_DropDiscardedResultWarning())
 
     def after_process_message(self, broker, message, *, result=None, exception=None) -> None:
+        batch_of = broker.get_actor(message.actor_name).options.get("batch_of")
+        if batch_of is not None:
+            if exception is not None and message.failed:
+                self._log_batch(message, batch_of, repr(exception))
+            return
         if exception is not None:
             if message.failed:  # retries exhausted, or an exception the actor never retries
                 self._log(message, "failed", repr(exception))
@@ -54,16 +64,32 @@ class EventLog(Middleware):
         if message.failed:  # skipped for good, e.g. too old for its age limit
             self._log(message, "failed", "skipped")
 
+    def _log_batch(self, message: Any, actor: str, error: str) -> None:
+        batch = message.kwargs.get("command") if isinstance(message.kwargs, dict) else None
+        commands = batch.get("commands") if isinstance(batch, dict) else None
+        queue = q_name(message.queue_name)
+        for command in commands if isinstance(commands, list) else []:
+            entry = event_log.entry_for(queue, actor, command, "failed", error)
+            if entry is not None:
+                self._write(message, entry, "failed")
+
     def _log(self, message: Any, status: event_log.Status, error: str | None = None) -> None:
         command = message.kwargs.get("command") if isinstance(message.kwargs, dict) else None
         entry = event_log.entry_for(q_name(message.queue_name), message.actor_name, command, status, error)
-        if entry is None:
-            return
+        if entry is not None:
+            self._write(message, entry, status)
+
+    def _write(self, message: Any, entry: event_log.Entry, status: event_log.Status) -> None:
         try:
             get_event_loop_thread().run_coroutine(self._record(entry))
         except Exception as exc:
-            log.error("event_log.write_failed", actor=message.actor_name, command_id=entry.command_id,
-                      status=status, error=repr(exc))  # fmt: skip
+            log.error(
+                "event_log.write_failed",
+                actor=message.actor_name,
+                command_id=entry.command_id,
+                status=status,
+                error=repr(exc),
+            )
 
     async def _record(self, entry: event_log.Entry) -> None:
         res = await self._resources.get()

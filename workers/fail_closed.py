@@ -27,6 +27,8 @@ class FailClosed(Middleware):
     failed). Both run only if the command was not applied meanwhile by another delivery."""
 
     actor_options: ClassVar[set[str]] = {"failure_notice", "on_give_up"}
+    # ``batch_of`` (declared by EventLog) is read too: a given-up batch fails each of its commands
+    # closed, as commands of that actor.
 
     def __init__(self, resources: ResourceHolder) -> None:
         self._resources = resources
@@ -45,8 +47,16 @@ class FailClosed(Middleware):
         if not isinstance(command, dict) or not isinstance(command.get("command_id"), str):
             return
         options = broker.get_actor(message.actor_name).options
+        batch_of = options.get("batch_of")
+        if batch_of is not None:
+            inner = command.get("commands") if isinstance(command.get("commands"), list) else []
+            reports = [(batch_of, broker.get_actor(batch_of).options, c) for c in inner if isinstance(c, dict)]
+        else:
+            reports = [(message.actor_name, options, command)]
         try:
-            get_event_loop_thread().run_coroutine(self._report(message.actor_name, options, command, exception))
+            for actor, actor_options, one in reports:
+                if isinstance(one.get("command_id"), str):
+                    get_event_loop_thread().run_coroutine(self._report(actor, actor_options, one, exception))
         except Exception:
             log.exception("command.failure_report_failed", actor=message.actor_name)
 

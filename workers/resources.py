@@ -12,13 +12,13 @@ from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
 import asyncpg
-import socketio
 from redis.asyncio import Redis
 
 from infra import db
 from infra.publisher import CommandPublisher
-from infra.redis_clients import redis_client, socketio_manager
+from infra.redis_clients import BatchingRedisManager, redis_client, socketio_manager
 from infra.settings import Settings
+from infra.stats_counter import StatsCounter
 from schemas.queues import ALL_QUEUES
 from workers.correlation import detached
 
@@ -40,9 +40,16 @@ class Resources:
     settings: Settings
     pool: asyncpg.Pool
     redis: Redis
-    emitter: socketio.AsyncRedisManager
+    emitter: BatchingRedisManager
     publisher: CommandPublisher
     _components: dict[Component[Any], Any] = field(default_factory=dict)
+    _counters: dict[str, StatsCounter] = field(default_factory=dict)
+
+    def counter(self, name: str) -> StatsCounter:
+        """The statistic ``stats:<name>``, counted in this process and added to Redis about once a second."""
+        if name not in self._counters:
+            self._counters[name] = StatsCounter(self.redis, self.settings.key("stats", name))
+        return self._counters[name]
 
     def component(self, component: Component[T]) -> T:
         """This process's ``component``, made now if it is the first use."""
@@ -51,6 +58,9 @@ class Resources:
         return self._components[component]
 
     async def close_components(self) -> None:
+        counters, self._counters = self._counters, {}
+        for counter in counters.values():
+            await counter.close()
         made, self._components = self._components, {}
         for component, value in made.items():
             await component.close(value)

@@ -55,6 +55,12 @@ class CommandTx:
         return self.key.command_id
 
     @property
+    def claimed(self) -> bool:
+        """Whether this transaction claimed the command (it must be applied now), known before any
+        copy of it in the batch is decided."""
+        return self.stored is None and self._twin is None
+
+    @property
     def replayed(self) -> Outcome | None:
         """The outcome to re-run when this command was applied before (None: apply it now)."""
         if self.stored is not None:

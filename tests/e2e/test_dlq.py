@@ -23,7 +23,7 @@ import pytest
 
 from infra import db, grants, ledger
 from infra.amqp import encode_actor_message, topology
-from schemas.queues import CHAT_QUEUE, MARK_READ_ACTOR, SEND_MESSAGE_ACTOR
+from schemas.queues import CHAT_QUEUE, MARK_READ_ACTOR, SEND_BATCH_ACTOR, SEND_MESSAGE_ACTOR
 from tests.e2e.test_exactly_once import chat_command
 from tests.support import isolation
 from tests.support.ledger_checks import assert_ledger_invariants
@@ -234,3 +234,39 @@ async def test_a_requeue_gets_fresh_retries_and_purge_deletes_only_what_matches(
     # Nothing was charged for the command that never applied.
     assert await dlq.pool.fetchval("SELECT status FROM inbox WHERE command_id = $1", bad["command_id"]) == "failed"
     assert await dlq.pool.fetchval("SELECT count(*) FROM messages WHERE room_id = $1", room) == 0
+
+
+async def test_a_poison_command_in_a_batch_fails_closed_alone_and_requeues_as_a_single_command(dlq: DlqStack):
+    good_user, bad_user = f"dlq-{uuid.uuid4().hex[:8]}", f"dlq-{uuid.uuid4().hex[:8]}"
+    room, refused = f"room-{uuid.uuid4().hex[:8]}", f"room-{uuid.uuid4().hex[:8]}"
+    for user in (good_user, bad_user):
+        await grants.grant(dlq.pool, ledger.user_account(user), 5, "test", "g")
+    await dlq.refuse_room(refused)
+    before, poison, after = send(good_user, room), send(bad_user, refused), send(good_user, room)
+    batch = {"type": "chat.send_batch", "command_id": f"batch:{uuid.uuid4()}", "commands": [before, poison, after]}
+    await dlq.publish(SEND_BATCH_ACTOR, batch)
+    await dlq.wait_dead(1)
+
+    (dead,) = dlq.listed()
+    assert (dead["queue"], dead["actor"], dead["command_id"]) == (CHAT_QUEUE, SEND_MESSAGE_ACTOR, poison["command_id"])
+    assert "test fault" in dead["error"]
+    ids = [before["command_id"], poison["command_id"], after["command_id"]]
+    inbox = dict(await dlq.pool.fetch("SELECT command_id, status FROM inbox WHERE command_id = ANY($1)", ids))
+    assert inbox == {before["command_id"]: "applied", poison["command_id"]: "failed", after["command_id"]: "applied"}
+    logged = dict(await dlq.pool.fetch("SELECT command_id, status FROM event_log WHERE command_id = ANY($1)", ids))
+    assert logged == inbox
+    assert await dlq.pool.fetchval("SELECT count(*) FROM messages WHERE room_id = $1", room) == 2
+    credits = "SELECT credits FROM accounts WHERE account_id = $1"
+    assert await dlq.pool.fetchval(credits, ledger.user_account(good_user)) == 2  # 3000 words: 3 credits
+    assert await dlq.pool.fetchval(credits, ledger.user_account(bad_user)) == 5  # nothing charged
+
+    # After the fix, the dead command alone is requeued to the single-command actor and applied once.
+    await dlq.fix()
+    moved = dlq.cli("requeue")
+    assert moved.returncode == 0 and "requeued 1 message(s)" in moved.stdout, moved.stdout + moved.stderr
+    deadline = time.monotonic() + 60
+    while await dlq.pool.fetchval("SELECT status FROM inbox WHERE command_id = $1", poison["command_id"]) != "applied":
+        assert time.monotonic() < deadline, "the requeued command was not applied"
+        await asyncio.sleep(0.2)
+    assert await dlq.pool.fetchval(credits, ledger.user_account(bad_user)) == 3
+    assert await dlq.pool.fetchval("SELECT count(*) FROM messages WHERE room_id = $1", refused) == 1

@@ -9,8 +9,8 @@ import uuid
 
 import pytest
 
-from schemas.commands import SendChatMessage, send_command_ids
-from schemas.queues import CHAT_QUEUE, SEND_MESSAGE_ACTOR
+from schemas.commands import SendChatBatch, SendChatMessage, send_command_ids
+from schemas.queues import CHAT_QUEUE, SEND_BATCH_ACTOR, SEND_MESSAGE_ACTOR
 from tests.e2e.conftest import grant, stats
 from tests.e2e.test_chat import uid
 from tests.support import isolation
@@ -84,7 +84,8 @@ def own_vhost(iso):
     isolation.delete_vhost(vhost)
 
 
-async def test_kill_minus_9_with_unacked_messages_loses_and_doubles_nothing(stack_env, own_vhost, ledger):
+@pytest.mark.parametrize("in_batches", [False, True], ids=["single", "batches"])
+async def test_kill_minus_9_with_unacked_messages_loses_and_doubles_nothing(stack_env, own_vhost, ledger, in_batches):
     amqp_url, vhost = own_vhost
     env = {**stack_env, "AMQP_URL": amqp_url}
     user = uid("kill")
@@ -94,7 +95,14 @@ async def test_kill_minus_9_with_unacked_messages_loses_and_doubles_nothing(stac
     total, affordable = 1000, 700
     await grants.grant(ledger, f"user:{user}", affordable, "test", "g", 0)
     commands = [chat_command(user, room, 1000) for _ in range(total)]  # one credit each
-    await publish_raw(amqp_url, commands)
+    if in_batches:  # as ingress flushers publish them: 40 messages of 25 commands
+        batches = [
+            SendChatBatch(command_id=f"batch:{uuid.uuid4()}", commands=commands[i : i + 25])
+            for i in range(0, total, 25)
+        ]
+        await publish_commands(amqp_url, CHAT_QUEUE, SEND_BATCH_ACTOR, batches)
+    else:
+        await publish_raw(amqp_url, commands)
     ids = [c.command_id for c in commands]
 
     procs = Processes(env)

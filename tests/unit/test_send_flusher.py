@@ -1,0 +1,219 @@
+"""The ingress send flusher's batching (ingress/send_flusher.py), with a fake publisher and limiter."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+
+import pytest
+import structlog
+
+from infra.publisher import PublishFailed
+from ingress.rate_limiter import RateDecision
+from ingress.rejections import Rejected
+from ingress.send_flusher import SendFlusher
+from schemas.base import Command
+from schemas.commands import SendChatBatch, SendChatMessage
+from schemas.queues import CHAT_QUEUE, SEND_BATCH_ACTOR, SEND_MESSAGE_ACTOR
+
+
+def send(n: int, user: str = "alice") -> SendChatMessage:
+    return SendChatMessage(
+        command_id=f"msg:{user}:{n}",
+        message_id=f"00000000-0000-4000-8000-{n:012d}",
+        user_id=user,
+        username=user.title(),
+        room_id="lobby",
+        message=f"hello {n}",
+        client_message_id=str(n),
+        accepted_at_ms=1_700_000_000_000,
+    )
+
+
+class FakePublisher:
+    """Holds each publish until the test releases it (``gate``), and fails those it is told to."""
+
+    def __init__(self) -> None:
+        self.published: list[tuple[str, str, Command]] = []
+        self.gate = asyncio.Event()
+        self.gate.set()
+        self.fail_next = 0
+        self.contexts: list[dict] = []
+
+    async def publish(self, queue: str, actor: str, command: Command) -> None:
+        self.contexts.append(structlog.contextvars.get_contextvars())
+        self.published.append((queue, actor, command))
+        await self.gate.wait()
+        if self.fail_next:
+            self.fail_next -= 1
+            raise PublishFailed("no confirm")
+
+    def command_ids(self) -> list[list[str]]:
+        """Per publish, the command ids it carried."""
+        out = []
+        for _, actor, command in self.published:
+            if actor == SEND_BATCH_ACTOR:
+                assert isinstance(command, SendChatBatch)
+                out.append([c.command_id for c in command.commands])
+            else:
+                out.append([command.command_id])
+        return out
+
+
+class FakeLimiter:
+    def __init__(self, refuse: frozenset[str] = frozenset()) -> None:
+        self.refuse = refuse
+        self.calls: list[list[str]] = []
+
+    async def hit_many(self, hits: Sequence[tuple[str, str]]) -> list[RateDecision]:
+        self.calls.append([user for user, _ in hits])
+        return [RateDecision(False, 700) if user in self.refuse else RateDecision(True) for user, _ in hits]
+
+
+async def settle() -> None:
+    for _ in range(5):
+        await asyncio.sleep(0)
+
+
+async def test_an_idle_flusher_publishes_a_lone_send_at_once_as_itself():
+    publisher, limiter = FakePublisher(), FakeLimiter()
+    flusher = SendFlusher(publisher, limiter, max_batch=256)
+    with structlog.contextvars.bound_contextvars(command_id="msg:alice:1", socket_event="sendMessage"):
+        await asyncio.wait_for(flusher.send(send(1)), 1)
+    ((queue, actor, command),) = publisher.published
+    assert (queue, actor, command.command_id) == (CHAT_QUEUE, SEND_MESSAGE_ACTOR, "msg:alice:1")
+    # Published in its sender's log context: its command.published line is the one it had before batching.
+    assert publisher.contexts[0]["socket_event"] == "sendMessage"
+    assert limiter.calls == [["alice"]]
+    assert not flusher.flushing and flusher.waiting == 0
+
+
+async def test_sends_during_a_flush_wait_for_the_next_one_which_carries_them_all():
+    publisher, limiter = FakePublisher(), FakeLimiter()
+    flusher = SendFlusher(publisher, limiter, max_batch=256)
+    publisher.gate.clear()
+    first = asyncio.create_task(flusher.send(send(0)))
+    await settle()
+    assert publisher.command_ids() == [["msg:alice:0"]]  # in flight, unconfirmed
+    later = [asyncio.create_task(flusher.send(send(n, f"u{n}"))) for n in range(1, 6)]
+    await settle()
+    assert len(publisher.published) == 1 and flusher.waiting == 5  # nothing else published meanwhile
+    assert not first.done()
+    publisher.gate.set()
+    await asyncio.wait_for(asyncio.gather(first, *later), 1)
+    assert publisher.command_ids() == [["msg:alice:0"], [f"msg:u{n}:{n}" for n in range(1, 6)]]
+    queue, actor, batch = publisher.published[1]
+    assert (queue, actor) == (CHAT_QUEUE, SEND_BATCH_ACTOR)
+    assert isinstance(batch, SendChatBatch) and batch.command_id.startswith("batch:")
+    # One rate-limit call per flush, for every sender in it.
+    assert limiter.calls == [["alice"], [f"u{n}" for n in range(1, 6)]]
+    # The batch is published in a context of its own: no sender's command_id on its lines.
+    assert "command_id" not in publisher.contexts[1]
+
+
+async def test_sends_arriving_together_share_one_flush():
+    publisher = FakePublisher()
+    flusher = SendFlusher(publisher, FakeLimiter(), max_batch=256)
+    await asyncio.wait_for(asyncio.gather(*(flusher.send(send(n)) for n in range(10))), 1)
+    assert publisher.command_ids() == [[f"msg:alice:{n}" for n in range(10)]]
+
+
+async def test_a_flush_takes_at_most_max_batch_and_the_rest_follow_in_order():
+    publisher = FakePublisher()
+    flusher = SendFlusher(publisher, FakeLimiter(), max_batch=4)
+    publisher.gate.clear()
+    tasks = [asyncio.create_task(flusher.send(send(n))) for n in range(11)]
+    await settle()
+    assert [len(ids) for ids in publisher.command_ids()] == [4]
+    publisher.gate.set()
+    await asyncio.wait_for(asyncio.gather(*tasks), 1)
+    assert [len(ids) for ids in publisher.command_ids()] == [4, 4, 3]
+    assert [i for ids in publisher.command_ids() for i in ids] == [f"msg:alice:{n}" for n in range(11)]
+
+
+async def test_a_failing_publish_rejects_exactly_its_batch():
+    publisher = FakePublisher()
+    flusher = SendFlusher(publisher, FakeLimiter(), max_batch=256)
+    publisher.gate.clear()
+    publisher.fail_next = 1
+    first = [asyncio.create_task(flusher.send(send(n))) for n in range(3)]  # the failing flush
+    await settle()
+    second = [asyncio.create_task(flusher.send(send(n, "bob"))) for n in range(3, 5)]
+    await settle()
+    publisher.gate.set()
+    results = await asyncio.wait_for(asyncio.gather(*first, *second, return_exceptions=True), 1)
+    for result in results[:3]:
+        assert isinstance(result, Rejected) and result.code == "internal"
+        assert result.message == "the message could not be queued; nothing was charged, retry"
+    assert results[3:] == [None, None]
+    assert len(publisher.published) == 2
+    assert len({id(r) for r in results[:3]}) == 3  # one exception per sender
+
+
+async def test_rate_limited_senders_are_refused_before_the_publish():
+    publisher = FakePublisher()
+    flusher = SendFlusher(publisher, FakeLimiter(refuse=frozenset({"mallory"})), max_batch=256)
+    sends = [send(1, "alice"), send(2, "mallory"), send(3, "bob"), send(4, "mallory")]
+    results = await asyncio.wait_for(asyncio.gather(*(flusher.send(s) for s in sends), return_exceptions=True), 1)
+    assert results[0] is None and results[2] is None
+    for refused in (results[1], results[3]):
+        assert isinstance(refused, Rejected) and refused.code == "rate_limited"
+        assert refused.message == "too many messages; retry in 700 ms"
+        assert refused.extra == {"retryAfterMs": 700}
+    assert publisher.command_ids() == [["msg:alice:1", "msg:bob:3"]]
+
+
+async def test_a_batch_whose_senders_are_all_refused_publishes_nothing():
+    publisher = FakePublisher()
+    flusher = SendFlusher(publisher, FakeLimiter(refuse=frozenset({"mallory"})), max_batch=256)
+    with pytest.raises(Rejected):
+        await asyncio.wait_for(flusher.send(send(1, "mallory")), 1)
+    assert publisher.published == [] and flusher.flushes == 0
+
+
+async def test_a_failing_rate_limiter_rejects_its_batch_as_internal():
+    class BrokenLimiter:
+        async def hit_many(self, hits):
+            raise ConnectionError("redis down")
+
+    publisher = FakePublisher()
+    flusher = SendFlusher(publisher, BrokenLimiter(), max_batch=256)
+    results = await asyncio.wait_for(
+        asyncio.gather(*(flusher.send(send(n)) for n in range(2)), return_exceptions=True), 1
+    )
+    assert all(isinstance(r, Rejected) and r.code == "internal" for r in results)
+    assert publisher.published == []
+    assert not flusher.flushing
+
+
+async def test_drain_waits_for_the_flush_in_flight_and_the_next():
+    publisher = FakePublisher()
+    flusher = SendFlusher(publisher, FakeLimiter(), max_batch=256)
+    publisher.gate.clear()
+    tasks = [asyncio.create_task(flusher.send(send(0)))]
+    await settle()
+    tasks.append(asyncio.create_task(flusher.send(send(1))))
+    await settle()
+    drained = asyncio.create_task(flusher.drain())
+    await settle()
+    assert not drained.done()
+    publisher.gate.set()
+    await asyncio.wait_for(drained, 1)
+    assert all(t.done() and t.result() is None for t in tasks)
+    assert len(publisher.published) == 2
+    await asyncio.wait_for(flusher.drain(), 1)  # idle: returns at once
+
+
+async def test_a_sender_that_went_away_does_not_break_the_others():
+    publisher = FakePublisher()
+    flusher = SendFlusher(publisher, FakeLimiter(), max_batch=256)
+    publisher.gate.clear()
+    first = asyncio.create_task(flusher.send(send(0)))
+    await settle()
+    gone = asyncio.create_task(flusher.send(send(1)))
+    stays = asyncio.create_task(flusher.send(send(2)))
+    await settle()
+    gone.cancel()
+    publisher.gate.set()
+    await asyncio.wait_for(asyncio.gather(first, stays), 1)
+    assert gone.cancelled()
