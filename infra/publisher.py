@@ -4,6 +4,13 @@
 and, when that connection or its channel is lost, reconnects starting with the next node, so a
 node that died is not retried first. Publishes made meanwhile wait for the new channel up to
 PUBLISH_TIMEOUT_S, then fail (the caller answers 503; nothing is half-sent).
+
+A publish that fails says whether it certainly did not reach RabbitMQ (``PublishFailed``: not
+connected, the channel closed before the message was handed to it, or the broker refused it with a
+nack or a return) or whether its outcome is unknown (``PublishUnconfirmed``: the confirm did not
+come within PUBLISH_TIMEOUT_S, or the connection broke after the message was handed to the channel;
+the message may well be queued, and applied, later). Only the first lets a caller say that nothing
+was done.
 """
 
 from __future__ import annotations
@@ -24,7 +31,12 @@ log = structlog.get_logger(__name__)
 
 
 class PublishFailed(Exception):
-    """RabbitMQ did not confirm the command in time; it may not be durable."""
+    """Not published: unless it is a ``PublishUnconfirmed``, the command certainly did not reach
+    RabbitMQ (or RabbitMQ refused it with a nack or a return), and nothing will apply it."""
+
+
+class PublishUnconfirmed(PublishFailed):
+    """The command was handed to the channel but not confirmed: RabbitMQ may hold it, or may not."""
 
 
 CONNECT_TIMEOUT_S = 5.0  # per node: a black-holed node must not stall the failover to the next
@@ -124,7 +136,8 @@ class CommandPublisher:
         return self._ready.is_set() and self._connection is not None and not self._connection.is_closed
 
     async def publish(self, queue: str, actor: str, command: Command) -> None:
-        """Return once RabbitMQ has confirmed a persistent copy; raise PublishFailed otherwise."""
+        """Return once RabbitMQ has confirmed a persistent copy; raise PublishFailed (not published)
+        or its subclass PublishUnconfirmed (outcome unknown) otherwise."""
         await self.publish_payload(queue, actor, command.model_dump(mode="json"))
 
     async def dead_letter(self, queue: str, actor: str, payload: dict, error: str) -> None:
@@ -160,9 +173,14 @@ class CommandPublisher:
         try:
             async with asyncio.timeout(self._timeout_s):
                 await channel.default_exchange.publish(message, routing_key=routing_key or queue, mandatory=True)
-        except (TimeoutError, aio_pika.exceptions.AMQPError, ConnectionError, RuntimeError) as exc:
+        except (aio_pika.exceptions.ChannelInvalidStateError, aio_pika.exceptions.DeliveryError) as exc:
+            # Raised before the frames are queued (the channel was closed), or RabbitMQ's own refusal.
             log.warning("publish.failed", queue=queue, actor=actor, error=repr(exc), **ids)
             raise PublishFailed(repr(exc)) from None
+        except (TimeoutError, aio_pika.exceptions.AMQPError, ConnectionError, RuntimeError) as exc:
+            # The frames may have been written: RabbitMQ may hold the message though no confirm came.
+            log.warning("publish.unconfirmed", queue=queue, actor=actor, error=repr(exc), **ids)
+            raise PublishUnconfirmed(repr(exc)) from None
         log.info("command.published", queue=queue, actor=actor, amqp_message_id=message_id, **ids)
 
 

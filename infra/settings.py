@@ -75,6 +75,8 @@ class Settings(BaseSettings):
     shutdown_timeout_s: float = Field(default=10.0, gt=0)  # ingress: SIGTERM to exit, drain included
     # Chat sends one ingress flush rate-limits and publishes as one AMQP message (ingress/send_flusher.py).
     send_batch_max: int = Field(default=256, ge=1, le=MAX_SEND_BATCH)
+    # Chat sends one ingress node holds unanswered (waiting or being published); beyond it: ``overloaded``.
+    send_max_in_flight: int = Field(default=2048, ge=1)
     worker_db_pool_size: int = Field(default=10, ge=1)
     history_size: int = Field(default=50, ge=0, le=500)
     # --- channels (Twilio, Meta) ---

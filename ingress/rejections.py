@@ -24,3 +24,22 @@ def check_allowed(decision: RateDecision, what: str) -> None:
     """Raise ``rate_limited`` unless the limiter allowed the event."""
     if not decision.allowed:
         raise rate_limited(what, decision.retry_after_ms)
+
+
+def overloaded(what: str, retry_after_ms: int) -> Rejected:
+    """Refused before anything was published: nothing was charged, and a retry after
+    ``retryAfterMs`` is safe with or without a ``clientMessageId``."""
+    return Rejected(
+        "overloaded", f"{what}; nothing was charged, retry in {retry_after_ms} ms", retryAfterMs=retry_after_ms
+    )
+
+
+def unconfirmed(client_message_id: str | None, message_id: str) -> Rejected:
+    """Published, but RabbitMQ's confirm did not come: the message may yet be applied and charged.
+    ``messageId`` lets the client recognise it if it arrives (``newMessage``, ``history``)."""
+    outcome = "the message was sent to the queue but not confirmed, so it may still be delivered and charged"
+    if client_message_id is not None:
+        advice = "retry with the same clientMessageId: it is charged once"
+    else:
+        advice = "it had no clientMessageId, so a retry may be charged twice"
+    return Rejected("unconfirmed", f"{outcome}; {advice}", messageId=message_id)

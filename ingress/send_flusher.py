@@ -8,8 +8,17 @@ and takes at most ``max_batch`` of them (the rest wait for the one after). A flu
 1. rate-limits every sender of the batch in one Redis round trip (``RateLimiter.hit_many``); a
    refused sender gets the ``rate_limited`` rejection a single send gets and is left out;
 2. publishes the others as one ``chat_send_batch`` message (``SendChatBatch``, id ``batch:<uuid>``)
-   with a publisher confirm, and answers each of them from that one confirm; if it fails, each of
-   them gets the ``internal`` rejection a single send gets (nothing was published, nothing charged).
+   with a publisher confirm, and answers each of them from that one confirm. If the publish
+   certainly did not reach RabbitMQ (``PublishFailed``), each of them gets ``internal`` (nothing was
+   published, nothing charged); if its outcome is unknown (``PublishUnconfirmed``: the confirm did
+   not come in time, or the connection broke after the message went out), each gets
+   ``unconfirmed``: it may yet be applied and charged, so a retry must reuse its ``clientMessageId``.
+
+The sends in flight on a node (waiting, plus those of the flush under way) are bounded by
+``max_in_flight`` (SEND_MAX_IN_FLIGHT): a send beyond it is refused at once, before anything is
+published, with ``overloaded`` and ``retryAfterMs``, the time the flushes queued ahead of it are
+expected to take (from the recent flush durations), so a slow broker makes senders back off instead
+of piling up sends whose confirms would time out.
 
 A flush of one command publishes it as that command alone (``chat_send_message``), logged with its
 sender's log context, exactly as before batching: an idle node sends what it always sent. A batch's
@@ -20,6 +29,8 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import math
+import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -27,9 +38,9 @@ from typing import Protocol
 
 import structlog
 
-from infra.publisher import PublishFailed
+from infra.publisher import PublishFailed, PublishUnconfirmed
 from ingress.rate_limiter import RateDecision
-from ingress.rejections import Rejected, rate_limited
+from ingress.rejections import Rejected, overloaded, rate_limited, unconfirmed
 from schemas import queues
 from schemas.base import Command
 from schemas.commands import SendChatBatch, SendChatMessage
@@ -38,6 +49,11 @@ log = structlog.get_logger(__name__)
 
 NOT_QUEUED = "the message could not be queued; nothing was charged, retry"
 INTERNAL = "internal error; nothing was charged"
+
+RETRY_AFTER_MIN_MS = 100  # overloaded: the least and the most retryAfterMs a sender is told
+RETRY_AFTER_MAX_MS = 5_000
+FLUSH_ESTIMATE_S = 0.01  # the expected duration of a flush before one was measured
+FLUSH_SMOOTHING = 0.2  # weight of the newest flush in the moving average of flush durations
 
 
 class Publisher(Protocol):
@@ -64,20 +80,27 @@ class SendFlusher:
         limiter: BatchRateLimiter,
         max_batch: int,
         *,
+        max_in_flight: int = 2048,
         queue: str = queues.CHAT_QUEUE,
         actor: str = queues.SEND_MESSAGE_ACTOR,
         batch_actor: str = queues.SEND_BATCH_ACTOR,
     ) -> None:
         if max_batch < 1:
             raise ValueError("max_batch must be at least 1")
+        if max_in_flight < 1:
+            raise ValueError("max_in_flight must be at least 1")
         self._publisher = publisher
         self._limiter = limiter
         self._max_batch = max_batch
+        self._max_in_flight = max_in_flight
         self._queue = queue
         self._actor = actor
         self._batch_actor = batch_actor
         self._waiting: list[_Send] = []  # for the next flush, in arrival order
         self._task: asyncio.Task[None] | None = None  # the flushes, one after another, while sends wait
+        self._flushing = 0  # sends in the flush under way
+        self._flush_started: float | None = None  # time.monotonic() of the flush under way
+        self._flush_s: float | None = None  # moving average of flush durations, once one was measured
         self.flushes = 0  # publishes attempted (for tests and metrics)
 
     @property
@@ -85,18 +108,36 @@ class SendFlusher:
         return len(self._waiting)
 
     @property
+    def in_flight(self) -> int:
+        """Sends handed in and not yet answered by a flush: waiting, or in the flush under way."""
+        return len(self._waiting) + self._flushing
+
+    @property
     def flushing(self) -> bool:
         return self._task is not None
 
     async def send(self, command: SendChatMessage) -> None:
         """Return once RabbitMQ has confirmed ``command`` (alone or in a batch); raise ``Rejected``
-        (``rate_limited`` or ``internal``: not published, nothing charged) otherwise."""
+        otherwise: ``overloaded``, ``rate_limited`` or ``internal`` (not published, nothing charged),
+        or ``unconfirmed`` (published, outcome unknown)."""
+        if self.in_flight >= self._max_in_flight:
+            raise overloaded("too many messages in flight on this node", self.retry_after_ms())
         answer: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._waiting.append(_Send(command, answer, contextvars.copy_context()))
         if self._task is None:
             # A context of its own: a batch's lines must not carry the first sender's command_id.
             self._task = asyncio.create_task(self._run(), context=contextvars.Context())
         await answer
+
+    def retry_after_ms(self) -> int:
+        """When a refused send may expect room: once the flushes queued ahead of it are done, each
+        taking as long as recent flushes took (or as long as the one under way has taken so far)."""
+        per_flush = FLUSH_ESTIMATE_S if self._flush_s is None else self._flush_s
+        if self._flush_started is not None:
+            per_flush = max(per_flush, time.monotonic() - self._flush_started)
+        ahead = math.ceil(len(self._waiting) / self._max_batch) + (1 if self._flushing else 0)
+        estimate = math.ceil(max(ahead, 1) * per_flush * 1000)
+        return min(max(estimate, RETRY_AFTER_MIN_MS), RETRY_AFTER_MAX_MS)
 
     async def drain(self) -> None:
         """Wait until every send handed in so far is answered (before the publisher closes)."""
@@ -107,7 +148,14 @@ class SendFlusher:
         try:
             while self._waiting:
                 batch, self._waiting = self._waiting[: self._max_batch], self._waiting[self._max_batch :]
-                await self._flush(batch)
+                self._flushing, self._flush_started = len(batch), time.monotonic()
+                try:
+                    await self._flush(batch)
+                finally:
+                    took = time.monotonic() - self._flush_started
+                    seen = took if self._flush_s is None else self._flush_s
+                    self._flush_s = seen + FLUSH_SMOOTHING * (took - seen)
+                    self._flushing, self._flush_started = 0, None
         finally:
             self._task = None
             for send in self._waiting:  # only if cancelled: nobody waits forever
@@ -149,12 +197,24 @@ class SendFlusher:
             else:
                 batch = SendChatBatch(command_id=f"batch:{uuid.uuid4()}", commands=[s.command for s in sends])
                 await self._publisher.publish(self._queue, self._batch_actor, batch)
+        except PublishUnconfirmed:
+            for send in sends:
+                _answer(send, _unconfirmed(send.command))
+            return
         except PublishFailed:
             for send in sends:
                 _answer(send, Rejected("internal", NOT_QUEUED))
             return
+        except BaseException:  # cancelled mid-publish (shutdown): the message may have gone out
+            for send in sends:
+                _answer(send, _unconfirmed(send.command))
+            raise
         for send in sends:
             _answer(send, None)
+
+
+def _unconfirmed(command: SendChatMessage) -> Rejected:
+    return unconfirmed(command.client_message_id, command.message_id)
 
 
 def _answer(send: _Send, rejection: Rejected | None) -> None:

@@ -25,7 +25,7 @@ from domain.rate_limits import parse_rate_limits
 from domain.rooms import resolve_join, validate_room_id
 from infra import messages
 from infra.logging import log_scope
-from infra.publisher import CommandPublisher, PublishFailed
+from infra.publisher import CommandPublisher, PublishFailed, PublishUnconfirmed
 from infra.settings import Settings
 from infra.stats_counter import StatsCounter
 from ingress.auth import Identity, Unauthorized, decode_token
@@ -37,7 +37,7 @@ from ingress.metrics import IngressMetrics
 from ingress.presence import Presence
 from ingress.proxies import environ_client_ip
 from ingress.rate_limiter import LocalWindows, RateDecision, RateLimiter
-from ingress.rejections import Rejected, check_allowed
+from ingress.rejections import Rejected, check_allowed, unconfirmed
 from ingress.send_flusher import SendFlusher
 from ingress.session_guard import SessionGuard
 from ingress.socket_server import AckAwareServer, ack_requested
@@ -49,6 +49,8 @@ from schemas.socket_events import JoinRoom, MarkRead, RoomRef, SendMessage
 from schemas.tips import SendTip
 
 log = structlog.get_logger(__name__)
+
+QUIET_REJECTIONS = frozenset({"rate_limited", "overloaded"})  # logged at debug: one line per refused event
 
 
 def _validation_message(exc: ValidationError) -> str:
@@ -83,7 +85,9 @@ class ChatSockets:
         self.redis = redis
         self.pool = pool
         self._secret = settings.jwt_secret.get_secret_value()
-        self.sends = SendFlusher(publisher, limiter, settings.send_batch_max)  # drain() before publisher.close()
+        self.sends = SendFlusher(  # drain() before publisher.close()
+            publisher, limiter, settings.send_batch_max, max_in_flight=settings.send_max_in_flight
+        )
         self.accepted = StatsCounter(redis, settings.key("stats", "accepted"))  # close() before redis.aclose()
         self._init_limits(settings)
         sio.on("connect", self.connect)
@@ -152,8 +156,8 @@ class ChatSockets:
     async def _reject(self, sid: str, event: str, code: str, message: str, **extra: Any) -> dict[str, Any]:
         error = {"code": code, "message": message}
         self.metrics.rejected("socket", code)
-        # A flooding client is rate limited on every event: those lines only at debug.
-        (log.debug if code == "rate_limited" else log.info)("socket.rejected", code=code, reason=message)
+        # A flooding client is rate limited on every event, an overloaded node refuses every send: debug.
+        (log.debug if code in QUIET_REJECTIONS else log.info)("socket.rejected", code=code, reason=message)
         if not ack_requested.get():
             await self.sio.emit("error", {**error, "event": event, **extra}, to=sid)
         return {"status": "rejected", "error": error, **extra}
@@ -320,6 +324,11 @@ class ChatSockets:
         bind_command(command)
         try:
             await self.publisher.publish(queues.CHAT_QUEUE, actor, command)
+        except PublishUnconfirmed:
+            if isinstance(command, commands.OperatorReply):
+                raise unconfirmed(command.client_message_id, command.message_id) from None
+            # A read mark's id is its message's; a takeover is a state to reach: both may be retried.
+            raise Rejected("unconfirmed", "sent to the queue but not confirmed: it may still apply; retry") from None
         except PublishFailed:
             raise Rejected("internal", "the message could not be queued; nothing was charged, retry") from None
 
@@ -434,6 +443,12 @@ class ChatSockets:
         await self._rate_limit(who)
         try:
             await self.publisher.publish(queues.BILLING_QUEUE, queues.SEND_TIP_ACTOR, command)
+        except PublishUnconfirmed:
+            message = (
+                "the tip was sent to the queue but not confirmed, so the credits may still move; "
+                "retry with the same clientTipId: they move once"
+            )
+            raise Rejected("unconfirmed", message, tipId=command.tip_id) from None
         except PublishFailed:
             raise Rejected("internal", "the tip could not be queued; no credits moved, retry") from None
         log.info("tip.accepted", command_id=command.command_id, user_id=who.user_id, to_user_id=payload.toUserId)

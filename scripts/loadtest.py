@@ -396,11 +396,12 @@ class LoadTest:
                 continue
             client.waiters.pop(cmid, None)
             sent.outcome = "rejected"
-            client.committed -= 1
             error = ack.get("error") if isinstance(ack, dict) else None
             code = error.get("code", "?") if isinstance(error, dict) else "malformed_ack"
+            if code != "unconfirmed":  # published but not confirmed: it may still be charged
+                client.committed -= 1
             self.rejections[code] += 1
-            if code == "rate_limited":
+            if code in ("rate_limited", "overloaded"):
                 retry_s = (ack.get("retryAfterMs") or 100) / 1000 + random.uniform(0, 0.02)
             else:
                 retry_s = 0.1  # do not spin on a persistent error

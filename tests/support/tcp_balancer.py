@@ -7,6 +7,9 @@ ways until either side closes. Start it on the running event loop::
     async with TcpBalancer([port_a, port_b]) as lb:
         url = lb.url            # http://127.0.0.1:<lb.port>
         lb.open_to(port_a)      # connections piped to port_a right now
+        lb.pause()              # a network that stalls: connections stay up, no byte passes either way
+        lb.resume()             # what was held back is passed on, in order
+        await lb.sever()        # every piped connection is closed (bytes held back are lost)
 """
 
 from __future__ import annotations
@@ -26,6 +29,8 @@ class TcpBalancer:
         self._open: Counter[int] = Counter()
         self._server: asyncio.Server | None = None
         self._pipes: set[asyncio.Task[None]] = set()
+        self._flowing = asyncio.Event()
+        self._flowing.set()
 
     @property
     def url(self) -> str:
@@ -33,6 +38,18 @@ class TcpBalancer:
 
     def open_to(self, backend: int) -> int:
         return self._open[backend]
+
+    def pause(self) -> None:
+        self._flowing.clear()
+
+    def resume(self) -> None:
+        self._flowing.set()
+
+    async def sever(self) -> None:
+        """Close every connection piped so far; new ones are still accepted."""
+        for task in list(self._pipes):
+            task.cancel()
+        await asyncio.gather(*self._pipes, return_exceptions=True)
 
     async def start(self) -> TcpBalancer:
         self._server = await asyncio.start_server(self._accept, self.host, 0)
@@ -43,9 +60,7 @@ class TcpBalancer:
         if self._server is not None:
             self._server.close()
             self._server = None
-        for task in list(self._pipes):
-            task.cancel()
-        await asyncio.gather(*self._pipes, return_exceptions=True)
+        await self.sever()
 
     async def __aenter__(self) -> TcpBalancer:
         return await self.start()
@@ -66,7 +81,9 @@ class TcpBalancer:
             assert task is not None
             self._pipes.add(task)
             try:
-                await asyncio.gather(_pipe(client_r, backend_w), _pipe(backend_r, client_w))
+                await asyncio.gather(
+                    _pipe(client_r, backend_w, self._flowing), _pipe(backend_r, client_w, self._flowing)
+                )
             finally:
                 self._open[backend] -= 1
                 self._pipes.discard(task)
@@ -76,9 +93,10 @@ class TcpBalancer:
         _close(client_w)  # no backend accepts: the client sees the connection closed
 
 
-async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, flowing: asyncio.Event) -> None:
     try:
         while data := await reader.read(65536):
+            await flowing.wait()  # paused: what was read is held back, and nothing more is read
             writer.write(data)
             await writer.drain()
         if writer.can_write_eof():

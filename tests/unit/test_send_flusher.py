@@ -8,7 +8,7 @@ from collections.abc import Sequence
 import pytest
 import structlog
 
-from infra.publisher import PublishFailed
+from infra.publisher import PublishFailed, PublishUnconfirmed
 from ingress.rate_limiter import RateDecision
 from ingress.rejections import Rejected
 from ingress.send_flusher import SendFlusher
@@ -17,7 +17,7 @@ from schemas.commands import SendChatBatch, SendChatMessage
 from schemas.queues import CHAT_QUEUE, SEND_BATCH_ACTOR, SEND_MESSAGE_ACTOR
 
 
-def send(n: int, user: str = "alice") -> SendChatMessage:
+def send(n: int, user: str = "alice", *, client_message_id: str | None = "") -> SendChatMessage:
     return SendChatMessage(
         command_id=f"msg:{user}:{n}",
         message_id=f"00000000-0000-4000-8000-{n:012d}",
@@ -25,7 +25,7 @@ def send(n: int, user: str = "alice") -> SendChatMessage:
         username=user.title(),
         room_id="lobby",
         message=f"hello {n}",
-        client_message_id=str(n),
+        client_message_id=str(n) if client_message_id == "" else client_message_id,
         accepted_at_ms=1_700_000_000_000,
     )
 
@@ -38,6 +38,7 @@ class FakePublisher:
         self.gate = asyncio.Event()
         self.gate.set()
         self.fail_next = 0
+        self.failure: type[PublishFailed] = PublishFailed
         self.contexts: list[dict] = []
 
     async def publish(self, queue: str, actor: str, command: Command) -> None:
@@ -46,7 +47,7 @@ class FakePublisher:
         await self.gate.wait()
         if self.fail_next:
             self.fail_next -= 1
-            raise PublishFailed("no confirm")
+            raise self.failure("no confirm")
 
     def command_ids(self) -> list[list[str]]:
         """Per publish, the command ids it carried."""
@@ -217,3 +218,124 @@ async def test_a_sender_that_went_away_does_not_break_the_others():
     publisher.gate.set()
     await asyncio.wait_for(asyncio.gather(first, stays), 1)
     assert gone.cancelled()
+
+
+async def test_sends_beyond_the_bound_are_refused_at_once_and_never_published():
+    publisher = FakePublisher()
+    flusher = SendFlusher(publisher, FakeLimiter(), max_batch=2, max_in_flight=5)
+    publisher.gate.clear()
+    within = [asyncio.create_task(flusher.send(send(n))) for n in range(5)]  # 2 in the flush, 3 waiting
+    await settle()
+    assert flusher.in_flight == 5
+    for n in (5, 6):
+        with pytest.raises(Rejected) as refused:
+            await asyncio.wait_for(flusher.send(send(n)), 1)  # at once: nothing waits for a flush
+        assert refused.value.code == "overloaded"
+        retry = refused.value.extra["retryAfterMs"]
+        assert 100 <= retry <= 5_000
+        assert (
+            refused.value.message
+            == f"too many messages in flight on this node; nothing was charged, retry in {retry} ms"
+        )
+    publisher.gate.set()
+    await asyncio.wait_for(asyncio.gather(*within), 1)
+    sent = [i for ids in publisher.command_ids() for i in ids]
+    assert sent == [f"msg:alice:{n}" for n in range(5)]  # the refused ones were never published
+    assert flusher.in_flight == 0
+    await asyncio.wait_for(flusher.send(send(7)), 1)  # room again
+
+
+async def test_retry_after_counts_the_flushes_queued_ahead_at_the_recent_flush_duration():
+    class SlowPublisher(FakePublisher):
+        async def publish(self, queue: str, actor: str, command: Command) -> None:
+            await asyncio.sleep(0.3)
+            await super().publish(queue, actor, command)
+
+    publisher = SlowPublisher()
+    flusher = SendFlusher(publisher, FakeLimiter(), max_batch=2, max_in_flight=7)
+    await asyncio.wait_for(asyncio.gather(*(flusher.send(send(n)) for n in range(2))), 2)  # one ~0.3 s flush
+    publisher.gate.clear()
+    tasks = [asyncio.create_task(flusher.send(send(n))) for n in range(2, 9)]  # 2 flushing, 5 waiting: 1 + 3 ahead
+    await settle()
+    with pytest.raises(Rejected) as refused:
+        await flusher.send(send(9))
+    # 4 flushes ahead, each as long as recent ones (one measured so far: ~0.3 s).
+    assert 4 * 290 <= refused.value.extra["retryAfterMs"] <= 4 * 400
+    publisher.gate.set()
+    await asyncio.wait_for(asyncio.gather(*tasks), 5)
+    assert SendFlusher(FakePublisher(), FakeLimiter(), max_batch=1).retry_after_ms() == 100  # the floor
+
+
+async def test_the_retry_after_is_capped_when_a_flush_hangs():
+    publisher = FakePublisher()
+    flusher = SendFlusher(publisher, FakeLimiter(), max_batch=1, max_in_flight=1)
+    publisher.gate.clear()
+    stuck = asyncio.create_task(flusher.send(send(0)))
+    await settle()
+    flusher._flush_started -= 60  # the flush under way has taken a minute so far
+    with pytest.raises(Rejected) as refused:
+        await flusher.send(send(1))
+    assert refused.value.extra["retryAfterMs"] == 5_000
+    publisher.gate.set()
+    await asyncio.wait_for(stuck, 1)
+
+
+def test_the_bound_must_allow_one_send():
+    with pytest.raises(ValueError):
+        SendFlusher(FakePublisher(), FakeLimiter(), max_batch=1, max_in_flight=0)
+
+
+async def test_an_unconfirmed_publish_answers_unconfirmed_never_nothing_charged():
+    publisher = FakePublisher()
+    publisher.failure, publisher.fail_next = PublishUnconfirmed, 1
+    flusher = SendFlusher(publisher, FakeLimiter(), max_batch=256)
+    named, anonymous = send(1), send(2, client_message_id=None)
+    results = await asyncio.wait_for(
+        asyncio.gather(flusher.send(named), flusher.send(anonymous), return_exceptions=True), 1
+    )
+    assert all(isinstance(r, Rejected) and r.code == "unconfirmed" for r in results)
+    assert all("nothing was charged" not in r.message for r in results)
+    assert results[0].message == (
+        "the message was sent to the queue but not confirmed, so it may still be delivered and charged; "
+        "retry with the same clientMessageId: it is charged once"
+    )
+    assert results[1].message == (
+        "the message was sent to the queue but not confirmed, so it may still be delivered and charged; "
+        "it had no clientMessageId, so a retry may be charged twice"
+    )
+    assert [r.extra for r in results] == [{"messageId": named.message_id}, {"messageId": anonymous.message_id}]
+    assert publisher.command_ids() == [["msg:alice:1", "msg:alice:2"]]
+
+
+async def test_a_lone_unconfirmed_send_is_answered_unconfirmed_too():
+    publisher = FakePublisher()
+    publisher.failure, publisher.fail_next = PublishUnconfirmed, 1
+    flusher = SendFlusher(publisher, FakeLimiter(), max_batch=256)
+    with pytest.raises(Rejected) as rejected:
+        await asyncio.wait_for(flusher.send(send(1, client_message_id=None)), 1)
+    assert rejected.value.code == "unconfirmed" and "may be charged twice" in rejected.value.message
+
+
+async def test_a_publish_that_certainly_failed_is_internal_and_nothing_charged():
+    publisher = FakePublisher()
+    publisher.fail_next = 1  # PublishFailed: not connected, channel closed before sending, nack
+    flusher = SendFlusher(publisher, FakeLimiter(), max_batch=256)
+    with pytest.raises(Rejected) as rejected:
+        await asyncio.wait_for(flusher.send(send(1, client_message_id=None)), 1)
+    assert rejected.value.code == "internal"
+    assert rejected.value.message == "the message could not be queued; nothing was charged, retry"
+
+
+async def test_a_flush_cancelled_mid_publish_answers_unconfirmed_and_the_waiting_not_queued():
+    publisher = FakePublisher()
+    flusher = SendFlusher(publisher, FakeLimiter(), max_batch=1)
+    publisher.gate.clear()
+    publishing = asyncio.create_task(flusher.send(send(0)))
+    await settle()
+    waiting = asyncio.create_task(flusher.send(send(1)))
+    await settle()
+    assert flusher._task is not None
+    flusher._task.cancel()
+    results = await asyncio.wait_for(asyncio.gather(publishing, waiting, return_exceptions=True), 1)
+    assert [r.code for r in results] == ["unconfirmed", "internal"]
+    assert "nothing was charged" in results[1].message
