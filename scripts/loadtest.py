@@ -6,8 +6,11 @@ joins room i % rooms, so rooms span nodes), sends for ``--duration`` seconds
 (closed loop: each client sends again as soon as its ack is back, with at most
 ``--inflight`` sends outstanding; ``--loop delivery`` waits for the message to
 come back instead, which measures what the workers sustain end to end rather
-than what ingress accepts; ``--rate`` caps the total), waits for
-in-flight deliveries to drain, then prints throughput, latencies, rejections
+than what ingress accepts; ``--rate`` caps the total). With ``--open-loop --rate R``
+it sends instead on a fixed schedule, R sends per second dealt round-robin over the
+clients, whether or not earlier acks are back, and measures latencies from each send's
+scheduled time, so a server (or a generator) that falls behind cannot hide its queueing.
+It then waits for in-flight deliveries to drain, and prints throughput, latencies, rejections
 and an integrity and ledger check. Exit code 1 on a ledger mismatch or a lost
 message, 2 when the run could not be set up.
 
@@ -48,6 +51,8 @@ MAX_GRANT = 1_000_000_000
 CEILING_MSGS_PER_S_PER_SLOT = 500
 HTTP_CONCURRENCY = 20
 CONNECT_CONCURRENCY = 25
+# Open loop: scheduled sends one client may have unacknowledged before the generator drops its next ones.
+DEFAULT_MAX_OUTSTANDING = 1000
 
 
 # --- options ------------------------------------------------------------------------------------
@@ -63,8 +68,26 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--duration", type=float, default=30.0, help="seconds of sending (default: 30)")
     p.add_argument("--words", type=int, default=20, help="words per message (default: 20)")
     p.add_argument("--credits", type=int, default=None, help="credits granted per user (default: enough)")
-    p.add_argument("--rate", type=float, default=None, help="cap on total sends per second (default: none)")
+    p.add_argument(
+        "--rate",
+        type=float,
+        default=None,
+        help="cap on total sends per second, or with --open-loop the offered rate (default: none)",
+    )
     p.add_argument("--inflight", type=int, default=1, help="max unacknowledged sends per client (default: 1)")
+    p.add_argument(
+        "--open-loop",
+        action="store_true",
+        help="with --rate R: send R/s on a fixed schedule whether or not acks are back; latencies count from"
+        " each send's scheduled time (default: closed loop)",
+    )
+    p.add_argument(
+        "--max-outstanding",
+        type=int,
+        default=DEFAULT_MAX_OUTSTANDING,
+        help="open loop: unacknowledged sends per client beyond which the generator drops (and counts) its"
+        f" scheduled sends (default: {DEFAULT_MAX_OUTSTANDING})",
+    )
     p.add_argument(
         "--loop",
         choices=("ack", "delivery"),
@@ -77,13 +100,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--database-url", default=None, help="for the stored-message check (default: Settings)")
     p.add_argument("--json", action="store_true", help="also print a JSON summary")
     args = p.parse_args(argv)
-    for name in ("nodes", "clients", "rooms", "words", "inflight"):
+    for name in ("nodes", "clients", "rooms", "words", "inflight", "max_outstanding"):
         if getattr(args, name) < 1:
-            p.error(f"--{name} must be at least 1")
+            p.error(f"--{name.replace('_', '-')} must be at least 1")
     if args.duration <= 0 or args.ack_timeout <= 0 or args.drain < 0:
         p.error("--duration and --ack-timeout must be positive, --drain not negative")
     if args.rate is not None and args.rate <= 0:
         p.error("--rate must be positive")
+    if args.open_loop and args.rate is None:
+        p.error("--open-loop needs --rate (the offered load in sends per second)")
+    if args.open_loop and (args.loop != "ack" or args.inflight != 1):
+        p.error("--open-loop does not wait for acks or deliveries: drop --loop and --inflight")
     if args.credits is not None and not 1 <= args.credits <= MAX_GRANT:
         p.error(f"--credits must be 1..{MAX_GRANT}")
     args.run_id = args.run_id or secrets.token_hex(4)
@@ -101,7 +128,9 @@ def message_text(words: int) -> str:
 def default_credits(args: argparse.Namespace, policy: CreditPolicy) -> int:
     """Enough credits that no user is ever blocked, with a wide margin (grants are free)."""
     per_user_rate = CEILING_MSGS_PER_S_PER_SLOT * args.inflight
-    if args.rate is not None:
+    if args.open_loop:
+        per_user_rate = 2 * args.rate / args.clients + 1  # the schedule gives each client rate/clients
+    elif args.rate is not None:
         per_user_rate = min(per_user_rate, 2 * args.rate / args.clients + 1)
     max_msgs = math.ceil(per_user_rate * (args.duration + args.ack_timeout + 1))
     return min(MAX_GRANT, math.ceil(max_msgs * args.words / policy.words_per_credit) + 1)
@@ -118,6 +147,12 @@ class Sent:
     t_ack: float | None = None
     message_id: str | None = None
     outcome: str = "pending"  # accepted | rejected | timeout | disconnected
+    t_sched: float | None = None  # open loop: when the schedule said to send it
+
+    @property
+    def t_start(self) -> float:
+        """Where latencies count from: the scheduled time in open loop, else the emit."""
+        return self.t_emit if self.t_sched is None else self.t_sched
 
 
 @dataclass(slots=True)
@@ -166,6 +201,25 @@ def latency_summary(values_s: list[float]) -> dict[str, Any]:
     }
 
 
+def open_loop_total(rate: float, duration: float) -> int:
+    """How many sends the open-loop schedule holds: slots ``n`` with ``n / rate < duration``."""
+    n = math.ceil(duration * rate)
+    while n > 0 and (n - 1) / rate >= duration:  # guard the float product on either side
+        n -= 1
+    while n / rate < duration:
+        n += 1
+    return n
+
+
+def open_loop_slots(index: int, clients: int, rate: float, duration: float) -> range:
+    """The slots of client ``index`` in the open-loop schedule; slot ``n`` is sent at ``t0 + n / rate``.
+
+    Slots are dealt round-robin (client i gets n = k * clients + i), so together the clients send
+    ``rate`` per second evenly spaced, each of them ``rate / clients`` per second.
+    """
+    return range(index, open_loop_total(rate, duration), clients)
+
+
 class Pacer:
     """A shared schedule of send slots ``1/rate`` apart; idle time does not build up a burst."""
 
@@ -199,6 +253,7 @@ class LoadClient:
         self.connected = False
         self.budget_words = 0  # words this user can pay for; set after the grant
         self.committed = 0  # sends that may have been charged (not rejected)
+        self.outstanding = 0  # open loop: sends emitted whose ack is not back
         self.seq = itertools.count(1)
         self.waiters: dict[str, asyncio.Future[None]] = {}  # clientMessageId -> own newMessage seen
         self.sio.on("connect", self._on_connect)
@@ -273,6 +328,9 @@ class LoadTest:
         self.raw_duplicates = 0
         self.word_mismatches = 0
         self.budget_stops = 0
+        self.lags: list[float] = []  # open loop: emit - scheduled time, per send
+        self.generator_dropped = 0  # open loop: scheduled sends skipped at --max-outstanding
+        self.peak_outstanding = 0
         self.closing = False
         self.pacer = Pacer(args.rate) if args.rate else None
         self.delivered_event = asyncio.Event()
@@ -387,25 +445,82 @@ class LoadTest:
                 client.waiters.pop(cmid, None)
                 return
             sent.t_ack = time.perf_counter()
-            if isinstance(ack, dict) and ack.get("status") == "accepted" and isinstance(ack.get("messageId"), str):
-                sent.outcome = "accepted"
-                sent.message_id = ack["messageId"]
-                self.accepted[sent.message_id] = sent
+            code = self.book_ack(client, sent, ack)
+            if code is None:
                 if waiter is not None:
                     await self.await_delivery(client, cmid, waiter, sent.t_emit + args.ack_timeout)
                 continue
-            client.waiters.pop(cmid, None)
-            sent.outcome = "rejected"
-            error = ack.get("error") if isinstance(ack, dict) else None
-            code = error.get("code", "?") if isinstance(error, dict) else "malformed_ack"
-            if code != "unconfirmed":  # published but not confirmed: it may still be charged
-                client.committed -= 1
-            self.rejections[code] += 1
             if code in ("rate_limited", "overloaded"):
                 retry_s = (ack.get("retryAfterMs") or 100) / 1000 + random.uniform(0, 0.02)
             else:
                 retry_s = 0.1  # do not spin on a persistent error
             await asyncio.sleep(max(0.0, min(retry_s, deadline - time.perf_counter())))
+
+    def book_ack(self, client: LoadClient, sent: Sent, ack: Any) -> str | None:
+        """Record one send's ack: None when accepted, else the rejection's code."""
+        if isinstance(ack, dict) and ack.get("status") == "accepted" and isinstance(ack.get("messageId"), str):
+            sent.outcome = "accepted"
+            sent.message_id = ack["messageId"]
+            self.accepted[sent.message_id] = sent
+            return None
+        client.waiters.pop(sent.client_message_id, None)
+        sent.outcome = "rejected"
+        error = ack.get("error") if isinstance(ack, dict) else None
+        code = error.get("code", "?") if isinstance(error, dict) else "malformed_ack"
+        if code != "unconfirmed":  # published but not confirmed: it may still be charged
+            client.committed -= 1
+        self.rejections[code] += 1
+        return code
+
+    async def open_loop_sender(self, client: LoadClient, t0: float) -> None:
+        """Emit this client's slots of the schedule on time, whether or not earlier acks are back."""
+        args = self.args
+        in_flight: set[asyncio.Task[None]] = set()
+        for n in open_loop_slots(client.index, args.clients, args.rate, args.duration):
+            t_sched = t0 + n / args.rate
+            delay = t_sched - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            if not client.connected:
+                break
+            if not client.may_send():
+                self.budget_stops += 1
+                break
+            if client.outstanding >= args.max_outstanding:
+                self.generator_dropped += 1
+                continue
+            client.committed += 1  # counted before the task runs, so the budget check above stays exact
+            client.outstanding += 1
+            self.peak_outstanding = max(self.peak_outstanding, client.outstanding)
+            task = asyncio.create_task(self.send_scheduled(client, t_sched))
+            in_flight.add(task)
+            task.add_done_callback(in_flight.discard)
+        if in_flight:
+            await asyncio.gather(*in_flight)  # each ends within ack_timeout of its emit
+
+    async def send_scheduled(self, client: LoadClient, t_sched: float) -> None:
+        """One open-loop send (already counted in ``committed`` and ``outstanding``)."""
+        cmid = f"{self.nonce}-{client.index}-{next(client.seq)}"
+        sent = Sent(client.index, cmid, time.perf_counter(), t_sched=t_sched)
+        self.lags.append(max(0.0, sent.t_emit - t_sched))
+        self.sent[cmid] = sent
+        try:
+            ack = await client.sio.call(
+                "sendMessage",
+                {"roomId": client.room_id, "message": self.text, "clientMessageId": cmid},
+                timeout=self.args.ack_timeout,
+            )
+        except socketio.exceptions.TimeoutError:
+            sent.outcome = "timeout"
+            return
+        except socketio.exceptions.SocketIOError:
+            sent.outcome = "disconnected"
+            client.committed -= 1
+            return
+        finally:
+            client.outstanding -= 1
+        sent.t_ack = time.perf_counter()
+        self.book_ack(client, sent, ack)
 
     async def await_delivery(self, client: LoadClient, cmid: str, waiter: asyncio.Future[None], until: float) -> None:
         try:
@@ -522,9 +637,14 @@ class LoadTest:
                 deadline = t0 + args.duration
                 stop = asyncio.Event()
                 reporter = asyncio.create_task(self.progress(stop, t0))
-                senders = [
-                    asyncio.create_task(self.sender(c, deadline)) for c in self.clients for _ in range(args.inflight)
-                ]
+                if args.open_loop:
+                    senders = [asyncio.create_task(self.open_loop_sender(c, t0)) for c in self.clients]
+                else:
+                    senders = [
+                        asyncio.create_task(self.sender(c, deadline))
+                        for c in self.clients
+                        for _ in range(args.inflight)
+                    ]
                 await asyncio.sleep(max(0.0, deadline - time.perf_counter()))
                 t_end = time.perf_counter()
                 cpu_window = time.process_time() - cpu0
@@ -578,7 +698,7 @@ class LoadTest:
     ) -> dict[str, Any]:
         args, window = self.args, t_end - t0
         outcomes = Counter(s.outcome for s in self.sent.values())
-        ack_lat = [s.t_ack - s.t_emit for s in self.accepted.values() if s.t_ack is not None]
+        ack_lat = [s.t_ack - s.t_start for s in self.accepted.values() if s.t_ack is not None]
         delivery_lat: list[float] = []
         incomplete_fanout = 0
         lost_ids = []
@@ -592,12 +712,12 @@ class LoadTest:
                 incomplete_fanout += 1
             first = seen.other_t if self.members[room] > 1 else seen.own_t
             if first is not None:
-                delivery_lat.append(first - sent.t_emit)
+                delivery_lat.append(first - sent.t_start)
 
         per_node: dict[int, list[float]] = defaultdict(list)
         for sent in self.accepted.values():
             if sent.t_ack is not None:
-                per_node[self.clients[sent.client].port].append(sent.t_ack - sent.t_emit)
+                per_node[self.clients[sent.client].port].append(sent.t_ack - sent.t_start)
 
         # Delivered messages of our own sends, by sender, as the ledger should have charged them.
         ours = {cmid for cmid in self.sent}
@@ -672,6 +792,7 @@ class LoadTest:
                 "inflight": args.inflight,
                 "loop": args.loop,
                 "rate_cap": args.rate,
+                "open_loop": args.open_loop,
                 "credits_per_user": credits,
                 "words_per_credit": self.policy.words_per_credit,
             },
@@ -707,6 +828,7 @@ class LoadTest:
                 "word_count_mismatches": self.word_mismatches,
                 "budget_stops": self.budget_stops,
             },
+            "open_loop": self.open_loop_summary(t0, t_end) if args.open_loop else None,
             "database": db,
             "ledger": {
                 "ok": ledger_ok,
@@ -717,6 +839,24 @@ class LoadTest:
                 "expected_charged": expected_total,
                 "charged": charged_total,
             },
+        }
+
+    def open_loop_summary(self, t0: float, t_end: float) -> dict[str, Any]:
+        """What the generator offered against its schedule, and how far behind it fell."""
+        args, window = self.args, t_end - t0
+        emitted_in_window = sum(1 for s in self.sent.values() if s.t_emit <= t_end)
+        scheduled = open_loop_total(args.rate, args.duration)
+        return {
+            "rate": args.rate,
+            "scheduled": scheduled,
+            "emitted": len(self.sent),
+            "emitted_after_window": len(self.sent) - emitted_in_window,
+            "offered_per_s": emitted_in_window / window if window else None,
+            "dropped_by_generator": self.generator_dropped,
+            "not_emitted_client_stopped": scheduled - len(self.sent) - self.generator_dropped,
+            "max_outstanding_per_client": args.max_outstanding,
+            "peak_outstanding_per_client": self.peak_outstanding,
+            "lag_ms": latency_summary(self.lags),
         }
 
 
@@ -732,11 +872,14 @@ def print_report(s: dict[str, Any]) -> None:
     ports = c["ports"]
     port_range = f"{ports[0]}" if len(ports) == 1 else f"{ports[0]}-{ports[-1]}"
     rate = "no rate cap" if c["rate_cap"] is None else f"rate cap {c['rate_cap']:g}/s"
+    mode = f"inflight {c['inflight']}  loop on {c['loop']}  {rate}"
+    if c.get("open_loop"):
+        mode = f"open loop at {c['rate_cap']:g}/s (latencies from the scheduled send time)"
     print()
     print(f"Gatekeeper load test  run {s['run_id']}")
     print(
         f"  {c['host']}:{port_range} ({len(ports)} node(s))  clients {c['clients']}  rooms {c['rooms']}"
-        f"  words {c['words']}  inflight {c['inflight']}  loop on {c['loop']}  {rate}"
+        f"  words {c['words']}  {mode}"
         f"  credits/user {c['credits_per_user']}"
     )
     print(
@@ -758,6 +901,20 @@ def print_report(s: dict[str, Any]) -> None:
     rows += [(f"  ack via :{port}", v) for port, v in lat["ack_by_port"].items()]
     for label, v in rows:
         print(f"  {label:<24}{_fmt(v['p50']):>9}{_fmt(v['p95']):>9}{_fmt(v['p99']):>9}{_fmt(v['max']):>9}{v['n']:>9}")
+    ol = s.get("open_loop")
+    if ol is not None:
+        lag = ol["lag_ms"]
+        print()
+        print(
+            f"  open loop               offered {_fmt(ol['offered_per_s'])}/s of {ol['rate']:g}/s scheduled;"
+            f" emitted {ol['emitted']} of {ol['scheduled']} ({ol['emitted_after_window']} after the window)"
+        )
+        print(f"  behind schedule (ms)    p50 {_fmt(lag['p50'])}  p99 {_fmt(lag['p99'])}  max {_fmt(lag['max'])}")
+        print(
+            f"  dropped by generator    {ol['dropped_by_generator']} (at {ol['max_outstanding_per_client']}"
+            f" outstanding per client; peak {ol['peak_outstanding_per_client']})"
+            f"  not emitted (client stopped) {ol['not_emitted_client_stopped']}"
+        )
     print()
     rejections = ", ".join(f"{k} {v}" for k, v in sorted(s["rejections"].items())) or "none"
     print(f"  rejections              {rejections}")
