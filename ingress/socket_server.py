@@ -3,6 +3,8 @@ the connection of a client that sends a binary, malformed or over-deep packet.""
 
 from __future__ import annotations
 
+import asyncio
+import time
 from contextvars import ContextVar
 from typing import Any
 
@@ -27,6 +29,12 @@ BINARY_PACKET_TYPES = frozenset({str(packet.BINARY_EVENT), str(packet.BINARY_ACK
 # no usable shape (``42``, ``42{}``, ``4x``...): the sender is disconnected, as socket.io's own
 # server does on a parse error, instead of a traceback per hostile frame in the log.
 MALFORMED_PACKET_ERRORS = (ValueError, TypeError, KeyError, IndexError, AttributeError)
+# A refused WebSocket is closed once its client has been quiet this long (at most LINGER_MAX_S
+# after the refusal), its frames read and dropped meanwhile: closing a TCP connection with unread
+# data sends a reset, which can make the client's kernel drop the ``error`` event unread. This is
+# the lingering close HTTP servers do (nginx's lingering_timeout and lingering_time).
+LINGER_QUIET_S = 0.25
+LINGER_MAX_S = 5.0
 
 
 class EngineIOServer(engineio.AsyncServer):
@@ -55,6 +63,8 @@ class AckAwareServer(socketio.AsyncServer):
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.in_flight = InFlight()
+        self._lingering: dict[str, float] = {}  # refused WebSocket eio_sid -> when it last sent
+        self._linger_tasks: set[asyncio.Task[None]] = set()
 
     # --- sessions that never connect (ingress/session_guard.py; ChatSockets sets ``guard``) ---
     guard: SessionGuard | None = None
@@ -103,6 +113,9 @@ class AckAwareServer(socketio.AsyncServer):
         """Close the sender's connection on a binary message or packet, on JSON over the limits
         (``serializer=bounded_packets(...)``, see ingress.app) and on a malformed packet; nothing
         else is affected. What a refused connection still sends is dropped unread."""
+        if eio_sid in self._lingering:
+            self._lingering[eio_sid] = time.monotonic()
+            return
         eio_socket = self.eio.sockets.get(eio_sid)
         if eio_socket is None or eio_socket.closing:
             return
@@ -130,8 +143,27 @@ class AckAwareServer(socketio.AsyncServer):
         # CLOSE packet cannot keep it open; on long-polling the CLOSE packet answers the pending GET.
         # close() runs the Socket.IO disconnect handlers; wait=False, as nobody may ever poll again.
         await eio_socket.close(wait=False, abort=eio_socket.upgraded, reason=self.eio.reason.SERVER_DISCONNECT)
-        await eio_socket.queue.put(None)  # the writer sends the error event, then closes the WebSocket
         self.eio.sockets.pop(eio_sid, None)
+        if eio_socket.upgraded:
+            self._lingering[eio_sid] = time.monotonic()
+            task = asyncio.create_task(self._close_when_quiet(eio_sid, eio_socket.queue))
+            self._linger_tasks.add(task)
+            task.add_done_callback(self._linger_tasks.discard)
+        else:
+            await eio_socket.queue.put(None)
+
+    async def _close_when_quiet(self, eio_sid: str, queue: asyncio.Queue) -> None:
+        """Close a refused WebSocket once its client stops sending (see LINGER_QUIET_S)."""
+        deadline = time.monotonic() + LINGER_MAX_S
+        try:
+            while True:  # each frame received meanwhile moves the quiet deadline on
+                wake = min(self._lingering[eio_sid] + LINGER_QUIET_S, deadline)
+                if (delay := wake - time.monotonic()) <= 0:
+                    break
+                await asyncio.sleep(delay)
+        finally:
+            self._lingering.pop(eio_sid, None)
+            queue.put_nowait(None)  # the writer sends the error event, then closes the WebSocket
 
 
 def binary_refusal(data: Any) -> str | None:
