@@ -17,6 +17,8 @@ from aio_pika.abc import AbstractConnection
 from dramatiq.brokers.rabbitmq import RabbitmqBroker
 from dramatiq.common import dq_name, xq_name
 
+from schemas.queues import is_partition
+
 DEAD_MESSAGE_TTL_MS = 7 * 86_400_000  # dramatiq's default, kept so both sides agree
 
 QueueType = Literal["classic", "quorum"]
@@ -46,6 +48,14 @@ def node_name(url: str) -> str:
 
 
 def queue_arguments(queue_name: str, queue_type: QueueType = "classic") -> dict[str, Any]:
+    """A work queue's arguments; a chat partition's has one active consumer in the whole pool."""
+    arguments = _dead_lettered(queue_name, queue_type)
+    if is_partition(queue_name):
+        arguments["x-single-active-consumer"] = True
+    return arguments
+
+
+def _dead_lettered(queue_name: str, queue_type: QueueType) -> dict[str, Any]:
     arguments: dict[str, Any] = {"x-dead-letter-exchange": "", "x-dead-letter-routing-key": xq_name(queue_name)}
     if queue_type == "quorum":
         arguments["x-queue-type"] = "quorum"
@@ -63,7 +73,7 @@ def topology(queue_name: str, queue_type: QueueType = "classic") -> list[tuple[s
         dead["x-queue-type"] = "quorum"
     return [
         (queue_name, queue_arguments(queue_name, queue_type)),
-        (dq_name(queue_name), queue_arguments(queue_name, queue_type)),
+        (dq_name(queue_name), _dead_lettered(queue_name, queue_type)),
         (xq_name(queue_name), dead),
     ]
 
@@ -77,6 +87,15 @@ class TopologyBroker(RabbitmqBroker):
 
     def _build_queue_arguments(self, queue_name: str) -> dict[str, Any]:
         return queue_arguments(queue_name, self.queue_type)
+
+    def consume(self, queue_name: str, prefetch: int = 1, timeout: int = 5000) -> Any:
+        """A chat partition is consumed one message at a time, so its messages are applied in order
+        (with the single active consumer its queue is declared with, in the whole pool)."""
+        return super().consume(queue_name, 1 if is_partition(queue_name) else prefetch, timeout)
+
+    def _declare_dq_queue(self, queue_name: str) -> Any:
+        name, arguments = topology(queue_name, self.queue_type)[1]
+        return self.channel.queue_declare(queue=name, durable=True, arguments=arguments)
 
     def _declare_xq_queue(self, queue_name: str) -> Any:
         name, arguments = topology(queue_name, self.queue_type)[2]

@@ -32,6 +32,7 @@ from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractIncomingMe
 from dramatiq.common import q_name, xq_name
 
 from infra.amqp import connect_first
+from schemas.queues import capability_of, queues_of
 
 TRACEBACK_TAIL_LINES = 6
 # Options dramatiq writes while retrying: dropped on requeue so the message gets a fresh set of retries.
@@ -57,7 +58,7 @@ class Filters:
 
 @dataclass
 class DeadMessage:
-    queue: str  # the work queue it came from (and goes back to)
+    queue: str  # the work queue it came from (a chat partition goes back to plain chat: see target_queue)
     actor: str | None
     message_id: str | None
     command_id: str | None
@@ -68,6 +69,13 @@ class DeadMessage:
     traceback: str | None
     error: str | None = None
     body: dict[str, Any] | None = field(default=None, repr=False)
+
+    @property
+    def target_queue(self) -> str:
+        """Where a requeue sends it: its capability's queue. A chat partition's dead letter goes to the
+        plain ``chat`` queue, which always exists and whose workers run every chat actor (actors are
+        found by name): a dead letter is out of its room's order anyway."""
+        return capability_of(self.queue)
 
     @property
     def traceback_tail(self) -> list[str]:
@@ -138,10 +146,10 @@ def parse(queue: str, raw: AbstractIncomingMessage) -> DeadMessage:
 
 
 def fresh_body(dead: DeadMessage) -> bytes:
-    """The dead message addressed to its work queue, with the retry bookkeeping reset."""
+    """The dead message addressed to its target queue, with the retry bookkeeping reset."""
     assert dead.body is not None
     body = dict(dead.body)
-    body["queue_name"] = dead.queue
+    body["queue_name"] = dead.target_queue
     body["options"] = {k: v for k, v in (body.get("options") or {}).items() if k not in RETRY_OPTIONS}
     return dramatiq.Message(**body).encode()
 
@@ -184,7 +192,7 @@ async def _walk(amqp_url: str, filters: Filters, action: Action | None) -> list[
                     if filters.limit is not None and len(found) >= filters.limit:
                         break
             except aio_pika.exceptions.ChannelNotFoundEntity:
-                continue  # this capability's queues were never declared: nothing dead there
+                continue  # this queue was never declared (a partition no pool consumes yet): nothing dead there
             finally:
                 if not channel.is_closed:
                     await channel.close()  # unacked messages return to their places
@@ -196,7 +204,8 @@ async def browse(amqp_url: str, filters: Filters) -> list[DeadMessage]:
 
 
 async def requeue(amqp_url: str, filters: Filters, *, dry_run: bool = False) -> list[DeadMessage]:
-    """Publish each match to its work queue, confirmed, and only then ack its dead copy.
+    """Publish each match to its work queue (a chat partition's to ``chat``), confirmed, and only then
+    ack its dead copy.
 
     A crash between the confirm and the ack leaves the message in both queues; the
     worker then sees the command twice, which is harmless because workers apply a
@@ -213,7 +222,7 @@ async def requeue(amqp_url: str, filters: Filters, *, dry_run: bool = False) -> 
                 message_id=dead.message_id,
                 timestamp=dt.datetime.now(dt.UTC),  # its age in the work queue starts now (scripts.status)
             ),
-            routing_key=dead.queue,
+            routing_key=dead.target_queue,
             mandatory=True,
         )
         await raw.ack()
@@ -255,4 +264,7 @@ def parse_since(value: str, now: dt.datetime | None = None) -> dt.datetime:
 
 
 def queues_for(queue: str | None, known: Iterable[str]) -> tuple[str, ...]:
-    return (q_name(queue),) if queue else tuple(known)
+    """The work queues whose dead letters a selection covers: ``queue``'s (a capability covers all of
+    its work queues: ``chat`` is ``chat`` and its partitions; ``chat.p2`` is that partition alone), or
+    every ``known`` one."""
+    return queues_of(q_name(queue)) if queue else tuple(known)

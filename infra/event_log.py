@@ -99,7 +99,7 @@ class Filters:
     user_id: str | None = None
     tenant_id: str | None = None
     statuses: tuple[str, ...] = ()
-    queue: str | None = None
+    queues: tuple[str, ...] = ()  # queue_name is one of these (chat: ``chat`` and its partitions)
 
     def where(self, args: list[Any]) -> str:
         """The SQL condition; appends its parameters to ``args``."""
@@ -121,8 +121,8 @@ class Filters:
             add("tenant_id = {}", self.tenant_id)
         if self.statuses:
             add("status = ANY({}::text[])", list(self.statuses))
-        if self.queue is not None:
-            add("queue_name = {}", self.queue)
+        if self.queues:
+            add("queue_name = ANY({}::text[])", list(self.queues))
         return " AND ".join(clauses) or "true"
 
 

@@ -1,8 +1,10 @@
 """Queues at a glance: depth, rates and dead letters per capability, from RabbitMQ itself.
 
-One row per work queue (``chat``, ``outbound``, ``ai``, ``billing``, ``chain``), folding in its
-delay queue (``<queue>.DQ``: retries waiting for their backoff) and its dead-letter queue
-(``<queue>.XQ``). Used by ``python -m scripts.status`` and meant for the admin console too.
+One row per capability (``chat``, ``outbound``, ``ai``, ``billing``, ``chain``), folding in its
+work queues (chat's: ``chat`` and its partitions ``chat.p0``...), their delay queues
+(``<queue>.DQ``: retries waiting for their backoff) and their dead-letter queues (``<queue>.XQ``).
+Both sources list every queue of the vhost, so partitions count as soon as they are declared. Used
+by ``python -m scripts.status`` and the admin console.
 
 Two sources, tried in order:
 
@@ -31,7 +33,7 @@ from pydantic import BaseModel, ConfigDict
 
 from infra.amqp import amqp_urls
 from infra.settings import Settings
-from schemas.queues import ALL_QUEUES
+from schemas.queues import ALL_QUEUES, queues_of
 
 RATE_WINDOW_S = 60  # rates are averaged over the management API's samples of the last minute
 RATE_SAMPLE_S = 5  # the broker's statistics interval (collect_statistics_interval, 5 s by default)
@@ -64,11 +66,11 @@ class QueueRow(BaseModel):
     queue: str
     state: str  # RabbitMQ's (running, idle, crashed, minority, ...), or "absent": never declared
     queue_type: str | None  # classic or quorum
-    ready: int  # waiting for a worker
+    ready: int  # waiting for a worker (summed over the capability's work queues, as are the counts below)
     unacked: int  # delivered to a worker (prefetched or being processed), not acked yet
     delayed: int  # <queue>.DQ: retries and delayed messages waiting for their time
     dead: int  # <queue>.XQ: dead letters (python -m scripts.dlq)
-    consumers: int
+    consumers: int  # of the busiest work queue: each process of a pool consumes every one of them
     in_rate: float | None  # messages/s published into the work queue (new commands and retries that came due)
     out_rate: float | None  # messages/s acked from the work queue (done, or handed over to a retry)
     deliver_rate: float | None  # messages/s delivered to workers (redeliveries included)
@@ -156,25 +158,49 @@ def _age(head_timestamp: int | None, now: dt.datetime) -> float | None:
     return max(0.0, now.timestamp() - head_timestamp)
 
 
+_HEALTHY = ("running", "idle", "flow")
+
+
+def _sum_rates(values: list[float | None]) -> float | None:
+    known = [v for v in values if v is not None]
+    return sum(known) if known else None
+
+
 def build_rows(raw: dict[str, _Raw], now: dt.datetime) -> list[QueueRow]:
-    """One row per capability, from the raw figures of every queue the source listed."""
+    """One row per capability, from the raw figures of every queue the source listed.
+
+    A capability's row folds in every work queue it has (chat: ``chat`` and its partitions
+    ``chat.p0``...), with their delay and dead-letter queues: counts and rates are summed, the
+    oldest age is the oldest of any. A queue not declared yet (a partition no pool consumes yet)
+    adds nothing; the row is "absent" only when none of the capability's work queues exists.
+    """
     rows = []
-    for queue in ALL_QUEUES:
-        work, delay, dead = raw.get(queue), raw.get(dq_name(queue)), raw.get(xq_name(queue))
+    for capability in ALL_QUEUES:
+        queues = queues_of(capability)
+        works = [raw[q] for q in queues if q in raw]
+        delays = [raw[dq_name(q)] for q in queues if dq_name(q) in raw]
+        deads = [raw[xq_name(q)] for q in queues if xq_name(q) in raw]
+        main = raw.get(capability) or (works[0] if works else None)
+        if main is None:
+            state = "absent"
+        else:  # a partition in trouble (crashed, minority, ...) shows, else the capability queue's state
+            state = next((w.state for w in works if w.state not in _HEALTHY), main.state)
+        ages = [_age(w.head_timestamp, now) for w in works if w.ready]
+        known_ages = [a for a in ages if a is not None]
         rows.append(
             QueueRow(
-                queue=queue,
-                state=work.state if work else "absent",
-                queue_type=work.queue_type if work else None,
-                ready=work.ready if work else 0,
-                unacked=work.unacked if work else 0,
-                delayed=(delay.ready + delay.unacked) if delay else 0,
-                dead=(dead.ready + dead.unacked) if dead else 0,
-                consumers=work.consumers if work else 0,
-                in_rate=work.publish_rate if work else None,
-                out_rate=work.ack_rate if work else None,
-                deliver_rate=work.deliver_rate if work else None,
-                oldest_age_s=_age(work.head_timestamp, now) if work and work.ready else None,
+                queue=capability,
+                state=state,
+                queue_type=main.queue_type if main else None,
+                ready=sum(w.ready for w in works),
+                unacked=sum(w.unacked for w in works),
+                delayed=sum(d.ready + d.unacked for d in delays),
+                dead=sum(d.ready + d.unacked for d in deads),
+                consumers=max((w.consumers for w in works), default=0),
+                in_rate=_sum_rates([w.publish_rate for w in works]),
+                out_rate=_sum_rates([w.ack_rate for w in works]),
+                deliver_rate=_sum_rates([w.deliver_rate for w in works]),
+                oldest_age_s=max(known_ages) if known_ages else None,
             )
         )
     return rows

@@ -4,7 +4,8 @@
   capability, where the figures came from). Collected at most every :data:`QUEUE_STATS_MAX_AGE_S`
   per node, however many consoles poll it: the rabbitmqctl fallback starts an Erlang VM.
 - ``GET /api/admin/dead-letters?queue=&actor=&since=&limit=``: dead messages as
-  ``python -m scripts.dlq list --json`` shows them, with the inbox's error and the whole traceback.
+  ``python -m scripts.dlq list --json`` shows them, with the inbox's error and the whole traceback
+  (``queue=chat`` covers chat's partitions too; ``queue=chat.p2`` one partition).
 - ``POST /api/admin/dead-letters/requeue`` ``{messageIds: [...]}`` or the list's filters; and
   ``POST /api/admin/dead-letters/purge`` ``{messageIds: [...]}`` (named messages only).
 - ``GET /api/admin/series?metric=messages|credits|ai_tokens&minutes=60&step=60[&until=ISO]``:
@@ -34,7 +35,7 @@ from infra.settings import Settings
 from ingress.http_api import json_error, parse_body, require_admin
 from ingress.state import APP_STATE
 from schemas.admin import MAX_SELECTION, DeadLetterPurge, DeadLetterSelection
-from schemas.queues import ALL_QUEUES
+from schemas.queues import ALL_QUEUES, WORK_QUEUES
 
 log = structlog.get_logger(__name__)
 
@@ -100,9 +101,10 @@ async def queues(request: web.Request) -> web.Response:
 
 
 def _queue(value: str) -> str:
+    """A capability (chat covers its partitions too) or one work queue such as ``chat.p2``."""
     name = value.removesuffix(".XQ").removesuffix(".DQ")
-    if name not in ALL_QUEUES:
-        raise BadRequest(f"queue: one of {', '.join(ALL_QUEUES)}")
+    if name not in WORK_QUEUES:
+        raise BadRequest(f"queue: one of {', '.join(ALL_QUEUES)}, or a chat partition (chat.p0...)")
     return name
 
 
@@ -126,7 +128,7 @@ def _filters(
     queue: str | None, actor: str | None, since: str | None, limit: int | None, message_ids: list[str] | None = None
 ) -> Filters:
     return Filters(
-        queues=dead_letters.queues_for(_queue(queue) if queue else None, ALL_QUEUES),
+        queues=dead_letters.queues_for(_queue(queue) if queue else None, WORK_QUEUES),
         actor=actor or None,
         since=_since(since) if since else None,
         limit=len(set(message_ids)) if message_ids else limit,

@@ -35,7 +35,7 @@ from ingress.tenant_api import tenant_routes
 from ingress.wallet_api import chain_client_context, wallet_routes
 from ingress.web_routes import socket_origins, web_routes
 from ingress.webhooks import webhook_routes
-from schemas.queues import ALL_QUEUES
+from schemas.queues import WORK_QUEUES
 
 log = structlog.get_logger(__name__)
 
@@ -88,7 +88,7 @@ def init_app(settings: Settings) -> web.Application:
         read_pool = await db.create_pool(settings.database_read_url) if settings.database_read_url else None
         redis = redis_client(settings.effective_redis_url, **settings.redis_pool)
         publisher = CommandPublisher(
-            settings.amqp_url, ALL_QUEUES, settings.publish_timeout_s, queue_type=settings.amqp_queue_type
+            settings.amqp_url, WORK_QUEUES, settings.publish_timeout_s, queue_type=settings.amqp_queue_type
         )
         presence = Presence(redis, settings.key_prefix, settings.node_id)
         await publisher.start()

@@ -20,6 +20,11 @@ published, with ``overloaded`` and ``retryAfterMs``, the time the flushes queued
 expected to take (from the recent flush durations), so a slow broker makes senders back off instead
 of piling up sends whose confirms would time out.
 
+Sends are published to their room's chat partition (``schemas.queues.chat_partition``), one flusher
+per partition (:class:`PartitionedSends`): a flusher publishes a flush only once the previous one is
+confirmed, and each partition is applied one message at a time, so one room's sends are applied and
+delivered in the order this node received them.
+
 A flush of one command publishes it as that command alone (``chat_send_message``), logged with its
 sender's log context, exactly as before batching: an idle node sends what it always sent. A batch's
 ``command.published`` line carries the batch id and its ``command_ids`` (infra/publisher.py).
@@ -44,6 +49,7 @@ from ingress.rejections import Rejected, overloaded, rate_limited, unconfirmed
 from schemas import queues
 from schemas.base import Command
 from schemas.commands import SendChatBatch, SendChatMessage
+from schemas.queues import CHAT_PARTITION_QUEUES, chat_partition
 
 log = structlog.get_logger(__name__)
 
@@ -211,6 +217,35 @@ class SendFlusher:
             raise
         for send in sends:
             _answer(send, None)
+
+
+class PartitionedSends:
+    """A :class:`SendFlusher` per chat partition, with one bound on the sends in flight on the node."""
+
+    def __init__(self, publisher: Publisher, limiter: BatchRateLimiter, max_batch: int, *, max_in_flight: int) -> None:
+        self._max_in_flight = max_in_flight
+        self._flushers = {
+            queue: SendFlusher(publisher, limiter, max_batch, max_in_flight=max_in_flight, queue=queue)
+            for queue in CHAT_PARTITION_QUEUES
+        }
+
+    @property
+    def in_flight(self) -> int:
+        return sum(f.in_flight for f in self._flushers.values())
+
+    @property
+    def flushes(self) -> int:
+        return sum(f.flushes for f in self._flushers.values())
+
+    async def send(self, command: SendChatMessage) -> None:
+        """As :meth:`SendFlusher.send`, through the flusher of the command's room."""
+        flusher = self._flushers[chat_partition(command.room_id)]
+        if self.in_flight >= self._max_in_flight:
+            raise overloaded("too many messages in flight on this node", flusher.retry_after_ms())
+        await flusher.send(command)
+
+    async def drain(self) -> None:
+        await asyncio.gather(*(f.drain() for f in self._flushers.values()))
 
 
 def _unconfirmed(command: SendChatMessage) -> Rejected:

@@ -38,7 +38,7 @@ from ingress.presence import Presence
 from ingress.proxies import environ_client_ip
 from ingress.rate_limiter import LocalWindows, RateDecision, RateLimiter
 from ingress.rejections import Rejected, check_allowed, unconfirmed
-from ingress.send_flusher import SendFlusher
+from ingress.send_flusher import PartitionedSends
 from ingress.session_guard import SessionGuard
 from ingress.socket_server import AckAwareServer, ack_requested
 from ingress.tips import tip_command
@@ -85,7 +85,7 @@ class ChatSockets:
         self.redis = redis
         self.pool = pool
         self._secret = settings.jwt_secret.get_secret_value()
-        self.sends = SendFlusher(  # drain() before publisher.close()
+        self.sends = PartitionedSends(  # drain() before publisher.close()
             publisher, limiter, settings.send_batch_max, max_in_flight=settings.send_max_in_flight
         )
         self.accepted = StatsCounter(redis, settings.key("stats", "accepted"))  # close() before redis.aclose()

@@ -3,7 +3,7 @@
 Examples::
 
     python -m scripts.dlq list                                  # every dead message, all queues
-    python -m scripts.dlq list --queue chat --since 2h --json
+    python -m scripts.dlq list --queue chat --since 2h --json   # chat and its partitions (chat.p0...)
     python -m scripts.dlq requeue --actor chat_send_message --dry-run
     python -m scripts.dlq requeue --queue billing --limit 10
     python -m scripts.dlq purge --queue ai --since 2026-11-23T10:00 --yes
@@ -28,7 +28,7 @@ import asyncpg
 from infra import dead_letters
 from infra.dead_letters import DeadMessage, Filters
 from infra.settings import Settings
-from schemas.queues import ALL_QUEUES
+from schemas.queues import ALL_QUEUES, WORK_QUEUES
 from scripts.cli import confirm, load_settings
 
 
@@ -50,8 +50,10 @@ def _since(value: str):
 
 def _queue(value: str) -> str:
     name = value.removesuffix(".XQ").removesuffix(".DQ")
-    if name not in ALL_QUEUES:
-        raise argparse.ArgumentTypeError(f"unknown queue {value!r}; one of {', '.join(ALL_QUEUES)}")
+    if name not in WORK_QUEUES:
+        raise argparse.ArgumentTypeError(
+            f"unknown queue {value!r}; one of {', '.join(ALL_QUEUES)} or a chat partition (chat.p0...)"
+        )
     return name
 
 
@@ -66,7 +68,8 @@ def _parser() -> argparse.ArgumentParser:
     }
     for name, text in helps.items():
         p = sub.add_parser(name, help=text)
-        p.add_argument("--queue", type=_queue, help=f"one of {', '.join(ALL_QUEUES)} (default: all)")
+        queue_help = f"one of {', '.join(ALL_QUEUES)} (chat: with its partitions), or a partition like chat.p2"
+        p.add_argument("--queue", type=_queue, help=f"{queue_help} (default: all)")
         p.add_argument("--actor", help="only messages for this actor, e.g. chat_send_message")
         p.add_argument("--since", type=_since, help="failed at or after: ISO time or an age like 2h")
         p.add_argument("--limit", type=_positive, help="at most this many messages")
@@ -137,7 +140,7 @@ def _confirm(queue: str | None) -> bool:
 
 async def run(args: argparse.Namespace, settings: Settings) -> int:
     filters = Filters(
-        queues=dead_letters.queues_for(args.queue, ALL_QUEUES), actor=args.actor, since=args.since, limit=args.limit
+        queues=dead_letters.queues_for(args.queue, WORK_QUEUES), actor=args.actor, since=args.since, limit=args.limit
     )
     url = settings.amqp_url
     if args.command == "list":

@@ -34,7 +34,7 @@ from infra import db, event_log
 from infra.logging import configure_logging
 from infra.publisher import CommandPublisher, PublishFailed
 from infra.settings import Settings
-from schemas.queues import ALL_QUEUES
+from schemas.queues import ALL_QUEUES, WORK_QUEUES, capability_of, queues_of
 from scripts.replay_file import Job, read_lines
 
 BATCH = 500
@@ -65,7 +65,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--user", help="only commands about this user")
     p.add_argument("--tenant", help="only commands about this tenant")
     p.add_argument("--status", action="append", default=[], choices=event_log.STATUSES, help="repeatable")
-    p.add_argument("--queue", choices=ALL_QUEUES)
+    p.add_argument("--queue", choices=WORK_QUEUES, help="logged from this queue; chat includes its partitions")
     p.add_argument("--from-file", metavar="EVENTS.JSONL", help="also replay the commands of this JSON Lines file")
     p.add_argument("--dry-run", action="store_true", help="count what would be replayed; publish nothing")
     p.add_argument("--rate", type=_rate, help="at most this many messages per second (default: unlimited)")
@@ -84,7 +84,7 @@ def filters_of(args: argparse.Namespace) -> event_log.Filters | None:
     if args.since is None:
         return None
     return event_log.Filters(args.since, args.until or datetime.now(UTC), tuple(args.type), args.user, args.tenant,
-                             tuple(args.status), args.queue)  # fmt: skip
+                             tuple(args.status), queues_of(args.queue) if args.queue else ())  # fmt: skip
 
 
 class RateColumn(ProgressColumn):
@@ -159,7 +159,9 @@ async def _batches(pool: asyncpg.Pool, file_jobs: list[Job], filters: event_log.
         return
     batch: list[Job] = []
     async for row in event_log.select(pool, filters, BATCH):
-        batch.append(Job(row.queue_name, row.actor_name, row.payload))
+        # A command logged from a chat partition is replayed to plain chat: the worker finds its actor by
+        # name, and a partition may not be declared (nor consumed) any more.
+        batch.append(Job(capability_of(row.queue_name), row.actor_name, row.payload))
         if len(batch) == BATCH:
             yield fresh(batch)
             batch = []

@@ -27,7 +27,7 @@ from pydantic import ValidationError
 from ingress.billing_webhooks import lemonsqueezy_command, stripe_actor, stripe_command
 from schemas.actors import UnknownActor, validate_command
 from schemas.base import Command
-from schemas.queues import BILLING_QUEUE, CHAT_QUEUE, LEMONSQUEEZY_ORDER_ACTOR
+from schemas.queues import BILLING_QUEUE, CHAT_QUEUE, LEMONSQUEEZY_ORDER_ACTOR, capability_of
 from schemas.webhooks import actor_for, parse_meta_delivery, parse_twilio_form
 
 
@@ -137,6 +137,7 @@ def _command_job(line: dict[str, Any]) -> Job:
         raise BadLine("a command line needs string fields queue and actor")
     if not isinstance(command, dict):
         raise BadLine("a command line needs a command object")
+    queue = capability_of(queue)  # logged from a chat partition (chat.p2): replayed to plain chat
     try:
         validated = validate_command(queue, actor, command)
     except UnknownActor as exc:

@@ -15,7 +15,7 @@ from infra import db
 from infra.logging import configure_logging
 from infra.recursion_limit import pin_recursion_limit
 from infra.settings import Settings
-from schemas.queues import ALL_QUEUES
+from schemas.queues import WORK_QUEUES, queues_of
 from workers.metrics import prepare_pool_dir, remove_pool_dir
 
 
@@ -24,10 +24,12 @@ def main(argv: list[str] | None = None) -> int:
     settings = Settings()
     configure_logging(settings.log_level, settings.log_format, service="workers")
     args = make_argument_parser().parse_args(["workers.broker", "--skip-logging", *argv])
-    unknown = set(args.queues or ()) - set(ALL_QUEUES)
+    unknown = set(args.queues or ()) - set(WORK_QUEUES)
     if unknown:
-        print(f"unknown queue(s): {', '.join(sorted(unknown))}; known: {', '.join(ALL_QUEUES)}", file=sys.stderr)
+        print(f"unknown queue(s): {', '.join(sorted(unknown))}; known: {', '.join(WORK_QUEUES)}", file=sys.stderr)
         return 2
+    if args.queues:  # a capability's pool consumes all its queues: ``chat`` is chat and its partitions
+        args.queues = list(dict.fromkeys(q for queue in args.queues for q in queues_of(queue)))
     asyncio.run(db.migrate(settings.database_url))
     metrics_dir = prepare_pool_dir(settings)  # before the fork: every process of this pool shares it
     pin_recursion_limit()  # before the fork too: the workers inherit the pin and its cap

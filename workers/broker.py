@@ -14,6 +14,7 @@ from infra.amqp import TopologyBroker
 from infra.logging import configure_logging
 from infra.sentry import init_sentry
 from infra.settings import Settings
+from schemas.queues import CHAT_PARTITION_QUEUES
 from workers.actors import declare_actors
 from workers.calls import CallSweeper
 from workers.correlation import LogContext
@@ -57,3 +58,7 @@ dramatiq.set_broker(broker)
 # Last: the actors, built from the command registry around the worker modules' handlers. None of
 # those modules imports this one, so each of them imports on its own.
 actors = declare_actors(broker, resources)
+# The chat partitions carry chat_send_message and chat_send_batch messages (each actor is declared on
+# the plain chat queue, where retries and replays go); a worker runs a message by its actor's name.
+for partition in CHAT_PARTITION_QUEUES:
+    broker.declare_queue(partition)

@@ -28,7 +28,7 @@ from dramatiq.common import dq_name, q_name, xq_name
 
 from infra.amqp import amqp_urls
 from infra.settings import Settings
-from schemas.queues import ALL_QUEUES
+from schemas.queues import WORK_QUEUES, capability_of
 
 log = structlog.get_logger(__name__)
 
@@ -62,8 +62,9 @@ def install(broker: Any, settings: Settings) -> None:
 
 
 def _labels(message: Any) -> tuple[str, str]:
-    """The work queue (a retry travels through ``<queue>.DQ``, still counted as ``<queue>``) and the actor."""
-    return q_name(message.queue_name), message.actor_name
+    """The capability (a retry travels through ``<queue>.DQ``, still counted as ``<queue>``; a chat
+    partition's messages count as ``chat``'s) and the actor."""
+    return capability_of(q_name(message.queue_name)), message.actor_name
 
 
 class WorkerMetrics(Middleware):
@@ -142,12 +143,20 @@ class WorkerMetrics(Middleware):
 
 
 def queue_names() -> list[str]:
-    """Every queue a pool may hold messages in: the work queues, their delay and dead-letter queues."""
-    return [name for queue in ALL_QUEUES for name in (queue, dq_name(queue), xq_name(queue))]
+    """Every queue a pool may hold messages in: the work queues (chat's partitions included), their
+    delay and dead-letter queues. One not declared yet is left out of a scrape."""
+    return [name for queue in WORK_QUEUES for name in (queue, dq_name(queue), xq_name(queue))]
+
+
+def reported_as(name: str) -> str:
+    """The queue label a queue is reported under: its capability's (``chat.p2.XQ`` -> ``chat.XQ``)."""
+    base = q_name(name)
+    return capability_of(base) + name[len(base) :]
 
 
 class QueueDepthCollector:
-    """Ready messages and consumers per queue, from a passive declare at each scrape."""
+    """Ready messages and consumers per queue, from a passive declare at each scrape; a chat
+    partition's figures are added to ``chat``'s (consumers: the most any one of them has)."""
 
     def __init__(self, amqp_url: str) -> None:
         self._amqp_url = amqp_url
@@ -175,14 +184,19 @@ class QueueDepthCollector:
             return
         try:
             channel = connection.channel()
+            counts: dict[str, list[int]] = {}  # label -> [ready, consumers]
             for name in queue_names():
                 try:
                     frame = channel.queue_declare(queue=name, passive=True)
                 except ChannelClosedByBroker:  # not declared yet (no pool consumed it): nothing to report
                     channel = connection.channel()
                     continue
-                ready.add_metric([name], frame.method.message_count)
-                consumers.add_metric([name], frame.method.consumer_count)
+                seen = counts.setdefault(reported_as(name), [0, 0])
+                seen[0] += frame.method.message_count
+                seen[1] = max(seen[1], frame.method.consumer_count)
+            for label, (ready_count, consumer_count) in counts.items():
+                ready.add_metric([label], ready_count)
+                consumers.add_metric([label], consumer_count)
             up.add_metric([], 1)
         except (AMQPError, OSError) as exc:
             log.warning("worker.metrics_queue_depth_failed", error=repr(exc))

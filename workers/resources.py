@@ -19,7 +19,7 @@ from infra.publisher import CommandPublisher
 from infra.redis_clients import BatchingRedisManager, redis_client, socketio_manager
 from infra.settings import Settings
 from infra.stats_counter import StatsCounter
-from schemas.queues import ALL_QUEUES
+from schemas.queues import WORK_QUEUES
 from workers.correlation import detached
 
 T = TypeVar("T")
@@ -85,7 +85,7 @@ class ResourceHolder:
                 emitter = socketio_manager(s.effective_redis_url, s.key("socketio"), write_only=True, **s.redis_pool)
                 publisher = CommandPublisher(
                     s.amqp_url,
-                    ALL_QUEUES,
+                    WORK_QUEUES,
                     s.publish_timeout_s,
                     connection_name="gatekeeper-worker",
                     queue_type=s.amqp_queue_type,

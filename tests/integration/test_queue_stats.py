@@ -14,14 +14,26 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, ClassVar
 
 import aio_pika
+import dramatiq
 import pytest
+from dramatiq.common import xq_name
 
-from infra import queue_stats
-from infra.amqp import topology
+from infra import dead_letters, queue_stats
+from infra.amqp import encode_actor_message, topology
+from infra.dead_letters import Filters
 from infra.publisher import CommandPublisher
 from infra.queue_stats import QueueRow, QueueStats, VhostNotFound
 from infra.settings import Settings
-from schemas.queues import AI_QUEUE, ALL_QUEUES, BILLING_QUEUE, CHAT_QUEUE, OUTBOUND_QUEUE
+from schemas.queues import (
+    AI_QUEUE,
+    ALL_QUEUES,
+    BILLING_QUEUE,
+    CHAT_PARTITION_QUEUES,
+    CHAT_QUEUE,
+    OUTBOUND_QUEUE,
+    SEND_MESSAGE_ACTOR,
+    WORK_QUEUES,
+)
 from tests.support import isolation
 from tests.support.processes import free_port
 
@@ -203,3 +215,47 @@ def test_management_endpoint_is_derived_from_amqp_url_without_leaking_credential
     assert (endpoint.url, endpoint.user, endpoint.password) == ("http://mgmt:8080/rabbit", "ops", "pw")
     assert queue_stats.vhost_of("amqp://guest:guest@h:5672") == "/"
     assert queue_stats.vhost_of("amqp://guest:guest@h:5672/%2F") == "/"
+
+
+@pytest.mark.parametrize("source", ["management", "rabbitmqctl"])
+async def test_the_chat_row_folds_in_the_declared_partitions(vhost_settings: Settings, amqp, source: str):
+    """chat: 2 ready; chat.p1: 3 ready and 1 dead letter; chat.p0, p2, p3 not declared (they add nothing)."""
+    settings = vhost_settings
+    if source == "rabbitmqctl":
+        settings = vhost_settings.model_copy(update={"rabbitmq_management_url": f"http://127.0.0.1:{free_port()}"})
+    partition = CHAT_PARTITION_QUEUES[1]
+    publisher = CommandPublisher(settings.amqp_url, (CHAT_QUEUE, partition), timeout_s=10)
+    await publisher.start()
+    try:
+        await publish(publisher, CHAT_QUEUE, 2)
+        await publish(publisher, partition, 3)
+        channel = await amqp.channel()
+        await channel.default_exchange.publish(aio_pika.Message(b"{}"), routing_key=xq_name(partition))
+        stats = await poll(settings, lambda s: counts(s)[CHAT_QUEUE] == (5, 0, 0, 1, 0), queue_stats.collect)
+        assert stats.source == source
+        assert [row.queue for row in stats.rows] == list(ALL_QUEUES)
+        chat = rows(stats)[CHAT_QUEUE]
+        assert chat.state in ("running", "idle") and chat.oldest_age_s is not None
+    finally:
+        await publisher.close()
+
+
+async def test_dead_letters_of_chat_cover_its_partitions_and_requeue_to_chat(vhost_settings: Settings, amqp):
+    channel = await amqp.channel()
+    for queue in (CHAT_QUEUE, CHAT_PARTITION_QUEUES[2]):  # the other partitions were never declared
+        for name, arguments in topology(queue):
+            await channel.declare_queue(name, durable=True, arguments=arguments)
+    body = encode_actor_message(CHAT_PARTITION_QUEUES[2], SEND_MESSAGE_ACTOR, {"command": {"command_id": "c1"}}, "m1")
+    await channel.default_exchange.publish(aio_pika.Message(body), routing_key=xq_name(CHAT_PARTITION_QUEUES[2]))
+    url = vhost_settings.amqp_url
+    chat = Filters(dead_letters.queues_for(CHAT_QUEUE, WORK_QUEUES))
+    (found,) = await dead_letters.browse(url, chat)
+    assert (found.queue, found.message_id, found.command_id) == (CHAT_PARTITION_QUEUES[2], "m1", "c1")
+    assert await dead_letters.browse(url, Filters(dead_letters.queues_for(CHAT_PARTITION_QUEUES[3], WORK_QUEUES))) == []
+    assert len(await dead_letters.browse(url, Filters(WORK_QUEUES))) == 1
+    (moved,) = await dead_letters.requeue(url, chat)
+    assert moved.message_id == "m1"
+    assert await dead_letters.browse(url, Filters(WORK_QUEUES)) == []
+    requeued = await (await channel.get_queue(CHAT_QUEUE)).get(timeout=10)
+    assert requeued is not None and dramatiq.Message.decode(requeued.body).queue_name == CHAT_QUEUE
+    await requeued.ack()

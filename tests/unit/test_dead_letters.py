@@ -7,7 +7,8 @@ import datetime as dt
 import dramatiq
 import pytest
 
-from infra.dead_letters import DeadMessage, Filters, fresh_body, parse_since
+from infra.dead_letters import DeadMessage, Filters, fresh_body, parse_since, queues_for
+from schemas.queues import CHAT_PARTITION_QUEUES, WORK_QUEUES
 
 NOW = dt.datetime(2026, 11, 23, 12, 0, tzinfo=dt.UTC)
 
@@ -33,13 +34,15 @@ def test_since_rejects_anything_else(value):
         parse_since(value, NOW)
 
 
-def dead(actor: str = "chat_send_message", failed_at: dt.datetime | None = NOW, **options) -> DeadMessage:
+def dead(
+    actor: str = "chat_send_message", failed_at: dt.datetime | None = NOW, queue: str = "chat", **options
+) -> DeadMessage:
     message = dramatiq.Message(
-        queue_name="chat.DQ", actor_name=actor, args=(), kwargs={"command": {"command_id": "c1"}},
+        queue_name=f"{queue}.DQ", actor_name=actor, args=(), kwargs={"command": {"command_id": "c1"}},
         options=options, message_id="m1",
     )  # fmt: skip
     return DeadMessage(
-        queue="chat", actor=actor, message_id="m1", command_id="c1", command_type=None, enqueued_at=None,
+        queue=queue, actor=actor, message_id="m1", command_id="c1", command_type=None, enqueued_at=None,
         failed_at=failed_at, retries=int(options.get("retries", 0)), traceback=options.get("traceback"),
         body=message.asdict(),
     )  # fmt: skip
@@ -71,3 +74,39 @@ def test_the_traceback_tail_skips_marker_lines():
         "    f()",
         "ValueError: boom",
     ]
+
+
+def test_a_partition_dead_letter_is_requeued_to_plain_chat():
+    d = dead(queue="chat.p2", retries=3, traceback="Traceback...\nError: boom")
+    assert d.queue == "chat.p2" and d.target_queue == "chat"  # listed where it died, sent where it always runs
+    message = dramatiq.Message.decode(fresh_body(d))
+    assert message.queue_name == "chat" and message.actor_name == "chat_send_message"
+    assert dead(queue="billing").target_queue == "billing"
+
+
+@pytest.mark.parametrize(
+    ("queue", "expected"),
+    [
+        (None, WORK_QUEUES),
+        ("chat", ("chat", *CHAT_PARTITION_QUEUES)),
+        ("chat.p2", ("chat.p2",)),
+        ("billing", ("billing",)),
+        ("ai.XQ", ("ai",)),
+    ],
+)
+def test_a_selection_covers_a_capability_with_its_partitions(queue, expected):
+    assert queues_for(queue, WORK_QUEUES) == expected
+
+
+def test_the_tools_accept_a_capability_or_a_partition():
+    from ingress.admin_api import BadRequest
+    from ingress.admin_api import _queue as admin_queue
+    from scripts.dlq import _parser
+
+    assert _parser().parse_args(["list", "--queue", "chat.p2.XQ"]).queue == "chat.p2"
+    assert _parser().parse_args(["list", "--queue", "chat"]).queue == "chat"
+    with pytest.raises(SystemExit):
+        _parser().parse_args(["list", "--queue", "chat.p9"])
+    assert admin_queue("chat.p3") == "chat.p3" and admin_queue("chat.XQ") == "chat"
+    with pytest.raises(BadRequest):
+        admin_queue("chat.p4")

@@ -55,6 +55,28 @@ def test_a_command_line_is_validated_against_its_actor_model():
     assert job.payload["client_message_id"] is None  # the model's defaults are filled in
 
 
+def test_a_command_logged_from_a_chat_partition_is_replayed_to_plain_chat():
+    (job,) = parse_line(line({"queue": "chat.p2", "actor": SEND_MESSAGE_ACTOR, "command": SEND}))
+    assert (job.queue, job.actor, job.command_id) == (CHAT_QUEUE, SEND_MESSAGE_ACTOR, "msg:alice:c1")
+    with pytest.raises(BadLine, match="consumes queue"):
+        parse_line(line({"queue": "billing", "actor": SEND_MESSAGE_ACTOR, "command": SEND}))
+
+
+def test_replay_queue_filter_covers_chat_partitions():
+    from infra.event_log import Filters
+    from scripts.replay import filters_of, parse_args
+
+    chat = filters_of(parse_args(["--since", "2026-11-23T10:00", "--queue", "chat"]))
+    assert chat is not None and chat.queues == ("chat", "chat.p0", "chat.p1", "chat.p2", "chat.p3")
+    one = filters_of(parse_args(["--since", "2026-11-23T10:00", "--queue", "chat.p1"]))
+    assert one is not None and one.queues == ("chat.p1",)
+    every = filters_of(parse_args(["--since", "2026-11-23T10:00"]))
+    assert every is not None and every.queues == ()
+    args: list = []
+    assert Filters(queues=("chat", "chat.p0")).where(args) == "queue_name = ANY($1::text[])"
+    assert args == [["chat", "chat.p0"]]
+
+
 @pytest.mark.parametrize(
     ("text", "reason"),
     [

@@ -1,0 +1,89 @@
+"""One sender's messages in one room are applied and delivered in the order sent, with ``seq``
+strictly increasing per room, in storage and in what every member receives.
+
+Two ingress nodes and a chat pool of two processes of four threads each, so that batches of one
+room could be applied concurrently if nothing kept them apart. Every sender emits all its messages
+at once (socket.io-client writes them to the socket in that order), so its sends span several
+flushes, and so several AMQP messages, of its node.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from collections import defaultdict
+from collections.abc import Iterator
+
+import pytest
+
+from tests.e2e.conftest import Stack, grant
+from tests.e2e.test_chat import uid
+from tests.support import isolation
+from tests.support.clients import ChatClient
+from tests.support.processes import Processes
+
+ROOMS = 6
+MEMBERS = 3  # per room; every member sends
+SENDS_EACH = 40
+
+
+@pytest.fixture
+def order_stack(iso, stack_env) -> Iterator[Stack]:
+    vhost = f"{iso.vhost}_order"
+    isolation.create_vhost(vhost)
+    procs = Processes({**stack_env, "AMQP_URL": f"{isolation.AMQP_BASE}/{vhost}", "RATE_LIMITS": "1000/1s"})
+    try:
+        nodes = [procs.ingress(), procs.ingress()]
+        workers = procs.workers("chat", processes=2, threads=4)
+        yield Stack(procs, nodes, workers)
+    finally:
+        procs.stop_all()
+        isolation.delete_vhost(vhost)
+
+
+def numbered(text: str) -> int:
+    return int(text.rsplit(" ", 1)[1])
+
+
+async def test_one_senders_messages_are_applied_and_delivered_in_the_order_sent(order_stack, http, clients, ledger):
+    stack = order_stack
+    rooms = {uid("room"): [ChatClient(uid(f"u{r}m{m}")) for m in range(MEMBERS)] for r in range(ROOMS)}
+    for members in rooms.values():
+        clients.extend(members)
+    await asyncio.gather(*(grant(http, stack, c.user_id, 5, "g") for c in clients))
+    await asyncio.gather(*(c.connect(stack.ports[i % 2]) for i, c in enumerate(clients)))
+    for room, members in rooms.items():
+        for client in members:
+            await client.join(room)
+
+    async def send_all(room: str, client: ChatClient) -> list[dict]:
+        # Created in order, each task writes its packet before it first waits: sent in this order.
+        return await asyncio.gather(*(client.send(room, f"palabra numero {n}") for n in range(SENDS_EACH)))
+
+    results = await asyncio.gather(*(send_all(room, c) for room, members in rooms.items() for c in members))
+    acks = [a for acks in results for a in acks]
+    assert [a["status"] for a in acks] == ["accepted"] * len(acks), [a for a in acks if a["status"] != "accepted"]
+
+    per_room = MEMBERS * SENDS_EACH
+    for room, members in rooms.items():
+        for receiver in members:
+            got = await receiver.wait_count("newMessage", per_room, lambda m, room=room: m["roomId"] == room, 60)
+            seqs = [m["seq"] for m in got]
+            assert all(a < b for a, b in itertools.pairwise(seqs)), f"seq not increasing: {seqs}"
+            by_sender: dict[str, list[int]] = defaultdict(list)
+            for m in got:
+                by_sender[m["userId"]].append(numbered(m["message"]))
+            for sender, numbers in by_sender.items():
+                assert numbers == list(range(SENDS_EACH)), f"{receiver.user_id} got {sender}'s out of order: {numbers}"
+
+        # In storage: room_seq in commit order, each sender's messages in the order sent.
+        rows = await ledger.fetch(
+            "SELECT user_id, room_seq, payload->>'message' AS message FROM messages"
+            " WHERE room_id = $1 ORDER BY room_seq",
+            room,
+        )
+        assert [r["room_seq"] for r in rows] == list(range(1, per_room + 1))
+        stored: dict[str, list[int]] = defaultdict(list)
+        for r in rows:
+            stored[r["user_id"]].append(numbered(r["message"]))
+        assert stored == {c.user_id: list(range(SENDS_EACH)) for c in members}
