@@ -13,6 +13,7 @@ from workers import chat_batch, chat_service
 from workers.effects import Outcome
 from workers.emits import Emit
 from workers.handlers import Handlers
+from workers.in_place import retry_in_place
 from workers.resources import Resources
 
 log = structlog.get_logger(__name__)
@@ -37,8 +38,10 @@ def _count(res: Resources, outcomes: list[Outcome]) -> None:
 @handlers.on(SEND_MESSAGE_ACTOR)
 async def send_message(res: Resources, cmd: SendChatMessage) -> Outcome:
     s = res.settings
-    outcome = await chat_service.send_message(
-        res.pool, cmd, s.credit_policy, s.signup_credits, s.recharge_url, s.ai_agent_handle, s.plan_catalog
+    outcome = await retry_in_place(
+        lambda: chat_service.send_message(
+            res.pool, cmd, s.credit_policy, s.signup_credits, s.recharge_url, s.ai_agent_handle, s.plan_catalog
+        )
     )
     _count(res, [outcome])
     return outcome
@@ -47,7 +50,8 @@ async def send_message(res: Resources, cmd: SendChatMessage) -> Outcome:
 @handlers.on(SEND_BATCH_ACTOR)
 async def send_batch(res: Resources, batch: SendChatBatch) -> Outcome:
     """Every message of the batch in one transaction; their effects go out together after it."""
-    result = await chat_batch.apply_batch(res.pool, batch.commands, chat_terms(res.settings))
+    terms = chat_terms(res.settings)
+    result = await retry_in_place(lambda: chat_batch.apply_batch(res.pool, batch.commands, terms))
     outcomes = [outcome for _, outcome in result.applied]
     emits: list[Emit] = [e for o in outcomes for e in o.emits]
     for cmd, exc in result.poisoned:

@@ -37,6 +37,7 @@ TRANSIENT: tuple[type[BaseException], ...] = (
     asyncpg.SerializationError,
     asyncpg.PostgresConnectionError,
     asyncpg.InterfaceError,
+    asyncpg.InternalClientError,  # asyncpg's protocol state after a connection was cut mid-operation
     asyncpg.CannotConnectNowError,
     asyncpg.AdminShutdownError,
     ConnectionError,

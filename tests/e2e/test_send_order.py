@@ -14,9 +14,10 @@ import itertools
 from collections import defaultdict
 from collections.abc import Iterator
 
+import asyncpg
 import pytest
 
-from tests.e2e.conftest import Stack, grant
+from tests.e2e.conftest import Stack, grant, stats
 from tests.e2e.test_chat import uid
 from tests.support import isolation
 from tests.support.clients import ChatClient
@@ -25,6 +26,7 @@ from tests.support.processes import Processes
 ROOMS = 6
 MEMBERS = 3  # per room; every member sends
 SENDS_EACH = 40
+CUT_ROUNDS_MAX = 6
 
 
 @pytest.fixture
@@ -87,3 +89,82 @@ async def test_one_senders_messages_are_applied_and_delivered_in_the_order_sent(
         for r in rows:
             stored[r["user_id"]].append(numbered(r["message"]))
         assert stored == {c.user_id: list(range(SENDS_EACH)) for c in members}
+
+
+async def test_order_holds_while_the_database_connections_are_cut(order_stack, iso, http, clients, ledger):
+    """Every database connection of the test database is terminated every 50 ms while the sends
+    are applied: a batch that loses its connection is retried where it stands, so the messages of
+    its partition wait for it, and nothing is lost, doubled in storage or charged twice."""
+    stack = order_stack
+    members = [ChatClient(uid(f"cut{m}")) for m in range(MEMBERS)]
+    clients.extend(members)
+    room = uid("cutroom")
+    await asyncio.gather(*(grant(http, stack, c.user_id, 5, "g") for c in members))
+    await asyncio.gather(*(c.connect(stack.ports[i % 2]) for i, c in enumerate(members)))
+    for client in members:
+        await client.join(room)
+
+    killer = await asyncpg.connect(iso.database_url)
+    cutting = asyncio.Event()
+
+    async def cut_connections() -> int:
+        cuts = 0
+        while not cutting.is_set():
+            cuts += await killer.fetchval(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+                " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
+            await asyncio.sleep(0.05)
+        return cuts
+
+    cutter = asyncio.create_task(cut_connections())
+    try:
+        sent = 0  # per member; rounds go on until a batch has lost its connection (6 at most)
+        for _ in range(CUT_ROUNDS_MAX):
+            numbers = range(sent, sent + SENDS_EACH)
+            results = await asyncio.gather(
+                *(asyncio.gather(*(c.send(room, f"palabra numero {n}") for n in numbers)) for c in members)
+            )
+            acks = [a for acks in results for a in acks]
+            assert [a["status"] for a in acks] == ["accepted"] * len(acks), [
+                a for a in acks if a["status"] != "accepted"
+            ]
+            sent += SENDS_EACH
+            if "chat.retry_in_place" in stack.workers.log():
+                break
+    finally:
+        cutting.set()  # the database is reachable again: the retried batches must now go through
+        cuts = await cutter
+        await killer.close()
+    await ledger.expire_connections()  # its idle connections were cut too
+    assert cuts > 0
+    retried = stack.workers.log().count("chat.retry_in_place")
+    assert retried > 0, "no batch lost its connection: the fault did not land"
+    print(f"{cuts} connections cut, {retried} in-place retries")
+
+    per_room = MEMBERS * sent
+    for receiver in members:
+        got = await receiver.wait_count("newMessage", per_room, lambda m: m["roomId"] == room, 90)
+        first_seen: dict[str, dict] = {}
+        for m in got:
+            first_seen.setdefault(m["messageId"], m)
+        assert len(first_seen) == per_room
+        seqs = [m["seq"] for m in first_seen.values()]
+        assert all(a < b for a, b in itertools.pairwise(seqs)), f"seq not increasing: {seqs}"
+        by_sender: dict[str, list[int]] = defaultdict(list)
+        for m in first_seen.values():
+            by_sender[m["userId"]].append(numbered(m["message"]))
+        assert by_sender == {c.user_id: list(range(sent)) for c in members}, receiver.user_id
+
+    rows = await ledger.fetch(
+        "SELECT user_id, room_seq, payload->>'message' AS message FROM messages WHERE room_id = $1 ORDER BY room_seq",
+        room,
+    )
+    assert [r["room_seq"] for r in rows] == list(range(1, MEMBERS * sent + 1))
+    stored: dict[str, list[int]] = defaultdict(list)
+    for r in rows:
+        stored[r["user_id"]].append(numbered(r["message"]))
+    assert stored == {c.user_id: list(range(sent)) for c in members}
+    for client in members:  # at most 240 messages of 3 words each: one credit opened
+        s = await stats(http, stack, client.user_id)
+        assert (s["credits"], s["creditsChargedTotal"], s["wordsUsedTotal"]) == (4, 1, 3 * sent)
