@@ -283,6 +283,8 @@ class Settings(BaseSettings):
 
     log_level: str = "INFO"
     log_format: str = Field(default="json", pattern="^(json|console)$")
+    # uvloop (libuv) for ingress nodes and the workers' event loop threads; asyncio: the standard loop.
+    event_loop: str = Field(default="uvloop", pattern="^(uvloop|asyncio)$")
 
     @model_validator(mode="before")
     @classmethod

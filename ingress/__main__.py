@@ -9,6 +9,7 @@ import sys
 from aiohttp import web
 from sentry_sdk.integrations.aiohttp import AioHttpIntegration
 
+from infra import event_loop
 from infra.logging import configure_logging
 from infra.recursion_limit import pin_recursion_limit
 from infra.sentry import init_sentry
@@ -29,6 +30,7 @@ def build(argv: list[str] | None = None) -> tuple[web.Application, str, int, flo
         settings = settings.model_copy(update={"node_id": f"{settings.node_id}-{args.port}"})
     configure_logging(settings.log_level, settings.log_format, service="ingress", node=settings.node_id)
     init_sentry(settings, "ingress", [AioHttpIntegration()])
+    event_loop.install(settings.event_loop)
     app = init_app(settings)
     pin_recursion_limit()
     return app, args.host, args.port, settings.shutdown_timeout_s

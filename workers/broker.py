@@ -10,6 +10,7 @@ import dramatiq
 from dramatiq.middleware import AsyncIO, Retries, default_middleware
 from sentry_sdk.integrations.dramatiq import DramatiqIntegration
 
+from infra import event_loop
 from infra.amqp import TopologyBroker
 from infra.logging import configure_logging
 from infra.sentry import init_sentry
@@ -30,6 +31,7 @@ settings = Settings()
 configure_logging(settings.log_level, settings.log_format, service="workers")
 # Before the broker exists: sentry-sdk's dramatiq integration hooks into brokers as they are made.
 init_sentry(settings, "workers", [DramatiqIntegration()])
+event_loop.install(settings.event_loop)  # before the AsyncIO middleware makes its loop thread's loop
 resources = ResourceHolder(settings)
 
 # dramatiq's default middleware, with Retries replaced by one that never loses a message whose
