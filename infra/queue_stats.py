@@ -158,7 +158,9 @@ def _age(head_timestamp: int | None, now: dt.datetime) -> float | None:
     return max(0.0, now.timestamp() - head_timestamp)
 
 
-_HEALTHY = ("running", "idle", "flow")
+# States a partition's row does not override the capability queue's with: healthy ones, and
+# "unknown", which the management API reports for a queue it has no statistics for yet.
+_NOT_TROUBLE = ("running", "idle", "flow", "unknown")
 
 
 def _sum_rates(values: list[float | None]) -> float | None:
@@ -184,7 +186,7 @@ def build_rows(raw: dict[str, _Raw], now: dt.datetime) -> list[QueueRow]:
         if main is None:
             state = "absent"
         else:  # a partition in trouble (crashed, minority, ...) shows, else the capability queue's state
-            state = next((w.state for w in works if w.state not in _HEALTHY), main.state)
+            state = next((w.state for w in works if w.state not in _NOT_TROUBLE), main.state)
         ages = [_age(w.head_timestamp, now) for w in works if w.ready]
         known_ages = [a for a in ages if a is not None]
         rows.append(

@@ -3,12 +3,14 @@
 1. ``/health`` answers 503 ``{"status": "draining"}`` so a load balancer stops routing clients here;
    every response while draining closes its keep-alive connection, and a new Engine.IO handshake
    is refused with 503 so a client that reconnects right away is sent to another node.
-2. The listening sockets close: no new connection reaches this node.
-3. The Socket.IO events in flight finish: a ``sendMessage`` already being published gets its ack.
-4. Every client is sent ``serverShutdown {reconnect: true}``, then its transport is closed. Never a
+2. The Socket.IO events in flight finish: a ``sendMessage`` already being published gets its ack.
+3. Every client is sent ``serverShutdown {reconnect: true}``, then its transport is closed. Never a
    Socket.IO ``disconnect`` packet: socket.io-client does not reconnect after one ("io server
    disconnect"), while a closed transport ("transport close") makes it reconnect on its own,
-   through the load balancer, to another node. The ``disconnect`` handlers clear presence.
+   through the load balancer, to another node. The ``disconnect`` handlers clear presence. The
+   node still listens meanwhile, so that a long-polling client between two polls can fetch its
+   notice with its next poll.
+4. The listening sockets close: no new connection reaches this node.
 5. The HTTP requests still running finish, then the cleanup contexts close presence, AMQP, Redis
    and PostgreSQL, and the process exits 0.
 
@@ -147,12 +149,14 @@ async def drain_node(runner: web.AppRunner, drain: Drain, timeout_s: float) -> N
     """Steps 1-4 of the module's sequence; the caller then cleans the runner up (step 5)."""
     sio, in_flight = drain.sio, drain.in_flight
     drain.draining = True
-    for site in list(runner.sites):
-        await site.stop()
     log.info("ingress.draining", events_in_flight=in_flight.running)
     if not await in_flight.wait_idle(timeout_s * EVENTS_SHARE):
         log.warning("ingress.events_still_in_flight", events_in_flight=in_flight.running)
+    # Still listening: a long-polling client between two polls fetches its notice with its next poll,
+    # which comes on a new connection (draining responses close theirs); new handshakes get 503.
     clients = await close_transports(sio)
+    for site in list(runner.sites):
+        await site.stop()
     # Events that arrived meanwhile: their publish completes, though the ack may not reach the client,
     # which resends with the same clientMessageId (idempotent) on the node it reconnects to.
     await in_flight.wait_idle(timeout_s * EVENTS_SHARE)
