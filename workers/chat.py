@@ -10,15 +10,24 @@ from schemas.actors import ACTORS
 from schemas.commands import MarkMessageRead, SendChatBatch, SendChatMessage
 from schemas.queues import CHAT_QUEUE, MARK_READ_ACTOR, SEND_BATCH_ACTOR, SEND_MESSAGE_ACTOR
 from workers import chat_batch, chat_service
+from workers.db_retry import retry_transient
 from workers.effects import Outcome
 from workers.emits import Emit
 from workers.handlers import Handlers
-from workers.in_place import retry_in_place
 from workers.resources import Resources
 
 log = structlog.get_logger(__name__)
 
 handlers = Handlers()
+
+# A chat partition is consumed one message at a time, so that one room's sends are applied in the
+# order they were published (schemas/queues.py). dramatiq's retries would put a failed message
+# behind the others: after an error that says nothing about the commands (a lost connection, a
+# database restart, a deadlock) the message is retried where it stands for up to this long, and
+# the partition waits. Past that, dramatiq's retries take over and it is applied after those
+# behind it. Safe: each attempt is one transaction, and one that committed before its connection
+# broke replays its stored outcome (the inbox).
+IN_PLACE_RETRY_S = 20.0
 
 
 def chat_terms(s: Settings) -> chat_service.ChatTerms:
@@ -38,10 +47,12 @@ def _count(res: Resources, outcomes: list[Outcome]) -> None:
 @handlers.on(SEND_MESSAGE_ACTOR)
 async def send_message(res: Resources, cmd: SendChatMessage) -> Outcome:
     s = res.settings
-    outcome = await retry_in_place(
+    outcome = await retry_transient(
         lambda: chat_service.send_message(
             res.pool, cmd, s.credit_policy, s.signup_credits, s.recharge_url, s.ai_agent_handle, s.plan_catalog
-        )
+        ),
+        within_s=IN_PLACE_RETRY_S,
+        log_event="chat.retry_in_place",
     )
     _count(res, [outcome])
     return outcome
@@ -51,7 +62,11 @@ async def send_message(res: Resources, cmd: SendChatMessage) -> Outcome:
 async def send_batch(res: Resources, batch: SendChatBatch) -> Outcome:
     """Every message of the batch in one transaction; their effects go out together after it."""
     terms = chat_terms(res.settings)
-    result = await retry_in_place(lambda: chat_batch.apply_batch(res.pool, batch.commands, terms))
+    result = await retry_transient(
+        lambda: chat_batch.apply_batch(res.pool, batch.commands, terms),
+        within_s=IN_PLACE_RETRY_S,
+        log_event="chat.retry_in_place",
+    )
     outcomes = [outcome for _, outcome in result.applied]
     emits: list[Emit] = [e for o in outcomes for e in o.emits]
     for cmd, exc in result.poisoned:

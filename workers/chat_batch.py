@@ -26,24 +26,11 @@ from infra import event_log
 from schemas.commands import SendChatMessage
 from schemas.queues import CHAT_QUEUE, SEND_MESSAGE_ACTOR
 from workers.chat_service import ChatTerms, apply_sends, send_key
+from workers.db_retry import TRANSIENT  # errors that say nothing about the commands: retry the whole batch
 from workers.effects import Outcome
 from workers.unit_of_work import commands_tx
 
 log = structlog.get_logger(__name__)
-
-# Errors that say nothing about the commands: retry the whole batch rather than blame one of them.
-TRANSIENT: tuple[type[BaseException], ...] = (
-    asyncpg.DeadlockDetectedError,
-    asyncpg.SerializationError,
-    asyncpg.PostgresConnectionError,
-    asyncpg.InterfaceError,
-    asyncpg.InternalClientError,  # asyncpg's protocol state after a connection was cut mid-operation
-    asyncpg.CannotConnectNowError,
-    asyncpg.AdminShutdownError,
-    ConnectionError,
-    OSError,
-    TimeoutError,
-)
 
 
 @dataclass(slots=True)

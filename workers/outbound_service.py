@@ -21,7 +21,6 @@ from typing import Literal
 
 import asyncpg
 import structlog
-from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_delay, wait_exponential
 
 from domain.channels import Channel, DeliveryStatus, conversation_room
 from domain.errors import PermanentFailure
@@ -29,6 +28,7 @@ from infra import outbound_messages
 from infra.outbound_messages import OutboundRow
 from schemas.channel_events import MessageStatus
 from schemas.channels import tenant_channel
+from workers.db_retry import retry_transient
 from workers.emits import Emit, emit
 from workers.locks import SendLocks
 from workers.providers import OutboundMessage, ProviderError
@@ -156,18 +156,6 @@ async def record_failed(pool: asyncpg.Pool, message_id: uuid.UUID, code: str, me
     return await outbound_messages.mark_failed(pool, message_id, code, message)
 
 
-async def _retry_db(step: Callable[[], Awaitable[object]]):
-    async for attempt in AsyncRetrying(
-        stop=stop_after_delay(RECORD_RETRY_S),
-        wait=wait_exponential(multiplier=0.1, max=2),
-        retry=retry_if_exception_type(_TRANSIENT_DB),
-        reraise=True,
-    ):
-        with attempt:
-            return await step()
-    raise AssertionError("unreachable")  # pragma: no cover
-
-
 # --- the whole delivery ------------------------------------------------------------------------
 
 Send = Callable[[OutboundMessage], Awaitable[str]]
@@ -198,13 +186,17 @@ async def deliver(pool: asyncpg.Pool, locks: SendLocks, send: Send, message_id: 
             log.exception("outbound.send_crashed", message_id=message_id)
             return await _failed(pool, key, row, "internal", repr(exc))
         # The window: from the provider's answer to this commit, nothing else is awaited.
-        changed = await _retry_db(lambda: record_sent(pool, key, provider_message_id))
+        changed = await retry_transient(
+            lambda: record_sent(pool, key, provider_message_id), within_s=RECORD_RETRY_S, errors=_TRANSIENT_DB
+        )
         emits = status_emits(row, DeliveryStatus.SENT) if changed else []
         return Outcome("sent", emits, provider_message_id)
 
 
 async def _failed(pool: asyncpg.Pool, key: uuid.UUID, row: OutboundRow, code: str, message: str) -> Outcome:
-    failed = await _retry_db(lambda: record_failed(pool, key, code, message))
+    failed = await retry_transient(
+        lambda: record_failed(pool, key, code, message), within_s=RECORD_RETRY_S, errors=_TRANSIENT_DB
+    )
     log.warning("outbound.failed", message_id=row.message_id, channel=row.channel, error_code=code, error=message)
     if failed is None:
         return Outcome("failed", [], None, code)

@@ -47,6 +47,19 @@ def numbered(text: str) -> int:
     return int(text.rsplit(" ", 1)[1])
 
 
+async def assert_stored_in_order(ledger, room: str, members: list[ChatClient], sent_each: int) -> None:
+    """room_seq 1..N in commit order, each sender's messages stored in the order sent."""
+    rows = await ledger.fetch(
+        "SELECT user_id, room_seq, payload->>'message' AS message FROM messages WHERE room_id = $1 ORDER BY room_seq",
+        room,
+    )
+    assert [r["room_seq"] for r in rows] == list(range(1, len(members) * sent_each + 1))
+    stored: dict[str, list[int]] = defaultdict(list)
+    for r in rows:
+        stored[r["user_id"]].append(numbered(r["message"]))
+    assert stored == {c.user_id: list(range(sent_each)) for c in members}
+
+
 async def test_one_senders_messages_are_applied_and_delivered_in_the_order_sent(order_stack, http, clients, ledger):
     stack = order_stack
     rooms = {uid("room"): [ChatClient(uid(f"u{r}m{m}")) for m in range(MEMBERS)] for r in range(ROOMS)}
@@ -78,17 +91,7 @@ async def test_one_senders_messages_are_applied_and_delivered_in_the_order_sent(
             for sender, numbers in by_sender.items():
                 assert numbers == list(range(SENDS_EACH)), f"{receiver.user_id} got {sender}'s out of order: {numbers}"
 
-        # In storage: room_seq in commit order, each sender's messages in the order sent.
-        rows = await ledger.fetch(
-            "SELECT user_id, room_seq, payload->>'message' AS message FROM messages"
-            " WHERE room_id = $1 ORDER BY room_seq",
-            room,
-        )
-        assert [r["room_seq"] for r in rows] == list(range(1, per_room + 1))
-        stored: dict[str, list[int]] = defaultdict(list)
-        for r in rows:
-            stored[r["user_id"]].append(numbered(r["message"]))
-        assert stored == {c.user_id: list(range(SENDS_EACH)) for c in members}
+        await assert_stored_in_order(ledger, room, members, SENDS_EACH)
 
 
 async def test_order_holds_while_the_database_connections_are_cut(order_stack, iso, http, clients, ledger):
@@ -156,15 +159,7 @@ async def test_order_holds_while_the_database_connections_are_cut(order_stack, i
             by_sender[m["userId"]].append(numbered(m["message"]))
         assert by_sender == {c.user_id: list(range(sent)) for c in members}, receiver.user_id
 
-    rows = await ledger.fetch(
-        "SELECT user_id, room_seq, payload->>'message' AS message FROM messages WHERE room_id = $1 ORDER BY room_seq",
-        room,
-    )
-    assert [r["room_seq"] for r in rows] == list(range(1, MEMBERS * sent + 1))
-    stored: dict[str, list[int]] = defaultdict(list)
-    for r in rows:
-        stored[r["user_id"]].append(numbered(r["message"]))
-    assert stored == {c.user_id: list(range(sent)) for c in members}
+    await assert_stored_in_order(ledger, room, members, sent)
     for client in members:  # at most 240 messages of 3 words each: one credit opened
         s = await stats(http, stack, client.user_id)
         assert (s["credits"], s["creditsChargedTotal"], s["wordsUsedTotal"]) == (4, 1, 3 * sent)
