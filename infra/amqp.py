@@ -8,12 +8,15 @@ refuses the second declaration.
 from __future__ import annotations
 
 import re
+import threading
+from collections.abc import Callable
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
 import aio_pika
 import dramatiq
 from aio_pika.abc import AbstractConnection
+from dramatiq.broker import Consumer
 from dramatiq.brokers.rabbitmq import RabbitmqBroker
 from dramatiq.common import dq_name, xq_name
 
@@ -79,19 +82,50 @@ def topology(queue_name: str, queue_type: QueueType = "classic") -> list[tuple[s
 
 
 class TopologyBroker(RabbitmqBroker):
-    """dramatiq's RabbitmqBroker declaring exactly the queues ``topology`` describes, classic or quorum."""
+    """dramatiq's RabbitmqBroker declaring exactly the queues ``topology`` describes, classic or quorum.
 
-    def __init__(self, *, queue_type: QueueType = "classic", **kwargs: Any) -> None:
+    ``leads(partition)`` says whether this process should be a chat partition's active consumer:
+    on a partition it does not lead, it registers only after ``standby_delay_s``, so that the
+    process that leads it registers first and RabbitMQ makes that one active. A partition is
+    consumed through ``partition_consumer(consumer, timeout_ms)`` with ``partition_prefetch``, or,
+    without one, one message at a time.
+    """
+
+    def __init__(
+        self,
+        *,
+        queue_type: QueueType = "classic",
+        leads: Callable[[str], bool] | None = None,
+        standby_delay_s: float = 3.0,
+        partition_consumer: Callable[[Consumer, int], Consumer] | None = None,
+        partition_prefetch: int = 1,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
+        self.partition_consumer = partition_consumer
+        self.partition_prefetch = partition_prefetch if partition_consumer else 1
         self.queue_type: QueueType = queue_type
+        self.leads = leads
+        self.standby_delay_s = standby_delay_s
+        self._shutting_down = threading.Event()
+
+    def emit_before(self, signal: str, *args: Any, **kwargs: Any) -> None:
+        if signal == "worker_shutdown":
+            self._shutting_down.set()  # a consumer still waiting out its standby delay stops waiting
+        super().emit_before(signal, *args, **kwargs)
 
     def _build_queue_arguments(self, queue_name: str) -> dict[str, Any]:
         return queue_arguments(queue_name, self.queue_type)
 
     def consume(self, queue_name: str, prefetch: int = 1, timeout: int = 5000) -> Any:
-        """A chat partition is consumed one message at a time, so its messages are applied in order
+        """A chat partition hands over one message at a time, so its messages are applied in order
         (with the single active consumer its queue is declared with, in the whole pool)."""
-        return super().consume(queue_name, 1 if is_partition(queue_name) else prefetch, timeout)
+        if not is_partition(queue_name):
+            return super().consume(queue_name, prefetch, timeout)
+        if self.leads is not None and not self.leads(queue_name):
+            self._shutting_down.wait(self.standby_delay_s)  # runs in this queue's own consumer thread
+        consumer = super().consume(queue_name, self.partition_prefetch, timeout)
+        return self.partition_consumer(consumer, timeout) if self.partition_consumer else consumer
 
     def _declare_dq_queue(self, queue_name: str) -> Any:
         name, arguments = topology(queue_name, self.queue_type)[1]

@@ -183,6 +183,9 @@ class UserStats:
         return cls(body["credits"], body["wordsLeft"], body["wordsUsedTotal"], body["creditsChargedTotal"])
 
 
+STATS_SETTLE_S = 5.0  # how long the final stats may take to count the last deliveries
+
+
 def percentile(sorted_values: list[float], q: float) -> float | None:
     """Nearest-rank percentile of an ascending list."""
     if not sorted_values:
@@ -397,6 +400,18 @@ class LoadTest:
     async def user_stats(self, session: aiohttp.ClientSession) -> list[UserStats]:
         bodies = await self.http_each(session, "GET", "/api/credits/stats/{user}", [None] * len(self.clients))
         return [UserStats.from_json(b) for b in bodies]
+
+    async def settled_stats(self, session: aiohttp.ClientSession, baseline: list[UserStats]) -> list[UserStats]:
+        """The users' stats once they count every delivered message's words. The workers add words
+        used to Redis about once a second, so a read right after the last delivery can be short."""
+        delivered = sum(1 for seen in self.seen.values() if seen.client_message_id in self.sent)
+        expected = sum(b.words_used_total for b in baseline) + delivered * self.args.words
+        deadline = time.monotonic() + STATS_SETTLE_S
+        while True:
+            after = await self.user_stats(session)
+            if sum(a.words_used_total for a in after) >= expected or time.monotonic() > deadline:
+                return after
+            await asyncio.sleep(0.25)
 
     async def connect_all(self) -> list[str]:
         secret = self.settings.jwt_secret.get_secret_value()
@@ -657,7 +672,7 @@ class LoadTest:
                 undelivered = self.undelivered()
 
                 try:
-                    after: list[UserStats] | None = await self.user_stats(session)
+                    after: list[UserStats] | None = await self.settled_stats(session, baseline)
                     stats_error = None
                 except Exception as exc:
                     after, stats_error = None, f"{type(exc).__name__}: {exc}"

@@ -6,6 +6,7 @@ Pending migrations are applied once, then dramatiq's own CLI forks and supervise
 from __future__ import annotations
 
 import asyncio
+import os
 import sys
 
 from dramatiq.cli import main as dramatiq_main
@@ -17,6 +18,7 @@ from infra.recursion_limit import pin_recursion_limit
 from infra.settings import Settings
 from schemas.queues import WORK_QUEUES, queues_of
 from workers.metrics import prepare_pool_dir, remove_pool_dir
+from workers.pool_slot import POOL_SIZE_ENV
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -33,6 +35,7 @@ def main(argv: list[str] | None = None) -> int:
     asyncio.run(db.migrate(settings.database_url))
     metrics_dir = prepare_pool_dir(settings)  # before the fork: every process of this pool shares it
     pin_recursion_limit()  # before the fork too: the workers inherit the pin and its cap
+    os.environ[POOL_SIZE_ENV] = str(args.processes)  # each process then knows which partitions it leads
     try:
         return dramatiq_main(args) or 0
     finally:

@@ -6,6 +6,8 @@ Creating the broker opens no connection; pika connects lazily, per thread, after
 
 from __future__ import annotations
 
+import os
+
 import dramatiq
 from dramatiq.middleware import AsyncIO, Retries, default_middleware
 from sentry_sdk.integrations.dramatiq import DramatiqIntegration
@@ -23,7 +25,9 @@ from workers.event_log import EventLog
 from workers.fail_closed import FailClosed
 from workers.lifetime import CloseOnShutdown
 from workers.metrics import install as install_metrics
+from workers.partition_consumer import PARTITION_PREFETCH, PartitionConsumer
 from workers.plans import MeterTicker
+from workers.pool_slot import current_slot
 from workers.resources import ResourceHolder
 from workers.safe_retries import SafeRetries
 
@@ -41,9 +45,17 @@ resources = ResourceHolder(settings)
 broker = TopologyBroker(
     url=list(settings.amqp_urls),
     queue_type=settings.amqp_queue_type,
+    leads=slot.leads if (slot := current_slot()) else None,  # spreads the chat partitions (workers/pool_slot.py)
+    # A partition's waiting messages are applied as one batch, still in order (workers/partition_consumer.py).
+    partition_consumer=PartitionConsumer,
+    partition_prefetch=PARTITION_PREFETCH,
     confirm_delivery=True,
     middleware=[SafeRetries() if m is Retries else m() for m in default_middleware],
 )
+# Each process names its connections, so RabbitMQ's management UI shows which process consumes what
+# (and which one is a chat partition's active consumer).
+for parameters in broker.parameters:
+    parameters.client_properties = {"connection_name": f"gatekeeper-workers pid={os.getpid()}"}
 # First of all: every other middleware's hooks then run inside the message's log context.
 broker.add_middleware(LogContext(), before=type(broker.middleware[0]))
 broker.add_middleware(AsyncIO())

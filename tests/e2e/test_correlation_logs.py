@@ -104,10 +104,12 @@ async def test_one_command_id_from_socket_and_webhook_to_worker_and_result(logge
     # Two commands in a row through the same worker thread, then an inbound webhook.
     first_id, _ = send_command_ids(alice.user_id, "corr-1")
     second_id, _ = send_command_ids(alice.user_id, "corr-2")
-    for client_id in ("corr-1", "corr-2"):
+    for n, client_id in enumerate(("corr-1", "corr-2"), 1):
         ack = await alice.send(room, f"hola {client_id}", clientMessageId=client_id)
         assert ack["status"] == "accepted", ack
-    await alice.wait_count("newMessage", 2)
+        # Applied before the next is sent: two deliveries of their own, not one bundle of the
+        # queued ones (workers/partition_consumer.py).
+        await alice.wait_count("newMessage", n)
     inbound = {"MessageSid": f"SM{uuid.uuid4().hex}", "AccountSid": fake_twilio.account_sid,
                "From": "whatsapp:+34612345678", "To": f"whatsapp:{number}", "Body": "¿Hay envíos?",
                "ProfileName": "Marta", "NumMedia": "0", "SmsStatus": "received"}  # fmt: skip

@@ -129,7 +129,9 @@ async def test_ingress_and_worker_metrics_move_by_the_traffic(http, observed: Ob
     for n in range(3):
         ack = await alice.send(room, f"hello number {n}", clientMessageId=uuid.uuid4().hex)
         assert ack["status"] == "accepted", ack
-    await bob.wait_count("newMessage", 3, lambda m: m["roomId"] == room)
+        # Applied before the next is sent: three messages of their own, not one bundle of the queued
+        # ones (workers/partition_consumer.py), so each is counted under chat_send_message.
+        await bob.wait_count("newMessage", n + 1, lambda m: m["roomId"] == room)
     bad = await alice.sio.call("sendMessage", {"roomId": room}, timeout=10)  # no message text
     assert bad["error"]["code"] == "bad_request"
     with pytest.raises(socketio.exceptions.ConnectionError):
