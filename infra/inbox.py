@@ -8,6 +8,7 @@ it again. A command recorded as ``failed`` may be claimed again (by a replay).
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -19,8 +20,10 @@ Status = Literal["applied", "rejected", "failed"]
 
 @dataclass(frozen=True, slots=True)
 class Stored:
+    command_id: str
     status: Status
     result: dict[str, Any]
+    emitted: bool = False  # its emits were published (mark_emitted): a replay must not send them again
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,7 +50,7 @@ async def claim_many(conn: asyncpg.Connection, keys: Sequence[Key]) -> dict[str,
     rows = await conn.fetch(
         "INSERT INTO inbox (command_id, kind, user_id, status)"
         " SELECT c, k, u, 'applied' FROM unnest($1::text[], $2::text[], $3::text[]) AS t(c, k, u)"
-        " ON CONFLICT (command_id) DO UPDATE SET attempts = inbox.attempts + 1, updated_at = now()"
+        " ON CONFLICT (command_id) DO UPDATE SET attempts = inbox.attempts + 1, updated_at = now(), emitted_at = NULL"
         " WHERE inbox.status = 'failed' RETURNING command_id",
         ids,
         [first[i].kind for i in ids],
@@ -57,10 +60,11 @@ async def claim_many(conn: asyncpg.Connection, keys: Sequence[Key]) -> dict[str,
     stored: dict[str, Stored | None] = dict.fromkeys(claimed)
     if len(claimed) < len(ids):
         for row in await conn.fetch(
-            "SELECT command_id, status, result FROM inbox WHERE command_id = ANY($1::text[])",
+            "SELECT command_id, status, result, emitted_at IS NOT NULL AS emitted FROM inbox"
+            " WHERE command_id = ANY($1::text[])",
             [i for i in ids if i not in claimed],
         ):
-            stored[row["command_id"]] = Stored(row["status"], row["result"])
+            stored[row["command_id"]] = Stored(row["command_id"], row["status"], row["result"], row["emitted"])
     return stored
 
 
@@ -93,9 +97,46 @@ async def stored(conn: asyncpg.Connection | asyncpg.Pool, command_id: str) -> St
     """The outcome of a command already applied or rejected (None: not yet, or it failed), read
     without claiming it: for work that must not start again (a model call) before the claim."""
     row = await conn.fetchrow(
-        "SELECT status, result FROM inbox WHERE command_id = $1 AND status <> 'failed'", command_id
+        "SELECT status, result, emitted_at IS NOT NULL AS emitted FROM inbox WHERE command_id = $1"
+        " AND status <> 'failed'",
+        command_id,
     )
-    return Stored(row["status"], row["result"]) if row else None
+    return Stored(command_id, row["status"], row["result"], row["emitted"]) if row else None
+
+
+async def emitted_meanwhile(pool: asyncpg.Pool, command_ids: Sequence[str], within_s: float, recent_s: float) -> bool:
+    """Whether every one of ``command_ids`` is marked published, waiting up to ``within_s`` for the
+    marks of those finished in the last ``recent_s`` (a delivery may be publishing them right now).
+    False at once when one finished earlier and is still unmarked: nobody is publishing it."""
+    ids = sorted(set(command_ids))
+    deadline = asyncio.get_running_loop().time() + within_s
+    while True:
+        row = await pool.fetchrow(
+            "SELECT count(*) FILTER (WHERE emitted_at IS NULL) AS unmarked,"
+            " count(*) FILTER (WHERE emitted_at IS NULL AND updated_at < now() - make_interval(secs => $2))"
+            " AS abandoned FROM inbox WHERE command_id = ANY($1::text[])",
+            ids,
+            recent_s,
+        )
+        if row["unmarked"] == 0:
+            return True
+        if row["abandoned"] or asyncio.get_running_loop().time() >= deadline:
+            return False
+        await asyncio.sleep(0.05)
+
+
+async def mark_emitted(pool: asyncpg.Pool, command_ids: Sequence[str]) -> None:
+    """Record that the emits of ``command_ids`` were published, in one statement.
+
+    Committed without waiting for the WAL flush: a mark lost in a crash only means that a later
+    redelivery publishes those emits once more, the window this mark narrows but cannot close.
+    """
+    async with pool.acquire() as conn, conn.transaction():
+        await conn.execute("SET LOCAL synchronous_commit = off")
+        await conn.execute(
+            "UPDATE inbox SET emitted_at = now() WHERE command_id = ANY($1::text[]) AND emitted_at IS NULL",
+            sorted(set(command_ids)),  # in key order, as claims take them: no deadlock between batches
+        )
 
 
 async def record_failure(pool: asyncpg.Pool, command_id: str, kind: str, user_id: str | None, error: str) -> bool:

@@ -91,28 +91,68 @@ async def mark_read(conn: asyncpg.Connection, room_id: str, user_id: str, messag
     )
 
 
-async def recent_payloads(conn: asyncpg.Connection | asyncpg.Pool, room_id: str, limit: int) -> list[dict[str, Any]]:
-    """The payloads of the room's latest ``limit`` messages, oldest first."""
+async def recent_payloads(
+    conn: asyncpg.Connection | asyncpg.Pool, room_id: str, limit: int, *, before_seq: int | None = None
+) -> list[dict[str, Any]]:
+    """The payloads of the room's latest ``limit`` messages (before ``before_seq``), oldest first."""
+    return (await page(conn, room_id, before_seq=before_seq, limit=limit, with_last_seq=False)).payloads
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    payloads: list[dict[str, Any]]  # oldest first
+    has_more: bool  # more messages lie beyond the page, in the direction it was read
+    last_seq: int  # the room's latest seq (0: no message yet)
+
+
+async def page(
+    conn: asyncpg.Connection | asyncpg.Pool,
+    room_id: str,
+    *,
+    after_seq: int | None = None,
+    before_seq: int | None = None,
+    limit: int,
+    with_last_seq: bool = True,
+) -> Page:
+    """Up to ``limit`` of the room's messages between the two bounds (both exclusive), oldest first.
+
+    With ``after_seq``, the first ones after it (catching up, page by page forwards); otherwise the
+    latest ones before ``before_seq`` (or the latest of all), paging backwards through history.
+    """
+    forwards = after_seq is not None
     rows = await conn.fetch(
-        "SELECT payload FROM (SELECT seq, payload FROM messages WHERE room_id = $1"
-        " ORDER BY seq DESC LIMIT $2) recent ORDER BY seq",
+        "SELECT room_seq, payload FROM messages WHERE room_id = $1"
+        " AND ($2::bigint IS NULL OR room_seq > $2) AND ($3::bigint IS NULL OR room_seq < $3)"
+        f" ORDER BY room_seq {'ASC' if forwards else 'DESC'} LIMIT $4",
         room_id,
-        limit,
+        after_seq,
+        before_seq,
+        limit + 1,
     )
-    return [r["payload"] for r in rows]
+    has_more = len(rows) > limit
+    rows = rows[:limit] if forwards else rows[:limit][::-1]
+    last = await last_seq(conn, room_id) if with_last_seq else 0
+    return Page([r["payload"] for r in rows], has_more, last)
+
+
+async def last_seq(conn: asyncpg.Connection | asyncpg.Pool, room_id: str) -> int:
+    """The room's latest message seq, 0 before its first message."""
+    return await conn.fetchval("SELECT last_seq FROM room_sequences WHERE room_id = $1", room_id) or 0
 
 
 async def recent_with_delivery(
-    conn: asyncpg.Connection | asyncpg.Pool, room_id: str, limit: int
+    conn: asyncpg.Connection | asyncpg.Pool, room_id: str, limit: int, *, before_seq: int | None = None
 ) -> list[tuple[dict[str, Any], str | None]]:
-    """The room's latest ``limit`` messages, oldest first, each with the last known delivery status of
-    its outbound copy (None for a message that was not sent out, e.g. the contact's own)."""
+    """The room's latest ``limit`` messages (before ``before_seq``), oldest first, each with the last
+    known delivery status of its outbound copy (None for a message that was not sent out, e.g. the
+    contact's own)."""
     rows = await conn.fetch(
-        "SELECT recent.payload, o.status FROM (SELECT seq, message_id, payload FROM messages"
-        " WHERE room_id = $1 ORDER BY seq DESC LIMIT $2) recent"
-        " LEFT JOIN outbound_messages o ON o.message_id = recent.message_id ORDER BY recent.seq",
+        "SELECT recent.payload, o.status FROM (SELECT room_seq, message_id, payload FROM messages"
+        " WHERE room_id = $1 AND ($3::bigint IS NULL OR room_seq < $3) ORDER BY room_seq DESC LIMIT $2) recent"
+        " LEFT JOIN outbound_messages o ON o.message_id = recent.message_id ORDER BY recent.room_seq",
         room_id,
         limit,
+        before_seq,
     )
     return [(r["payload"], r["status"]) for r in rows]
 

@@ -13,23 +13,34 @@ failing at once with ``MaxConnectionsError``, as redis-py's default pool of 100 
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 import redis
 import socketio
+import structlog
 from engineio import packet as eio_packet
 from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool
 from socketio import packet as sio_packet
 from socketio.redis_manager import parse_redis_sentinel_url
+from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_delay, wait_exponential
+
+from schemas.channels import room_channel
+
+log = structlog.get_logger(__name__)
 
 CLIENT_OPTIONS = {"lib_version": redis.__version__}
+ROOM_PREFIX = room_channel("")  # the Socket.IO room of a chat room: "r/<roomId>"
+RESUBSCRIBE_FIRST_S = 0.05
+RESUBSCRIBE_MAX_S = 2.0
 BATCH_ROOM = "gatekeeper:result-batch"  # joined by no socket
 BATCH_EVENT = "resultBatch"
 DEFAULT_MAX_CONNECTIONS = 500
 DEFAULT_POOL_TIMEOUT_S = 5.0
+RESULT_PUBLISH_RETRY_S = 5.0  # a worker retries a results publish this long, then fails the command
 SENTINEL_SCHEME = "redis+sentinel"
 SCHEMES = ("redis", "rediss", "unix", SENTINEL_SCHEME)
 
@@ -70,12 +81,54 @@ def redis_client(
     return Redis.from_pool(pool)
 
 
-class _PooledRedisManager(socketio.AsyncRedisManager):
-    """Socket.IO's Redis manager on a client built by :func:`redis_client` (a blocking pool of our size)."""
+class ResultPublishFailed(RuntimeError):
+    """A worker could not publish results to Redis: the command fails, and its retry publishes them."""
 
-    def __init__(self, url: str, channel: str, write_only: bool, max_connections: int, pool_timeout_s: float):
+
+class _PooledRedisManager(socketio.AsyncRedisManager):
+    """Socket.IO's Redis manager on a client built by :func:`redis_client` (a blocking pool of our size).
+
+    python-socketio gives a publish two tries and then drops it with a log line. A node's own emits
+    keep that best effort; a worker's results (``write_only``) are retried for ``publish_retry_s``
+    and then raise :class:`ResultPublishFailed`, so the command is retried instead of acked with its
+    results lost (and its stored emits, never marked published, go out with the retry).
+    """
+
+    def __init__(
+        self,
+        url: str,
+        channel: str,
+        write_only: bool,
+        max_connections: int,
+        pool_timeout_s: float,
+        publish_retry_s: float = RESULT_PUBLISH_RETRY_S,
+    ):
         super().__init__(url, channel=channel, write_only=write_only, redis_options=dict(CLIENT_OPTIONS))
         self._pool_options = {"max_connections": max_connections, "pool_timeout_s": pool_timeout_s}
+        self._publish_retry_s = publish_retry_s
+
+    async def _publish(self, data: Any) -> Any:
+        if not self.write_only:
+            return await super()._publish(data)
+        retrying = AsyncRetrying(
+            stop=stop_after_delay(self._publish_retry_s),
+            wait=wait_exponential(multiplier=0.05, max=1.0),
+            retry=retry_if_exception_type((redis.RedisError, OSError)),
+            reraise=True,
+        )
+        try:
+            async for attempt in retrying:
+                with attempt:
+                    if not self.connected:
+                        self._redis_connect()
+                    try:
+                        return await self.redis.publish(self.channel, self.json.dumps(data))
+                    except (redis.RedisError, OSError):
+                        self.connected = False  # the next attempt makes a new client
+                        raise
+        except (redis.RedisError, OSError) as exc:
+            raise ResultPublishFailed(f"results not published to Redis: {exc!r}") from exc
+        return None
 
     def _redis_connect(self) -> None:
         # Replaces the manager's own client (redis-py's default pool: 100 connections, then errors).
@@ -83,6 +136,16 @@ class _PooledRedisManager(socketio.AsyncRedisManager):
         self.redis = redis_client(self.redis_url, decode_responses=False, **self._pool_options)
         self.pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
         self.connected = True
+
+
+class RoomGate(Protocol):
+    """What a node puts between its result stream and its sockets for room messages (``seq``)."""
+
+    async def deliver(
+        self, room_id: str, message: dict[str, Any], recipients: Sequence[tuple[str, str]], send: Any
+    ) -> None: ...
+
+    async def resync(self, recipients_of: Any, send: Any) -> None: ...
 
 
 class BatchingRedisManager(_PooledRedisManager):
@@ -96,7 +159,14 @@ class BatchingRedisManager(_PooledRedisManager):
     A batch of two or more travels as an ``emit`` to a room nobody joins (:data:`BATCH_ROOM`), so a
     node that predates batches drops it instead of broadcasting it: upgrade the ingress nodes
     before the workers.
+
+    A node's ``room_gate`` (ingress/room_sequencer.py) sees every ``newMessage`` of a room before
+    its sockets do, and is told when the subscription was lost and made again, so that it can send
+    what was published meanwhile. The subscription is made again at once, then with a backoff of
+    up to 2 s (python-socketio's own waits 1 s, then doubles up to a minute).
     """
+
+    room_gate: RoomGate | None = None
 
     async def emit_many(self, emits: Sequence[tuple[str, dict[str, Any], str]], namespace: str = "/") -> None:
         """Publish ``(event, data, room)`` emits in one message, in order (one alone as a plain emit,
@@ -147,14 +217,69 @@ class BatchingRedisManager(_PooledRedisManager):
             data = data[0]
         args = list(data) if isinstance(data, list | tuple) else ([] if data is None else [data])
         skip = skip_sid if isinstance(skip_sid, list) else [skip_sid]
-        encoded = self.server.packet_class(sio_packet.EVENT, namespace=namespace, data=[event, *args]).encode()
+        recipients = [(sid, eio_sid) for sid, eio_sid in self.get_participants(namespace, room) if sid not in skip]
+        if self.room_gate is not None and event == "newMessage" and _room_message(room, args):
+            await self.room_gate.deliver(room[len(ROOM_PREFIX) :], args[0], recipients, self._sender(namespace))
+            return
+        await self._send_packets(namespace, [event, *args], recipients)
+
+    def _sender(self, namespace: str) -> Any:
+        async def send(message: dict[str, Any], recipients: list[tuple[str, str]]) -> None:
+            await self._send_packets(namespace, ["newMessage", message], recipients)
+
+        return send
+
+    async def _send_packets(self, namespace: str, data: list[Any], recipients: Sequence[tuple[str, str]]) -> None:
+        """One event, encoded once, handed to each recipient's transport."""
+        if not recipients:
+            return
+        encoded = self.server.packet_class(sio_packet.EVENT, namespace=namespace, data=data).encode()
         packets = [
             eio_packet.Packet(eio_packet.MESSAGE, p) for p in (encoded if isinstance(encoded, list) else [encoded])
         ]
-        for sid, eio_sid in list(self.get_participants(namespace, room)):
-            if sid not in skip:
-                for p in packets:
-                    await self.server._send_eio_packet(eio_sid, p)
+        for _, eio_sid in recipients:
+            for p in packets:
+                await self.server._send_eio_packet(eio_sid, p)
+
+    async def _redis_listen_with_retries(self) -> Any:
+        """The subscription's messages; a lost subscription is made again, and the room gate told."""
+        delay, interrupted = RESUBSCRIBE_FIRST_S, False
+        while True:
+            try:
+                self._redis_connect()
+                await self.pubsub.subscribe(self.channel)
+                if interrupted:
+                    log.info("redis.resubscribed", channel=self.channel)
+                    await self._resubscribed()
+                delay, interrupted = RESUBSCRIBE_FIRST_S, False
+                async for message in self.pubsub.listen():
+                    yield message
+            except (redis.RedisError, OSError) as exc:
+                log.warning("redis.subscription_lost", channel=self.channel, error=repr(exc), retry_in_s=delay)
+                interrupted = True
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, RESUBSCRIBE_MAX_S)
+
+    async def _resubscribed(self) -> None:
+        if self.room_gate is None or "/" not in self.rooms:
+            return
+        try:
+            await self.room_gate.resync(
+                lambda room_id: list(self.get_participants("/", room_channel(room_id))), self._sender("/")
+            )
+        except Exception as exc:  # never lose the subscription over it: the next gap reads back again
+            log.warning("redis.resync_failed", error=repr(exc))
+
+
+def _room_message(room: Any, args: list[Any]) -> bool:
+    """A room's ``newMessage`` that carries its ``seq``."""
+    return (
+        isinstance(room, str)
+        and room.startswith(ROOM_PREFIX)
+        and len(args) == 1
+        and isinstance(args[0], dict)
+        and type(args[0].get("seq")) is int
+    )
 
 
 def socketio_manager(
@@ -164,6 +289,7 @@ def socketio_manager(
     write_only: bool = False,
     max_connections: int = DEFAULT_MAX_CONNECTIONS,
     pool_timeout_s: float = DEFAULT_POOL_TIMEOUT_S,
+    publish_retry_s: float = RESULT_PUBLISH_RETRY_S,
 ) -> BatchingRedisManager:
     """The manager that carries emits between ingress nodes and from workers, over ``channel``."""
-    return BatchingRedisManager(url, channel, write_only, max_connections, pool_timeout_s)
+    return BatchingRedisManager(url, channel, write_only, max_connections, pool_timeout_s, publish_retry_s)

@@ -79,6 +79,9 @@ class Settings(BaseSettings):
     send_max_in_flight: int = Field(default=2048, ge=1)
     worker_db_pool_size: int = Field(default=10, ge=1)
     history_size: int = Field(default=50, ge=0, le=500)
+    # Messages in one page of catch-up history: roomJoined after ``sinceSeq``, and the most
+    # GET /api/rooms/{roomId}/messages returns at once.
+    history_page_max: int = Field(default=200, ge=1, le=1000)
     # --- channels (Twilio, Meta) ---
     public_base_url: str = "http://127.0.0.1:8080"  # what providers call; webhook signatures cover it
     twilio_account_sid: str = ""

@@ -27,6 +27,7 @@ from ingress.metrics import METRICS, IngressMetrics, metrics_listener_context, m
 from ingress.plans_api import plans_routes
 from ingress.presence import Presence
 from ingress.rate_limiter import RateLimiter
+from ingress.room_messages_api import room_message_routes
 from ingress.shutdown import DRAIN, Drain, drain_middleware
 from ingress.socket_server import AckAwareServer, bounded_packets
 from ingress.sockets import ChatSockets
@@ -74,6 +75,7 @@ def init_app(settings: Settings) -> web.Application:
     app.router.add_routes(billing_routes)
     app.router.add_routes(billing_webhook_routes)
     app.router.add_routes(history_routes)
+    app.router.add_routes(room_message_routes)  # a room's messages by seq (catching up)
     app.router.add_routes(wallet_routes)
     app.router.add_routes(plans_routes)
     app.router.add_routes(metrics_routes)

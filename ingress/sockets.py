@@ -38,6 +38,7 @@ from ingress.presence import Presence
 from ingress.proxies import environ_client_ip
 from ingress.rate_limiter import LocalWindows, RateDecision, RateLimiter
 from ingress.rejections import Rejected, check_allowed, unconfirmed
+from ingress.room_sequencer import RoomSequencer
 from ingress.send_flusher import PartitionedSends
 from ingress.session_guard import SessionGuard
 from ingress.socket_server import AckAwareServer, ack_requested
@@ -84,6 +85,9 @@ class ChatSockets:
         self.limiter = limiter
         self.redis = redis
         self.pool = pool
+        # Room messages reach each socket once, in seq order; gaps are read back (ingress/room_sequencer.py).
+        self.sequencer = RoomSequencer(self._stored_between)
+        sio.manager.room_gate = self.sequencer
         self._secret = settings.jwt_secret.get_secret_value()
         self.sends = PartitionedSends(  # drain() before publisher.close()
             publisher, limiter, settings.send_batch_max, max_in_flight=settings.send_max_in_flight
@@ -232,6 +236,7 @@ class ChatSockets:
 
     def _forget_socket(self, sid: str) -> None:
         user_id = self.caps.release(sid)
+        self.sequencer.cursors.forget(sid)
         self._socket_joins.forget(sid)
         self._read_lookups.forget(sid)
         for room_id in self._rooms_of.pop(sid, ()):
@@ -245,7 +250,7 @@ class ChatSockets:
         )
         rooms = self._rooms_of.setdefault(sid, set())
         if payload.roomId in rooms:
-            return await self._rejoined(sid, payload.roomId, room_type.value)
+            return await self._rejoined(sid, payload, room_type.value)
         if len(rooms) >= self.settings.socket_max_rooms:
             limit = self.settings.socket_max_rooms
             raise Rejected("too_many_rooms", f"a connection can be in at most {limit} rooms; leave one first",
@@ -254,22 +259,18 @@ class ChatSockets:
         rooms.add(payload.roomId)  # before any await: concurrent joins see it (and the cap)
         try:
             self._limited(await self._user_joins.hit(who.user_id, str(uuid.uuid4())), "joins")
+            # Up to the room's last seq now, its messages come in roomJoined's history; after it, live.
+            last_seq = await messages.last_seq(self.pool, payload.roomId)
+            self.sequencer.cursors.joined(sid, payload.roomId, last_seq)
             await self.sio.enter_room(sid, room_channel(payload.roomId))
             member_count = await self.presence.joined(sid, who.user_id, payload.roomId)
         except BaseException:
             rooms.discard(payload.roomId)
+            self.sequencer.cursors.left(sid, payload.roomId)
             raise
-        history = await self._history(payload.roomId)
-        await self.sio.emit(
-            "roomJoined",
-            {
-                "roomId": payload.roomId,
-                "roomType": room_type.value,
-                "memberCount": member_count,
-                "history": history,
-            },
-            to=sid,
-        )
+        history = await self._history(payload.roomId, payload.sinceSeq, last_seq)
+        joined = {"roomId": payload.roomId, "roomType": room_type.value, "memberCount": member_count}
+        await self.sio.emit("roomJoined", {**joined, **history}, to=sid)
         await self.sio.emit(
             "userJoined",
             {"roomId": payload.roomId, "userId": who.user_id, "username": who.name},
@@ -278,11 +279,18 @@ class ChatSockets:
         )
         return {"status": "accepted", "roomId": payload.roomId}
 
-    async def _rejoined(self, sid: str, room_id: str, room_type: str) -> dict[str, Any]:
-        """A join of a room this socket is in: no history again, nobody told; still rate-limited."""
+    async def _rejoined(self, sid: str, payload: JoinRoom, room_type: str) -> dict[str, Any]:
+        """A join of a room this socket is in: nobody told; still rate-limited. No history again,
+        unless it asks to catch up (``sinceSeq``)."""
         self._limited(self._socket_joins.hit(sid), "joins on this connection")
+        room_id = payload.roomId
         member_count = await self.presence.member_count(room_id)
-        joined = {"roomId": room_id, "roomType": room_type, "memberCount": member_count, "history": []}
+        have = self.sequencer.cursors.get(sid, room_id) or 0  # what it was sent of the room so far
+        if payload.sinceSeq is None:
+            history = {"history": [], "lastSeq": have}
+        else:
+            history = await self._history(room_id, payload.sinceSeq, have)
+        joined = {"roomId": room_id, "roomType": room_type, "memberCount": member_count, **history}
         await self.sio.emit("roomJoined", {**joined, "alreadyJoined": True}, to=sid)
         return {"status": "accepted", "roomId": room_id, "alreadyJoined": True}
 
@@ -290,17 +298,38 @@ class ChatSockets:
     def _limited(decision: RateDecision, what: str) -> None:
         check_allowed(decision, f"too many {what}")
 
-    async def _history(self, room_id: str) -> list[dict[str, Any]]:
-        """The room's latest messages; in a conversation, each message sent to the contact carries its
-        last known ``deliveryStatus`` (later changes arrive as ``messageStatus``)."""
+    async def _history(self, room_id: str, since_seq: int | None, last_seq: int) -> dict[str, Any]:
+        """``roomJoined``'s history up to ``last_seq`` (later messages come live), and ``lastSeq``.
+
+        Without ``since_seq``: the room's latest messages; in a conversation, each message sent to
+        the contact carries its last known ``deliveryStatus`` (later changes arrive as
+        ``messageStatus``). With it: the first page of every message after it, and ``hasMore``
+        (the rest, up to ``lastSeq``, from GET /api/rooms/{roomId}/messages).
+        """
+        if since_seq is not None:
+            page = await messages.page(
+                self.pool, room_id, after_seq=since_seq, before_seq=last_seq + 1, limit=self.settings.history_page_max
+            )
+            return {"history": page.payloads, "lastSeq": last_seq, "hasMore": page.has_more}
+        limit, upto = self.settings.history_size, last_seq + 1
         if conversation_room_tenant(room_id):
-            recent = await messages.recent_with_delivery(self.pool, room_id, self.settings.history_size)
-            return [{**payload, "deliveryStatus": status} if status else payload for payload, status in recent]
-        return await messages.recent_payloads(self.pool, room_id, self.settings.history_size)
+            recent = await messages.recent_with_delivery(self.pool, room_id, limit, before_seq=upto)
+            history = [{**payload, "deliveryStatus": status} if status else payload for payload, status in recent]
+        else:
+            history = await messages.recent_payloads(self.pool, room_id, limit, before_seq=upto)
+        return {"history": history, "lastSeq": last_seq}
+
+    async def _stored_between(self, room_id: str, after: int, before: int, limit: int) -> list[dict[str, Any]]:
+        """The room's stored messages after ``after`` (and before ``before``, if not 0), in seq order."""
+        page = await messages.page(
+            self.pool, room_id, after_seq=after, before_seq=before or None, limit=limit, with_last_seq=False
+        )
+        return page.payloads
 
     async def leave_room(self, sid: str, who: Identity, payload: RoomRef) -> dict[str, Any]:
         self._require_member(sid, payload.roomId)
         self._rooms_of.get(sid, set()).discard(payload.roomId)
+        self.sequencer.cursors.left(sid, payload.roomId)
         self.typing_gate.forget((payload.roomId, who.user_id))
         await self.presence.left(sid, payload.roomId)
         await self.sio.leave_room(sid, room_channel(payload.roomId))

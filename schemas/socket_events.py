@@ -15,9 +15,15 @@ RoomId = str  # validated by domain.rooms; kept as str so the error names the ru
 # --- client -> server ---------------------------------------------------------
 
 
+MAX_SEQ = 2**63 - 1  # room_seq is a bigint
+
+
 class JoinRoom(Inbound):
     roomId: RoomId
     roomType: RoomType | None = Field(default=None, strict=False)  # enum from its string value
+    # The last seq this client has of the room: roomJoined's history is then every message after it
+    # (the first page; ``hasMore`` says to fetch the rest from GET /api/rooms/{roomId}/messages).
+    sinceSeq: int | None = Field(default=None, ge=0, le=MAX_SEQ)
 
 
 class RoomRef(Inbound):

@@ -44,7 +44,7 @@ def build_actor(broker: dramatiq.Broker, spec: ActorSpec, handler: Handler, hold
         cmd = spec.model.model_validate(command)
         res = await holder.get()
         outcome = await handler.handle(res, cmd)
-        await carry_out(res.emitter, res.publisher, outcome)
+        await carry_out(res.emitter, res.publisher, outcome, res.pool)
         log.info("command.done", command_id=cmd.command_id, status=outcome.status, duplicate=not outcome.fresh)
         return outcome.log_status  # for the event log (workers/event_log.py)
 

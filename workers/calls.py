@@ -96,7 +96,7 @@ async def sweep_dropped(res: Resources) -> int:
             continue
         outcome = await calls_service.end_dropped(res.pool, call.call_id, min(gone), s.signup_credits)
         if outcome is not None:
-            await carry_out(res.emitter, res.publisher, outcome)
+            await carry_out(res.emitter, res.publisher, outcome, res.pool)
             await forget_signaling(res, call.call_id, outcome)
             ended += outcome.fresh
             log.info("call.party_dropped", call_id=call.call_id, dropped_ms=min(gone), duplicate=not outcome.fresh)
@@ -113,7 +113,7 @@ async def sweep_once(res: Resources) -> int:
     for call_id in await calls_service.stale_calls(res.pool, now_ms, timeout_ms):
         outcome = await calls_service.expire(res.pool, call_id, now_ms, timeout_ms, s.signup_credits)
         if outcome is not None:
-            await carry_out(res.emitter, res.publisher, outcome)
+            await carry_out(res.emitter, res.publisher, outcome, res.pool)
             await forget_signaling(res, call_id, outcome)
             ended += outcome.fresh
             log.info("call.timed_out", call_id=call_id, duplicate=not outcome.fresh)

@@ -82,7 +82,8 @@ async def send_batch(res: Resources, batch: SendChatBatch) -> Outcome:
         command_ids=[cmd.command_id for cmd in batch.commands],
     )
     fresh = any(o.fresh for o in outcomes) or bool(result.poisoned)
-    return Outcome(fresh, "applied", emits, [f for o in outcomes for f in o.follow_ups])
+    follow_ups = [f for o in outcomes for f in o.follow_ups]
+    return Outcome(fresh, "applied", emits, follow_ups, tuple(i for o in outcomes for i in o.emitted_ids))
 
 
 async def fail_alone(res: Resources, cmd: SendChatMessage, exc: BaseException) -> list[Emit]:

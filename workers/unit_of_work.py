@@ -65,9 +65,8 @@ class CommandTx:
         """The outcome to re-run when this command was applied before (None: apply it now)."""
         if self.stored is not None:
             return replay(self.stored)
-        if self._twin is not None:
-            first = self._twin.outcome
-            return Outcome(False, first.status, list(first.emits), list(first.follow_ups))
+        if self._twin is not None:  # the first copy's effects go out with this batch's: none again
+            return Outcome(False, self._twin.outcome.status)
         return None
 
     @property
@@ -98,7 +97,7 @@ class CommandTx:
             raise UndecidedCommand(f"command {self.command_id} was applied before: replay it, do not decide it")
         if self._outcome is not None:
             raise UndecidedCommand(f"command {self.command_id} is already {self._outcome.status}")
-        self._outcome = Outcome(True, status, list(emits), list(follow_ups))
+        self._outcome = Outcome(True, status, list(emits), list(follow_ups), (self.command_id,))
         self._result = self._outcome.stored_result(**result)
         return self._outcome
 

@@ -3,6 +3,7 @@ Redis and PostgreSQL. Each user has their own browser context, signed in with a 
 
 from __future__ import annotations
 
+import asyncio
 import re
 import uuid
 
@@ -11,6 +12,9 @@ from playwright.async_api import Page, expect
 
 from tests.browser.conftest import WebStack, WebStackOptions
 from tests.e2e.conftest import grant, stats
+from tests.support.clients import ChatClient
+
+MISSED = 230  # messages sent while a page is away: more than roomJoined's first page (HISTORY_PAGE_MAX)
 
 
 @pytest.fixture(scope="module")
@@ -209,3 +213,39 @@ async def test_a_page_whose_node_goes_away_reconnects_and_resyncs(web_stack: Web
     await bob.locator("#message").fill("ya volví")
     await bob.locator("#message").press("Enter")
     await expect(message(alice, "ya volví")).to_have_count(1)
+
+
+async def test_a_page_back_from_a_long_outage_catches_up_on_more_than_a_page(
+    web_stack: WebStack, http, new_page, screenshot
+):
+    """While Bob's node is away, 230 messages are sent: more than a join's first page (200). Back,
+    his page re-joins with the last seq it had and fetches the rest over HTTP: all, once each."""
+    bob_id, room = uid("bob"), uid("room")
+    senders = [ChatClient(uid(f"s{i}")) for i in range(3)]
+    bob = await new_page()
+    await sign_in(bob, web_stack.url("/", node=1), bob_id, "Bob")
+    await join(bob, room)
+    try:
+        for sender in senders:
+            await grant(http, web_stack, sender.user_id, 5, "web-g1")
+            await sender.connect(web_stack.ports[0])
+            await sender.join(room)
+        await senders[0].send(room, "antes del corte")
+        await expect(message(bob, "antes del corte")).to_have_count(1)
+
+        port = web_stack.ports[1]
+        web_stack.nodes[1].terminate()
+        await expect(bob.locator("#connection")).to_have_text("reconnecting…")
+        acks = await asyncio.gather(*(senders[n % 3].send(room, f"perdido numero {n}") for n in range(MISSED)))
+        assert [a["status"] for a in acks] == ["accepted"] * MISSED
+        await senders[0].wait_count("newMessage", MISSED + 1)
+
+        web_stack.nodes[1] = web_stack.processes.ingress(port)
+        await expect(bob.locator("#connection")).to_have_text("connected", timeout=60_000)
+        await expect(bob.locator("#messages li.msg")).to_have_count(MISSED + 1, timeout=30_000)
+        for n in (0, 199, 200, MISSED - 1):  # both sides of the first page's end, and the last
+            await expect(message(bob, f"perdido numero {n}")).to_have_count(1)
+        await screenshot(bob, "chat-caught-up")
+    finally:
+        for sender in senders:
+            await sender.close()

@@ -22,7 +22,7 @@ async def test_clients_on_different_nodes_talk_in_one_room(stack, http, clients)
     await bob.connect(stack.ports[1], transports=["polling"])  # long-polling works too
 
     joined = await alice.join(room)
-    assert joined == {"roomId": room, "roomType": "group", "memberCount": 1, "history": []}
+    assert joined == {"roomId": room, "roomType": "group", "memberCount": 1, "history": [], "lastSeq": 0}
     joined_b = await bob.join(room)
     assert joined_b["memberCount"] == 2
     assert await alice.wait_for("userJoined") == {"roomId": room, "userId": bob.user_id, "username": "Bob"}

@@ -77,7 +77,8 @@ async def test_a_batch_claims_and_records_many_commands_in_one_transaction(ledge
         assert replay.replayed is not None and replay.replayed.emits[0]["data"] == {"done": True}
         first.apply([emit("e", "room:r", {"fresh": 1})])
         other.reject()
-        assert twin.replayed is not None and twin.replayed.emits == first.outcome.emits and not twin.replayed.fresh
+        # The first copy's emits go out with the batch: the copy sends nothing a second time.
+        assert twin.replayed is not None and twin.replayed.emits == [] and not twin.replayed.fresh
         with pytest.raises(UndecidedCommand):
             twin.apply()  # a copy of a command in the batch is never applied twice
     assert (await row(ledger, fresh.command_id))["status"] == "applied"
@@ -97,3 +98,31 @@ async def test_a_savepoint_isolates_one_failing_command_of_a_batch(ledger):
                 pass
     assert (await row(ledger, good.command_id))["status"] == "applied"
     assert await row(ledger, bad.command_id) is None
+
+
+async def test_a_replay_sends_the_emits_again_only_until_they_are_marked_published(ledger):
+    k = key("emitted")
+    follow = {"queue": "chat", "actor": "a", "command": {"command_id": "f"}}
+    async with command_tx(ledger, k) as tx:
+        first = tx.apply([emit("e", "room:r", {"n": 1})], [follow])
+    assert first.emitted_ids == (k.command_id,)
+    async with command_tx(ledger, k) as tx:
+        unmarked = tx.replayed
+    assert unmarked is not None and unmarked.emits == first.emits and unmarked.emitted_ids == (k.command_id,)
+
+    await inbox.mark_emitted(ledger, [k.command_id])
+    async with command_tx(ledger, k) as tx:
+        marked = tx.replayed
+    assert marked is not None and marked.emits == [] and marked.emitted_ids == ()
+    assert marked.follow_ups == [follow]  # follow-ups are published again: their workers dedupe
+
+
+async def test_a_failed_command_claimed_again_starts_unpublished(ledger):
+    k = key("failed-again")
+    await inbox.record_failure(ledger, k.command_id, k.kind, None, "boom")
+    await inbox.mark_emitted(ledger, [k.command_id])
+    async with command_tx(ledger, k) as tx:
+        assert tx.replayed is None
+        tx.apply([emit("e", "room:r", {"n": 2})])
+    emitted = await ledger.fetchval("SELECT emitted_at FROM inbox WHERE command_id = $1", k.command_id)
+    assert emitted is None  # this attempt's emits are not published yet

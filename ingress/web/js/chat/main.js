@@ -77,7 +77,7 @@ function showChat(identity) {
     onSent: (text) => credits.info(text, "info", "tip-pending"),
   });
   $("tip-open").addEventListener("click", () => tip.open());
-  room = new ChatRoom({ socket, identity, balance, credits, pageNotices, openTip: (userId) => tip.open(userId) });
+  room = new ChatRoom({ socket, api, identity, balance, credits, pageNotices, openTip: (userId) => tip.open(userId) });
   balance.refresh();
   const initialRoom = new URLSearchParams(window.location.search).get("room");
   if (initialRoom) {

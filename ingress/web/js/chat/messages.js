@@ -74,6 +74,15 @@ export class MessageList {
     return fresh;
   }
 
+  /** The highest room seq among the messages shown (null: none carries one yet). */
+  lastSeq() {
+    let last = null;
+    for (const { data } of this.byId.values()) {
+      if (Number.isSafeInteger(data.seq) && (last === null || data.seq > last)) last = data.seq;
+    }
+    return last;
+  }
+
   /** Merge a room's history (oldest first): nothing twice, then everything in time order. */
   mergeHistory(history) {
     if (!Array.isArray(history)) return;

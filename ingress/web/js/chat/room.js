@@ -1,5 +1,6 @@
 // One signed-in chat session on a socket: joining a room, the composer, typing, read marks,
-// credit events and reconnection (re-join and merge the history on every reconnect).
+// credit events and reconnection (re-join with the last seq seen, and catch up on everything
+// after it: roomJoined's first page, then GET /api/rooms/{roomId}/messages page by page).
 
 import { decodeEntities, h, notice, replaceChildren } from "../shared/dom.js";
 import { call, newId } from "../shared/socket.js";
@@ -7,14 +8,16 @@ import { MessageList } from "./messages.js";
 
 const TYPING_IDLE_MS = 2500; // typing-stop after this long without a keystroke
 const TYPING_STALE_MS = 8000; // forget someone's typing if their stop never arrives
+const CATCH_UP_PAGE = 200; // messages per catch-up page (the server's HISTORY_PAGE_MAX by default)
 
 export class ChatRoom {
   /**
-   * @param {{socket, identity, balance, credits: import("./credits.js").CreditNotices,
+   * @param {{socket, api, identity, balance, credits: import("./credits.js").CreditNotices,
    *          pageNotices: HTMLElement, tip: () => import("./billing.js").TipDialog}} o
    */
-  constructor({ socket, identity, balance, credits, pageNotices, openTip }) {
+  constructor({ socket, api, identity, balance, credits, pageNotices, openTip }) {
     this.socket = socket;
+    this.api = api;
     this.identity = identity;
     this.balance = balance;
     this.credits = credits;
@@ -189,7 +192,9 @@ export class ChatRoom {
   }
 
   async _emitJoin(roomId) {
-    const ack = await call(this.socket, "joinRoom", { roomId });
+    // Back in a room it already shows (a reconnect): ask only for what came after its last seq.
+    const since = roomId === this.roomId ? this.list.lastSeq() : null;
+    const ack = await call(this.socket, "joinRoom", since === null ? { roomId } : { roomId, sinceSeq: since });
     if (ack.status !== "accepted" && roomId === this.roomId) {
       const error = ack.error || {};
       this.el.roomTitle.textContent = "";
@@ -203,10 +208,31 @@ export class ChatRoom {
     this.el.roomTitle.textContent = `Room ${ev.roomId}`;
     this.el.roomTitle.dataset.roomId = ev.roomId;
     this.list.mergeHistory(ev.history);
+    if (ev.hasMore) this._catchUp(ev.roomId);
     this._member(this.identity.userId, this.identity.name, true);
     this._renderMembers(typeof ev.memberCount === "number" ? ev.memberCount : null);
     this._enableComposer(true);
     this.el.input.focus();
+  }
+
+  /** The rest of what a reconnect missed, page by page after the last seq shown. */
+  async _catchUp(roomId) {
+    for (;;) {
+      const after = this.list.lastSeq();
+      if (after === null || roomId !== this.roomId) return;
+      let page;
+      try {
+        page = await this.api.get(
+          `/api/rooms/${encodeURIComponent(roomId)}/messages?afterSeq=${after}&limit=${CATCH_UP_PAGE}`,
+        );
+      } catch (err) {
+        notice(this.pageNotices, "error", `Could not load the messages you missed: ${err.message}`);
+        return;
+      }
+      if (roomId !== this.roomId) return;
+      this.list.mergeHistory(page.messages);
+      if (!page.hasMore || !page.messages.length) return;
+    }
   }
 
   _member(userId, name, present) {
