@@ -208,9 +208,9 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     accepted = max(result["throughput"]["accepted"], 1)
     cpu_ms = {group: (after.get(group, 0.0) - before.get(group, 0.0)) * 1000 / accepted for group in after}
-    cpu_ms["loadgen"] = (
-        result["loadgen_cpu_pct"] or 0
-    )  # its own report, over the sending window / 100 * result["window_s"] * 1000 / accepted
+    # The load generator's own report covers its sending window.
+    loadgen_cpu_s = (result["loadgen_cpu_pct"] or 0) / 100 * result["window_s"]
+    cpu_ms["loadgen"] = loadgen_cpu_s * 1000 / accepted
     print(summary_line(args.label, result, cpu_ms))
     return 0 if result["ledger"]["ok"] and result["integrity"]["lost"] == 0 else 2
 
