@@ -14,7 +14,7 @@ failing at once with ``MaxConnectionsError``, as redis-py's default pool of 100 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
@@ -28,7 +28,7 @@ from socketio import packet as sio_packet
 from socketio.redis_manager import parse_redis_sentinel_url
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_delay, wait_exponential
 
-from schemas.channels import room_channel
+from schemas.channels import APPLIED_CHANNEL, room_channel
 
 log = structlog.get_logger(__name__)
 
@@ -167,6 +167,8 @@ class BatchingRedisManager(_PooledRedisManager):
     """
 
     room_gate: RoomGate | None = None
+    applied_hook: Callable[[list[str]], None] | None = None  # the workers' applied notices (chat backlog)
+    interrupted_hook: Callable[[], None] | None = None  # the subscription was lost and made again
 
     async def emit_many(self, emits: Sequence[tuple[str, dict[str, Any], str]], namespace: str = "/") -> None:
         """Publish ``(event, data, room)`` emits in one message, in order (one alone as a plain emit,
@@ -210,6 +212,9 @@ class BatchingRedisManager(_PooledRedisManager):
 
     async def _emit_local(self, event: str, data: Any, namespace: str, room: Any, skip_sid: Any) -> None:
         """python-socketio's local emit without callbacks, minus its task per recipient."""
+        if room == APPLIED_CHANNEL:
+            self._applied(data)
+            return
         if namespace not in self.rooms:
             return
         # The same argument rules as python-socketio: a one-item list is one argument (None: none).
@@ -260,7 +265,15 @@ class BatchingRedisManager(_PooledRedisManager):
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, RESUBSCRIBE_MAX_S)
 
+    def _applied(self, data: Any) -> None:
+        notice = data[0] if isinstance(data, list) and len(data) == 1 else data
+        ids = notice.get("messageIds") if isinstance(notice, dict) else None
+        if self.applied_hook is not None and isinstance(ids, list):
+            self.applied_hook([i for i in ids if isinstance(i, str)])
+
     async def _resubscribed(self) -> None:
+        if self.interrupted_hook is not None:
+            self.interrupted_hook()
         if self.room_gate is None or "/" not in self.rooms:
             return
         try:

@@ -77,6 +77,9 @@ class Settings(BaseSettings):
     send_batch_max: int = Field(default=256, ge=1, le=MAX_SEND_BATCH)
     # Chat sends one ingress node holds unanswered (waiting or being published); beyond it: ``overloaded``.
     send_max_in_flight: int = Field(default=2048, ge=1)
+    # Chat sends are refused with `overloaded` once the oldest send this node published has waited
+    # this long for the workers to apply it (ingress/chat_backlog.py); 0 turns the bound off.
+    chat_backlog_max_ms: int = Field(default=1000, ge=0)
     worker_db_pool_size: int = Field(default=10, ge=1)
     history_size: int = Field(default=50, ge=0, le=500)
     # Messages in one page of catch-up history: roomJoined after ``sinceSeq``, and the most

@@ -30,6 +30,7 @@ from infra.settings import Settings
 from infra.stats_counter import StatsCounter
 from ingress.auth import Identity, Unauthorized, decode_token
 from ingress.calls import CallSockets
+from ingress.chat_backlog import ChatBacklog
 from ingress.connection_caps import ConnectionCaps
 from ingress.correlation import bind_command
 from ingress.event_gates import Coalescer, TypingGate
@@ -88,6 +89,11 @@ class ChatSockets:
         # Room messages reach each socket once, in seq order; gaps are read back (ingress/room_sequencer.py).
         self.sequencer = RoomSequencer(self._stored_between)
         sio.manager.room_gate = self.sequencer
+        # How far behind the chat workers are; past CHAT_BACKLOG_MAX_MS sends are refused (overloaded).
+        self.backlog = ChatBacklog(settings.chat_backlog_max_ms / 1000)
+        sio.manager.applied_hook = self.backlog.applied
+        sio.manager.interrupted_hook = self.backlog.interrupted
+        self.metrics.watch_backlog(self.backlog.behind_s, lambda: self.backlog.waiting)
         self._secret = settings.jwt_secret.get_secret_value()
         self.sends = PartitionedSends(  # drain() before publisher.close()
             publisher, limiter, settings.send_batch_max, max_in_flight=settings.send_max_in_flight
@@ -383,7 +389,15 @@ class ChatSockets:
                 accepted_at_ms=now_ms,
             )  # fmt: skip
             bind_command(command)
-            await self.sends.send(command)  # rate limit, publish and confirm in this node's next flush
+            if self.settings.chat_backlog_max_ms:
+                self.backlog.check()  # the workers are too far behind: refused, nothing published
+            self.backlog.published(message_id)
+            try:
+                await self.sends.send(command)  # rate limit, publish and confirm in this node's next flush
+            except Rejected as exc:
+                if exc.code != "unconfirmed":  # certainly not published: nothing will answer it
+                    self.backlog.withdrawn(message_id)
+                raise
         self.accepted.add()  # a statistic, added to Redis about once a second
         log.debug("message.accepted", command_id=command_id, room_id=payload.roomId, user_id=who.user_id)
         return {"status": "accepted", "messageId": message_id, "clientMessageId": payload.clientMessageId}

@@ -15,3 +15,7 @@ def user_channel(user_id: str) -> str:
 def tenant_channel(tenant_id: str) -> str:
     """Every operator of a tenant: the live inbox's events and the tenant's credit notices."""
     return f"t/{tenant_id}"
+
+
+APPLIED_CHANNEL = "gatekeeper:applied"  # joined by no socket: the nodes read the workers' applied notices
+APPLIED_EVENT = "commandsApplied"  # {messageIds: [...]}: chat sends the workers applied (or answered)

@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import structlog
 
 from infra import inbox
 from infra.settings import Settings
 from schemas.actors import ACTORS
+from schemas.channels import APPLIED_CHANNEL, APPLIED_EVENT
 from schemas.commands import MarkMessageRead, SendChatBatch, SendChatMessage
 from schemas.queues import CHAT_QUEUE, MARK_READ_ACTOR, SEND_BATCH_ACTOR, SEND_MESSAGE_ACTOR
 from workers import chat_batch, chat_service
 from workers.db_retry import retry_transient
 from workers.effects import Outcome
-from workers.emits import Emit
+from workers.emits import Emit, emit
 from workers.handlers import Handlers
 from workers.resources import Resources
 
@@ -55,7 +58,7 @@ async def send_message(res: Resources, cmd: SendChatMessage) -> Outcome:
         log_event="chat.retry_in_place",
     )
     _count(res, [outcome])
-    return outcome
+    return _with_applied_notice(outcome, [cmd.message_id])
 
 
 @handlers.on(SEND_BATCH_ACTOR)
@@ -83,7 +86,16 @@ async def send_batch(res: Resources, batch: SendChatBatch) -> Outcome:
     )
     fresh = any(o.fresh for o in outcomes) or bool(result.poisoned)
     follow_ups = [f for o in outcomes for f in o.follow_ups]
-    return Outcome(fresh, "applied", emits, follow_ups, tuple(i for o in outcomes for i in o.emitted_ids))
+    outcome = Outcome(fresh, "applied", emits, follow_ups, tuple(i for o in outcomes for i in o.emitted_ids))
+    return _with_applied_notice(outcome, [cmd.message_id for cmd in batch.commands])
+
+
+def _with_applied_notice(outcome: Outcome, message_ids: list[str]) -> Outcome:
+    """The outcome, with the notice that tells the publishing node these sends were answered (its
+    backlog measure, ingress/chat_backlog.py). Published with the results, never stored: a replay
+    publishes a notice of its own, so a resend that sends nothing else still answers its node."""
+    notice = emit(APPLIED_EVENT, APPLIED_CHANNEL, {"messageIds": message_ids})
+    return replace(outcome, emits=[*outcome.emits, notice])
 
 
 async def fail_alone(res: Resources, cmd: SendChatMessage, exc: BaseException) -> list[Emit]:

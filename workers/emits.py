@@ -1,7 +1,8 @@
 """Results fan out to ingress nodes through Redis pub/sub, only after their transaction commits.
 
-An emit is stored with the command's result, so a redelivered command can
-publish exactly what the first delivery did. Clients dedupe on ``messageId``.
+An emit is stored with the command's result, so a redelivered command can publish exactly what
+the first delivery did, while it is not marked published (workers/effects.py); the nodes do not
+send a room message to a socket that has its ``seq`` already (ingress/room_sequencer.py).
 """
 
 from __future__ import annotations

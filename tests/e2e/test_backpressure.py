@@ -1,0 +1,94 @@
+"""Sends are refused with an honest ``overloaded`` once the chat workers fall behind (issue 15,
+point 4; ingress/chat_backlog.py): with the chat pool stopped, a node accepts sends until enough
+of them have waited past CHAT_BACKLOG_MAX_MS, then refuses new ones before publishing anything
+(never stored, never charged), shows the wait in /metrics, and accepts again once a pool has
+applied the backlog."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import secrets
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from tests.e2e.conftest import Stack, grant, stats
+from tests.e2e.test_chat import uid
+from tests.support import isolation
+from tests.support.clients import ChatClient
+from tests.support.processes import Processes
+
+BACKLOG_MAX_MS = 500
+METRICS_TOKEN = "metrics-" + secrets.token_hex(8)
+
+
+@pytest.fixture
+def backlog_stack(iso, stack_env) -> Iterator[Stack]:
+    vhost = f"{iso.vhost}_backlog"
+    isolation.create_vhost(vhost)
+    procs = Processes(
+        {
+            **stack_env,
+            "AMQP_URL": f"{isolation.AMQP_BASE}/{vhost}",
+            "RATE_LIMITS": "1000/1s",
+            "CHAT_BACKLOG_MAX_MS": str(BACKLOG_MAX_MS),
+            "METRICS_TOKEN": METRICS_TOKEN,
+        }
+    )
+    try:
+        nodes = [procs.ingress()]
+        yield Stack(procs, nodes, procs.workers("chat", processes=1, threads=2))
+    finally:
+        procs.stop_all()
+        isolation.delete_vhost(vhost)
+
+
+async def backlog_gauge(http, stack: Stack) -> float:
+    async with http.get(stack.url("/metrics"), headers={"Authorization": f"Bearer {METRICS_TOKEN}"}) as resp:
+        text = await resp.text()
+    return float(re.search(r"^gatekeeper_ingress_chat_backlog_seconds (\S+)$", text, re.M).group(1))
+
+
+async def test_a_node_refuses_sends_while_the_workers_are_behind_and_accepts_again_after(
+    backlog_stack, http, clients, ledger
+):
+    stack = backlog_stack
+    user = ChatClient(uid("busy"))
+    clients.append(user)
+    room = uid("room")
+    await grant(http, stack, user.user_id, 10, "g1")
+    await user.connect(stack.ports[0])
+    await user.join(room)
+    assert (await user.send(room, "antes"))["status"] == "accepted"
+    await user.wait_count("newMessage", 1)  # the workers' notices are seen: the bound applies
+
+    stack.workers.terminate()  # no pool: what is published waits in the queue
+    accepted, refused = [], None
+    deadline = time.monotonic() + 30
+    while refused is None and time.monotonic() < deadline:
+        ack = await user.send(room, f"mensaje {len(accepted)}")
+        if ack["status"] == "accepted":
+            accepted.append(ack["messageId"])
+            await asyncio.sleep(0.05)
+        else:
+            refused = ack
+    assert refused is not None, f"{len(accepted)} sends accepted, none refused"
+    assert refused["error"]["code"] == "overloaded" and "nothing was charged" in refused["error"]["message"]
+    assert BACKLOG_MAX_MS <= refused["retryAfterMs"] <= 5000
+    assert len(accepted) >= 8  # the stalled count: a few slow sends alone do not refuse
+    assert await backlog_gauge(http, stack) > BACKLOG_MAX_MS / 1000
+
+    stack.workers = stack.processes.workers("chat", processes=1, threads=2)
+    await user.wait_count("newMessage", 1 + len(accepted), timeout=60)
+    deadline = time.monotonic() + 30
+    while (ack := await user.send(room, "después"))["status"] != "accepted" and time.monotonic() < deadline:
+        await asyncio.sleep(0.2)
+    assert ack["status"] == "accepted"
+    await user.wait_count("newMessage", 2 + len(accepted))
+
+    stored = await ledger.fetchval("SELECT count(*) FROM messages WHERE room_id = $1", room)
+    assert stored == 2 + len(accepted)  # every accepted send, and none of the refused ones
+    # Charged for exactly those: "antes" and "después" are one word each, "mensaje N" two.
+    assert (await stats(http, stack, user.user_id))["wordsUsedTotal"] == 2 + 2 * len(accepted)
