@@ -101,18 +101,11 @@ def healthy(port: int) -> bool:
         return False
 
 
-async def create_database(pg: str, name: str) -> None:
+async def on_server(pg: str, statement: str) -> None:
+    """Run one statement on the server's maintenance database (CREATE/DROP DATABASE)."""
     conn = await asyncpg.connect(f"{pg}/postgres")
     try:
-        await conn.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await conn.close()
-
-
-async def drop_database(pg: str, name: str) -> None:
-    conn = await asyncpg.connect(f"{pg}/postgres")
-    try:
-        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await conn.execute(statement)
     finally:
         await conn.close()
 
@@ -160,7 +153,7 @@ def main(argv: list[str] | None = None) -> int:
         "RATE_LIMITS": "1000000/1s",  # the benchmark measures throughput, not the per-user limits
         "PYTHONUNBUFFERED": "1",
     }
-    asyncio.run(create_database(args.pg, name))
+    asyncio.run(on_server(args.pg, f'CREATE DATABASE "{name}"'))
     rabbitmqctl("add_vhost", name)
     rabbitmqctl("set_permissions", "-p", name, "guest", ".*", ".*", ".*")
     python = str(args.tree / ".venv" / "bin" / "python")
@@ -199,7 +192,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         stop(procs)
         rabbitmqctl("delete_vhost", name)
-        asyncio.run(drop_database(args.pg, name))
+        asyncio.run(on_server(args.pg, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
     (log_dir / "loadtest.out").write_text(loadtest.stdout + loadtest.stderr)
     try:
         result = json.loads(loadtest.stdout[loadtest.stdout.index("\n{") + 1 :])

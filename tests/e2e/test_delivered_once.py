@@ -24,11 +24,12 @@ from tests.support.processes import ROOT
 SETTLE_S = 1.5  # long enough for a re-broadcast to arrive, were there one
 
 
-async def room_of_two(http, stack, clients) -> tuple[str, ChatClient, ChatClient]:
+async def room_of_two(http, stack, clients, credits: int = 5) -> tuple[str, ChatClient, ChatClient]:
+    """A sender on the first node and a watcher on the second, both in a new room."""
     sender, watcher = ChatClient(uid("sender")), ChatClient(uid("watcher"))
     clients += [sender, watcher]
     room = uid("room")
-    await grant(http, stack, sender.user_id, 5, "g1")
+    await grant(http, stack, sender.user_id, credits, "g1")
     await sender.connect(stack.ports[0])
     await watcher.connect(stack.ports[1])
     await sender.join(room)

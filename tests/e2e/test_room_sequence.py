@@ -14,24 +14,11 @@ import redis.asyncio
 from infra import messages
 from infra.redis_clients import socketio_manager
 from schemas.channels import room_channel
-from tests.e2e.conftest import grant
-from tests.e2e.test_chat import uid
+from tests.e2e.test_delivered_once import room_of_two
 from tests.support import isolation
 from tests.support.clients import ChatClient
 
 SETTLE_S = 1.0
-
-
-async def room_of_two(http, stack, clients) -> tuple[str, ChatClient, ChatClient]:
-    sender, watcher = ChatClient(uid("sender")), ChatClient(uid("watcher"))
-    clients += [sender, watcher]
-    room = uid("room")
-    await grant(http, stack, sender.user_id, 10, "g1")
-    await sender.connect(stack.ports[0])
-    await watcher.connect(stack.ports[1])
-    await sender.join(room)
-    await watcher.join(room)
-    return room, sender, watcher
 
 
 def seqs(client: ChatClient, room: str) -> list[int]:
@@ -56,7 +43,7 @@ async def store_unpublished(pool, room: str, user_id: str, text: str) -> dict:
 
 
 async def test_a_message_missing_from_the_stream_is_read_back_before_the_next(stack, http, clients, ledger):
-    room, sender, watcher = await room_of_two(http, stack, clients)
+    room, sender, watcher = await room_of_two(http, stack, clients, credits=10)
     await sender.send(room, "uno")
     await watcher.wait_count("newMessage", 1)
     lost = await store_unpublished(ledger, room, sender.user_id, "perdido")
@@ -70,7 +57,7 @@ async def test_a_message_missing_from_the_stream_is_read_back_before_the_next(st
 
 
 async def test_a_message_published_again_is_not_sent_to_a_socket_twice(stack, http, clients, iso):
-    room, sender, watcher = await room_of_two(http, stack, clients)
+    room, sender, watcher = await room_of_two(http, stack, clients, credits=10)
     await sender.send(room, "una vez")
     (first,) = await watcher.wait_count("newMessage", 1)
     manager = socketio_manager(isolation.REDIS_BASE, f"{iso.key_prefix}:socketio", write_only=True)
@@ -85,7 +72,7 @@ async def test_a_message_published_again_is_not_sent_to_a_socket_twice(stack, ht
 
 
 async def test_messages_published_while_a_nodes_subscription_was_cut_reach_its_sockets(stack, http, clients):
-    room, sender, watcher = await room_of_two(http, stack, clients)
+    room, sender, watcher = await room_of_two(http, stack, clients, credits=10)
     killer = redis.asyncio.Redis.from_url(isolation.REDIS_BASE)
     cutting = True
 
