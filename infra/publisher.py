@@ -2,8 +2,12 @@
 
 ``AMQP_URL`` may list several nodes of a cluster. The publisher connects to the first that answers
 and, when that connection or its channel is lost, reconnects starting with the next node, so a
-node that died is not retried first. Publishes made meanwhile wait for the new channel up to
-PUBLISH_TIMEOUT_S, then fail (the caller answers 503; nothing is half-sent).
+node that died is not retried first. While it is down, a publish waits for the new channel only
+until the node has been without one for ``connect_wait_s`` (1 s: long enough to ride over a
+failover), then fails at once with ``BrokerUnavailable``: during an outage, a sender is told within
+about a second that nothing was sent, instead of each publish waiting out its own timeout. The
+reconnection is retried every second at most, so the node is back within about a second of the
+broker's return.
 
 A publish that fails says whether it certainly did not reach RabbitMQ (``PublishFailed``: not
 connected, the channel closed before the message was handed to it, or the broker refused it with a
@@ -17,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import time
 import uuid
 
 import aio_pika
@@ -35,11 +40,17 @@ class PublishFailed(Exception):
     RabbitMQ (or RabbitMQ refused it with a nack or a return), and nothing will apply it."""
 
 
+class BrokerUnavailable(PublishFailed):
+    """Not published because no broker could be reached for ``connect_wait_s``: certainly not sent."""
+
+
 class PublishUnconfirmed(PublishFailed):
     """The command was handed to the channel but not confirmed: RabbitMQ may hold it, or may not."""
 
 
 CONNECT_TIMEOUT_S = 5.0  # per node: a black-holed node must not stall the failover to the next
+CONNECT_WAIT_S = 1.0  # how long publishes wait for a reconnection before they fail fast
+RECONNECT_MAX_DELAY_S = 1.0  # the longest pause between two rounds of connection attempts
 
 
 class CommandPublisher:
@@ -50,6 +61,7 @@ class CommandPublisher:
         timeout_s: float,
         connection_name: str = "gatekeeper",
         queue_type: QueueType = "classic",
+        connect_wait_s: float = CONNECT_WAIT_S,
     ) -> None:
         self._connection_name = connection_name
         self._urls = amqp_urls(url)
@@ -62,6 +74,9 @@ class CommandPublisher:
         self._connector: asyncio.Task[None] | None = None
         self._ready = asyncio.Event()
         self._closing = False
+        self._connect_wait_s = connect_wait_s
+        self._down_since = time.monotonic()  # when the node last lost (or had not yet) a channel
+        self._ever_connected = False
 
     async def start(self) -> None:
         """Connect in the background: a node whose broker is down still starts, and reports degraded."""
@@ -75,19 +90,24 @@ class CommandPublisher:
             url = self._urls[self._next % len(self._urls)]
             try:
                 connection, channel = await self._open(url)
-            except (aio_pika.exceptions.AMQPError, OSError) as exc:
+            except (Exception, asyncio.CancelledError) as exc:
+                if isinstance(exc, asyncio.CancelledError) and _cancelled_by_caller():
+                    raise
+                # Any failure is one more failed attempt, never the end of reconnecting: aiormq,
+                # for one, ends a handshake that the peer cut with CancelledError.
                 self._next += 1
                 failed_in_round += 1
                 log.warning("amqp.connect_failed", node=node_name(url), error=repr(exc))
                 if failed_in_round >= len(self._urls):
                     failed_in_round = 0
                     await asyncio.sleep(delay)
-                    delay = min(delay * 2, 5.0)
+                    delay = min(delay * 2, RECONNECT_MAX_DELAY_S)
                 continue
             self._connection, self._channel = connection, channel
             connection.close_callbacks.add(self._on_lost)
             channel.close_callbacks.add(self._on_lost)
             self._ready.set()
+            self._ever_connected = True
             log.info("amqp.connected", node=node_name(url))
             return
 
@@ -111,6 +131,7 @@ class CommandPublisher:
             return  # our own close, or a callback of a connection already replaced
         lost = self._connection
         self._ready.clear()
+        self._down_since = time.monotonic()
         self._connection = self._channel = None
         self._next += 1
         log.warning("amqp.connection_lost", error=repr(exc))
@@ -135,6 +156,21 @@ class CommandPublisher:
     def connected(self) -> bool:
         return self._ready.is_set() and self._connection is not None and not self._connection.is_closed
 
+    async def wait_connected(self) -> None:
+        """Return once a channel is up; raise ``BrokerUnavailable`` if the node has been without one
+        for ``connect_wait_s`` (at once when it already has: an outage is answered, not waited out)."""
+        if self._ready.is_set():
+            return
+        # The first connection may take the whole publish timeout (a remote broker, TLS); after a
+        # loss, a publish waits only what is left of connect_wait_s.
+        wait_s = self._connect_wait_s if self._ever_connected else self._timeout_s
+        budget = wait_s - (time.monotonic() - self._down_since)
+        try:
+            async with asyncio.timeout(max(budget, 0.0)):
+                await self._ready.wait()  # the first connection, or a failover, is under way
+        except TimeoutError:
+            raise BrokerUnavailable("not connected to RabbitMQ") from None
+
     async def publish(self, queue: str, actor: str, command: Command) -> None:
         """Return once RabbitMQ has confirmed a persistent copy; raise PublishFailed (not published)
         or its subclass PublishUnconfirmed (outcome unknown) otherwise."""
@@ -149,15 +185,10 @@ class CommandPublisher:
         self, queue: str, actor: str, payload: dict, *, routing_key: str | None = None, options: dict | None = None
     ) -> None:
         """Publish an already serialized command (a stored follow-up, a replayed event)."""
-        if not self._ready.is_set():
-            try:
-                async with asyncio.timeout(self._timeout_s):
-                    await self._ready.wait()  # the first connection, or a failover, is under way
-            except TimeoutError:
-                raise PublishFailed("not connected to RabbitMQ") from None
+        await self.wait_connected()
         channel = self._channel
         if channel is None or not self.connected:
-            raise PublishFailed("not connected to RabbitMQ")
+            raise BrokerUnavailable("not connected to RabbitMQ")
         message_id = str(uuid.uuid4())
         body = encode_actor_message(queue, actor, {"command": payload}, message_id, options)
         message = aio_pika.Message(
@@ -182,6 +213,13 @@ class CommandPublisher:
             log.warning("publish.unconfirmed", queue=queue, actor=actor, error=repr(exc), **ids)
             raise PublishUnconfirmed(repr(exc)) from None
         log.info("command.published", queue=queue, actor=actor, amqp_message_id=message_id, **ids)
+
+
+def _cancelled_by_caller() -> bool:
+    """Whether the running task itself was asked to stop, as opposed to a library raising
+    CancelledError from inside a call (aiormq does when a connection closes mid-handshake)."""
+    task = asyncio.current_task()
+    return task is None or task.cancelling() > 0
 
 
 def _log_ids(payload: dict) -> dict[str, str | list[str]]:

@@ -34,6 +34,20 @@ def overloaded(what: str, retry_after_ms: int) -> Rejected:
     )
 
 
+UNAVAILABLE_RETRY_MS = 1_000  # a service outage: when a sender may try again
+
+
+def unavailable(service: str, consequence: str | None = "nothing was charged") -> Rejected:
+    """A service the event needs (RabbitMQ, Redis) cannot be reached. ``consequence`` is said only
+    when it is certain: the event was refused before anything was published."""
+    said = f"{consequence}, " if consequence else ""
+    return Rejected(
+        "unavailable",
+        f"{service} is unreachable; {said}retry in {UNAVAILABLE_RETRY_MS} ms",
+        retryAfterMs=UNAVAILABLE_RETRY_MS,
+    )
+
+
 def unconfirmed(client_message_id: str | None, message_id: str) -> Rejected:
     """Published, but RabbitMQ's confirm did not come: the message may yet be applied and charged.
     ``messageId`` lets the client recognise it if it arrives (``newMessage``, ``history``)."""

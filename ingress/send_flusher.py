@@ -14,6 +14,11 @@ and takes at most ``max_batch`` of them (the rest wait for the one after). A flu
    not come in time, or the connection broke after the message went out), each gets
    ``unconfirmed``: it may yet be applied and charged, so a retry must reuse its ``clientMessageId``.
 
+While no broker can be reached (``BrokerUnavailable``: the node has been without a channel for
+about a second), a flush answers each of its sends ``unavailable`` with ``retryAfterMs`` at once,
+before it rate-limits them; when Redis cannot be reached for the rate limits, the sends are refused
+the same way (rate limiting fails closed). In both cases nothing was published.
+
 The sends in flight on a node (waiting, plus those of the flush under way) are bounded by
 ``max_in_flight`` (SEND_MAX_IN_FLIGHT): a send beyond it is refused at once, before anything is
 published, with ``overloaded`` and ``retryAfterMs``, the time the flushes queued ahead of it are
@@ -42,10 +47,11 @@ from dataclasses import dataclass
 from typing import Protocol
 
 import structlog
+from redis.exceptions import RedisError
 
-from infra.publisher import PublishFailed, PublishUnconfirmed
+from infra.publisher import BrokerUnavailable, PublishFailed, PublishUnconfirmed
 from ingress.rate_limiter import RateDecision
-from ingress.rejections import Rejected, overloaded, rate_limited, unconfirmed
+from ingress.rejections import Rejected, overloaded, rate_limited, unavailable, unconfirmed
 from schemas import queues
 from schemas.base import Command
 from schemas.commands import SendChatBatch, SendChatMessage
@@ -63,6 +69,8 @@ FLUSH_SMOOTHING = 0.2  # weight of the newest flush in the moving average of flu
 
 
 class Publisher(Protocol):
+    async def wait_connected(self) -> None: ...
+
     async def publish(self, queue: str, actor: str, command: Command) -> None: ...
 
 
@@ -170,9 +178,19 @@ class SendFlusher:
 
     async def _flush(self, batch: list[_Send]) -> None:
         try:
-            admitted = await self._rate_limit(batch)
+            await self._publisher.wait_connected()
+            try:
+                admitted = await self._rate_limit(batch)
+            except (RedisError, OSError) as exc:  # the rate limits cannot be checked: fail closed
+                log.warning("send_flush.rate_limits_unavailable", sends=len(batch), error=repr(exc))
+                for send in batch:
+                    _answer(send, unavailable("Redis (rate limiting)"))
+                return
             if admitted:
                 await self._publish(admitted)
+        except BrokerUnavailable:
+            for send in batch:
+                _answer(send, unavailable("RabbitMQ"))
         except Exception:  # never leave a sender without an answer
             log.exception("send_flush.failed", sends=len(batch))
             for send in batch:
@@ -203,6 +221,10 @@ class SendFlusher:
             else:
                 batch = SendChatBatch(command_id=f"batch:{uuid.uuid4()}", commands=[s.command for s in sends])
                 await self._publisher.publish(self._queue, self._batch_actor, batch)
+        except BrokerUnavailable:  # lost between the check and the publish: certainly not sent
+            for send in sends:
+                _answer(send, unavailable("RabbitMQ"))
+            return
         except PublishUnconfirmed:
             for send in sends:
                 _answer(send, _unconfirmed(send.command))

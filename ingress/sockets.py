@@ -18,6 +18,7 @@ import socketio
 import structlog
 from pydantic import BaseModel, ValidationError
 from redis.asyncio import Redis
+from redis.exceptions import RedisError
 
 from domain.channels import conversation_room_tenant
 from domain.errors import DomainError
@@ -25,7 +26,7 @@ from domain.rate_limits import parse_rate_limits
 from domain.rooms import resolve_join, validate_room_id
 from infra import messages
 from infra.logging import log_scope
-from infra.publisher import CommandPublisher, PublishFailed, PublishUnconfirmed
+from infra.publisher import BrokerUnavailable, CommandPublisher, PublishFailed, PublishUnconfirmed
 from infra.settings import Settings
 from infra.stats_counter import StatsCounter
 from ingress.auth import Identity, Unauthorized, decode_token
@@ -38,7 +39,7 @@ from ingress.metrics import IngressMetrics
 from ingress.presence import Presence
 from ingress.proxies import environ_client_ip
 from ingress.rate_limiter import LocalWindows, RateDecision, RateLimiter
-from ingress.rejections import Rejected, check_allowed, unconfirmed
+from ingress.rejections import Rejected, check_allowed, unavailable, unconfirmed
 from ingress.room_sequencer import RoomSequencer
 from ingress.send_flusher import PartitionedSends
 from ingress.session_guard import SessionGuard
@@ -52,7 +53,9 @@ from schemas.tips import SendTip
 
 log = structlog.get_logger(__name__)
 
-QUIET_REJECTIONS = frozenset({"rate_limited", "overloaded"})  # logged at debug: one line per refused event
+QUIET_REJECTIONS = frozenset(
+    {"rate_limited", "overloaded", "unavailable"}
+)  # logged at debug: one line per refused event
 
 
 def _validation_message(exc: ValidationError) -> str:
@@ -157,6 +160,10 @@ class ChatSockets:
                 return await self._reject(sid, event, exc.code, str(exc))
             except Rejected as exc:
                 return await self._reject(sid, event, exc.code, exc.message, **exc.extra)
+            except RedisError as exc:  # an outage: the sender may retry; no traceback per event
+                log.warning("socket.redis_unavailable", event_name=event, sid=sid, error=repr(exc))
+                refusal = unavailable("Redis", consequence=None)
+                return await self._reject(sid, event, refusal.code, refusal.message, **refusal.extra)
             except Exception:
                 log.exception("socket.handler_failed", event_name=event, sid=sid)
                 return await self._reject(sid, event, "internal", "internal error; nothing was charged")
@@ -353,12 +360,18 @@ class ChatSockets:
 
     # --- messages ---------------------------------------------------------------
     async def _rate_limit(self, who: Identity) -> None:
-        check_allowed(await self.limiter.hit(who.user_id, str(uuid.uuid4())), "too many messages")
+        try:
+            decision = await self.limiter.hit(who.user_id, str(uuid.uuid4()))
+        except RedisError:  # fail closed: nothing is published unless the limits were checked
+            raise unavailable("Redis (rate limiting)") from None
+        check_allowed(decision, "too many messages")
 
     async def _publish(self, actor: str, command: commands.Command) -> None:
         bind_command(command)
         try:
             await self.publisher.publish(queues.CHAT_QUEUE, actor, command)
+        except BrokerUnavailable:
+            raise unavailable("RabbitMQ", "nothing was sent") from None
         except PublishUnconfirmed:
             if isinstance(command, commands.OperatorReply):
                 raise unconfirmed(command.client_message_id, command.message_id) from None
@@ -486,6 +499,8 @@ class ChatSockets:
         await self._rate_limit(who)
         try:
             await self.publisher.publish(queues.BILLING_QUEUE, queues.SEND_TIP_ACTOR, command)
+        except BrokerUnavailable:
+            raise unavailable("RabbitMQ", "no credits moved") from None
         except PublishUnconfirmed:
             message = (
                 "the tip was sent to the queue but not confirmed, so the credits may still move; "

@@ -31,7 +31,8 @@ async def test_health_is_degraded_and_sends_fail_closed_without_rabbitmq(stack_e
         room = uid("room")
         await user.join(room)
         ack = await user.send(room, "hola")
-        assert ack["status"] == "rejected" and ack["error"]["code"] == "internal"
+        assert ack["status"] == "rejected" and ack["error"]["code"] == "unavailable"
+        assert "nothing was charged" in ack["error"]["message"] and ack["retryAfterMs"] == 1000
     finally:
         procs.stop_all()
 

@@ -1,5 +1,6 @@
 """What a failed publish tells its sender, against the real RabbitMQ: "nothing was charged" only when
-the command certainly never reached the broker, ``unconfirmed`` when it may have.
+the command certainly never reached the broker (``unavailable`` when no broker can be reached),
+``unconfirmed`` when it may have.
 
 The fault is real and local: the publisher talks to RabbitMQ through a loopback TCP proxy
 (tests/support/tcp_balancer.py) that the test pauses, as a stalled network would, after the
@@ -17,7 +18,7 @@ from collections.abc import Iterator, Sequence
 import pytest
 
 from infra.amqp import connect_first
-from infra.publisher import CommandPublisher, PublishFailed, PublishUnconfirmed
+from infra.publisher import BrokerUnavailable, CommandPublisher, PublishFailed, PublishUnconfirmed
 from ingress.rate_limiter import RateDecision
 from ingress.rejections import Rejected
 from ingress.send_flusher import SendFlusher
@@ -97,7 +98,7 @@ async def test_a_stalled_confirm_is_unconfirmed_and_the_message_may_still_be_que
             await publisher.close()
 
 
-async def test_a_connection_lost_after_the_publish_is_unconfirmed_and_one_never_sent_is_internal(vhost):
+async def test_a_connection_lost_after_the_publish_is_unconfirmed_and_one_never_sent_is_unavailable(vhost):
     async with TcpBalancer([5672]) as proxy:
         publisher = CommandPublisher(url(vhost, proxy.port), (CHAT_QUEUE,), TIMEOUT_S, connection_name="test-sever")
         await publisher.start()
@@ -118,12 +119,13 @@ async def test_a_connection_lost_after_the_publish_is_unconfirmed_and_one_never_
             proxy.resume()
             with pytest.raises(PublishFailed) as failed:
                 await publisher.publish(CHAT_QUEUE, SEND_MESSAGE_ACTOR, chat_command("u", "r", 2))
-            assert not isinstance(failed.value, PublishUnconfirmed)
+            assert isinstance(failed.value, BrokerUnavailable)
             assert str(failed.value) == "not connected to RabbitMQ"
             with pytest.raises(Rejected) as refused:
                 await flusher.send(chat_command("u", "r", 3, client_id="c3"))
-            assert refused.value.code == "internal"
-            assert refused.value.message == "the message could not be queued; nothing was charged, retry"
+            assert refused.value.code == "unavailable"
+            assert refused.value.message == "RabbitMQ is unreachable; nothing was charged, retry in 1000 ms"
+            assert refused.value.extra == {"retryAfterMs": 1000}
             assert await ready_count(vhost) == 0
         finally:
             await flusher.drain()

@@ -6,9 +6,10 @@ import asyncio
 from collections.abc import Sequence
 
 import pytest
+import redis.exceptions
 import structlog
 
-from infra.publisher import PublishFailed, PublishUnconfirmed
+from infra.publisher import BrokerUnavailable, PublishFailed, PublishUnconfirmed
 from ingress.rate_limiter import RateDecision
 from ingress.rejections import Rejected
 from ingress.send_flusher import SendFlusher
@@ -40,6 +41,11 @@ class FakePublisher:
         self.fail_next = 0
         self.failure: type[PublishFailed] = PublishFailed
         self.contexts: list[dict] = []
+        self.down = False  # no broker: wait_connected refuses
+
+    async def wait_connected(self) -> None:
+        if self.down:
+            raise BrokerUnavailable("not connected to RabbitMQ")
 
     async def publish(self, queue: str, actor: str, command: Command) -> None:
         self.contexts.append(structlog.contextvars.get_contextvars())
@@ -172,19 +178,34 @@ async def test_a_batch_whose_senders_are_all_refused_publishes_nothing():
     assert publisher.published == [] and flusher.flushes == 0
 
 
-async def test_a_failing_rate_limiter_rejects_its_batch_as_internal():
+async def test_a_rate_limiter_out_of_reach_refuses_its_batch_unavailable_before_publishing():
     class BrokenLimiter:
         async def hit_many(self, hits):
-            raise ConnectionError("redis down")
+            raise redis.exceptions.ConnectionError("Error 111 connecting to 127.0.0.1:6379")
 
     publisher = FakePublisher()
     flusher = SendFlusher(publisher, BrokenLimiter(), max_batch=256)
     results = await asyncio.wait_for(
         asyncio.gather(*(flusher.send(send(n)) for n in range(2)), return_exceptions=True), 1
     )
-    assert all(isinstance(r, Rejected) and r.code == "internal" for r in results)
+    assert [r.code for r in results] == ["unavailable", "unavailable"]
+    assert all("Redis (rate limiting) is unreachable; nothing was charged" in r.message for r in results)
+    assert all(r.extra == {"retryAfterMs": 1000} for r in results)
     assert publisher.published == []
     assert not flusher.flushing
+
+
+async def test_without_a_broker_a_batch_is_refused_unavailable_before_it_is_rate_limited():
+    publisher, limiter = FakePublisher(), FakeLimiter()
+    publisher.down = True
+    flusher = SendFlusher(publisher, limiter, max_batch=256)
+    results = await asyncio.gather(*(flusher.send(send(n)) for n in range(3)), return_exceptions=True)
+    assert [r.code for r in results] == ["unavailable"] * 3
+    assert all("RabbitMQ is unreachable; nothing was charged" in r.message for r in results)
+    assert limiter.calls == [] and publisher.published == []
+    publisher.down = False
+    await flusher.send(send(9))
+    assert publisher.command_ids() == [[send(9).command_id]]
 
 
 async def test_drain_waits_for_the_flush_in_flight_and_the_next():
