@@ -80,6 +80,9 @@ class Settings(BaseSettings):
     # Chat sends are refused with `overloaded` once the oldest send this node published has waited
     # this long for the workers to apply it (ingress/chat_backlog.py); 0 turns the bound off.
     chat_backlog_max_ms: int = Field(default=1000, ge=0)
+    # Chat sends are refused with `overloaded` while this node's event loop runs this late, i.e. the
+    # node itself is past its CPU (ingress/loop_lag.py); 0 turns the bound off.
+    send_max_loop_lag_ms: int = Field(default=1000, ge=0)
     worker_db_pool_size: int = Field(default=10, ge=1)
     history_size: int = Field(default=50, ge=0, le=500)
     # Messages in one page of catch-up history: roomJoined after ``sinceSeq``, and the most

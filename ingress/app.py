@@ -101,9 +101,11 @@ def init_app(settings: Settings) -> web.Application:
             sio, settings, presence, publisher,
             RateLimiter(redis, settings.key_prefix, settings.rate_windows), redis, pool, metrics,
         )  # fmt: skip
+        sockets.loop_lag.start()
         log.info("ingress.started", node=settings.node_id)
         yield
         log.info("ingress.stopping", node=settings.node_id)
+        await sockets.loop_lag.stop()
         await sio.shutdown()
         await sockets.read_marks.flush_all()  # read marks held for the end of their interval
         await sockets.sends.drain()  # sends in a flush are confirmed and answered before the publisher closes

@@ -82,6 +82,14 @@ class IngressMetrics:
             registry=self.registry,
         ).set_function(waiting)
 
+    def watch_loop_lag(self, lag_s: Callable[[], float]) -> None:
+        Gauge(
+            "gatekeeper_ingress_event_loop_lag_seconds",
+            "How late this node's event loop runs a timer (ingress/loop_lag.py); past"
+            " SEND_MAX_LOOP_LAG_MS chat sends are refused (overloaded).",
+            registry=self.registry,
+        ).set_function(lag_s)
+
     # --- sockets ----------------------------------------------------------------------------
     def connected(self) -> None:
         self.connections.inc()

@@ -35,11 +35,12 @@ from ingress.chat_backlog import ChatBacklog
 from ingress.connection_caps import ConnectionCaps
 from ingress.correlation import bind_command
 from ingress.event_gates import Coalescer, TypingGate
+from ingress.loop_lag import LoopLag
 from ingress.metrics import IngressMetrics
 from ingress.presence import Presence
 from ingress.proxies import environ_client_ip
 from ingress.rate_limiter import LocalWindows, RateDecision, RateLimiter
-from ingress.rejections import Rejected, check_allowed, unavailable, unconfirmed
+from ingress.rejections import Rejected, check_allowed, overloaded, unavailable, unconfirmed
 from ingress.room_sequencer import RoomSequencer
 from ingress.send_flusher import PartitionedSends
 from ingress.session_guard import SessionGuard
@@ -97,6 +98,9 @@ class ChatSockets:
         sio.manager.applied_hook = self.backlog.applied
         sio.manager.interrupted_hook = self.backlog.interrupted
         self.metrics.watch_backlog(self.backlog.behind_s, lambda: self.backlog.waiting)
+        # How late this node's own event loop runs; past SEND_MAX_LOOP_LAG_MS sends are refused (overloaded).
+        self.loop_lag = LoopLag()
+        self.metrics.watch_loop_lag(lambda: self.loop_lag.lag_s)
         self._secret = settings.jwt_secret.get_secret_value()
         self.sends = PartitionedSends(  # drain() before publisher.close()
             publisher, limiter, settings.send_batch_max, max_in_flight=settings.send_max_in_flight
@@ -359,6 +363,13 @@ class ChatSockets:
         )
 
     # --- messages ---------------------------------------------------------------
+    def _refuse_if_behind(self) -> None:
+        """``overloaded`` while this node's event loop runs later than SEND_MAX_LOOP_LAG_MS."""
+        bound_ms = self.settings.send_max_loop_lag_ms
+        lag_ms = round(self.loop_lag.lag_s * 1000)
+        if bound_ms and lag_ms > bound_ms:
+            raise overloaded(f"this node is {lag_ms} ms behind", min(5_000, max(100, 2 * lag_ms)))
+
     async def _rate_limit(self, who: Identity) -> None:
         try:
             decision = await self.limiter.hit(who.user_id, str(uuid.uuid4()))
@@ -382,6 +393,7 @@ class ChatSockets:
 
     async def send_message(self, sid: str, who: Identity, payload: SendMessage) -> dict[str, Any]:
         self._require_member(sid, payload.roomId)
+        self._refuse_if_behind()
         tenant = conversation_room_tenant(payload.roomId)
         if tenant:  # a chat send is rate-limited by its flush, with the other sends of its batch
             await self._rate_limit(who)

@@ -22,7 +22,8 @@ client, across its reconnections), sends left without an answer for ``--ack-time
 on a socket that stayed connected (those whose socket dropped are counted apart, as cut off),
 and the recovery time: from the service's return (or the new process being up; from the fault
 itself for an ingress kill and a Redis client kill, which nothing restarts) until messages were
-delivered at the rate of before the fault again; and, for the whole
+delivered at the rate of before the fault again, and the longest silence (no message delivered)
+from the fault on; and, for the whole
 run, whether the ledger is exact (each user's charges and words against what was stored). It
 exits 1 on any loss, duplicate or ledger mismatch, 3 if only a time target was missed (an
 unanswered send, or recovery slower than ``--recover-within``), else 0.
@@ -37,6 +38,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import functools
+import itertools
 import json
 import math
 import random
@@ -117,6 +119,7 @@ class Phase:
     cut_off: int = 0  # sends whose socket dropped before their answer (the client sees the disconnect)
     retries: Counter[str] = field(default_factory=Counter)
     recovery_s: float | None = None
+    silence_s: float = 0.0  # the longest time without a delivery, from the fault on
     notes: list[str] = field(default_factory=list)
 
 
@@ -152,6 +155,12 @@ class Timeline:
                 return t - start
             t += 0.25
         return None
+
+    def longest_silence(self, phase: Phase) -> float:
+        """The longest time, from the fault to the phase's end, in which no message was delivered."""
+        times = [phase.fault_at, *sorted(t for t in self.delivered_at if phase.fault_at <= t <= phase.ended)]
+        times.append(phase.ended)
+        return max(b - a for a, b in itertools.pairwise(times))
 
 
 @dataclass
@@ -392,6 +401,7 @@ class ChaosRun:
                 await asyncio.sleep(args.after)
                 phase.ended = time.monotonic()
                 phase.recovery_s = self.timeline.recovery(phase)
+                phase.silence_s = self.timeline.longest_silence(phase)
                 _progress(phase)
         finally:
             self.stopping = True
@@ -480,6 +490,7 @@ class ChaosRun:
                 "unanswered": p.unanswered,
                 "cut_off": p.cut_off,
                 "recovery_s": None if p.recovery_s is None else round(p.recovery_s, 2),
+                "silence_s": round(p.silence_s, 2),
                 "retried": dict(p.retries),
                 "notes": p.notes,
             }
@@ -514,14 +525,15 @@ def _progress(phase: Phase) -> None:
 
 
 def print_report(report: dict[str, Any]) -> None:
-    header = f"{'fault':<20} {'accepted':>8} {'lost':>5} {'dup':>5} {'unanswered':>10} {'cut off':>7} {'recovery':>9}"
+    header = f"{'fault':<20} {'accepted':>8} {'lost':>5} {'dup':>5} {'unanswered':>10} {'cut off':>7}"
+    header += f" {'silence':>8} {'recovery':>9}"
     print(f"{header}  retried")
     for p in report["phases"]:
         recovery = "-" if p["recovery_s"] is None else f"{p['recovery_s']:.1f} s"
         retried = ", ".join(f"{code} {n}" for code, n in sorted(p["retried"].items())) or "-"
         print(
             f"{p['fault']:<20} {p['accepted']:>8} {p['lost']:>5} {p['duplicated']:>5} {p['unanswered']:>10}"
-            f" {p['cut_off']:>7} {recovery:>9}  {retried}"
+            f" {p['cut_off']:>7} {p['silence_s']:>6.1f} s {recovery:>9}  {retried}"
         )
     ledger = report["ledger"]
     print(

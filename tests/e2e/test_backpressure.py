@@ -7,8 +7,10 @@ applied the backlog."""
 from __future__ import annotations
 
 import asyncio
+import os
 import re
 import secrets
+import signal
 import time
 from collections.abc import Iterator
 
@@ -21,6 +23,8 @@ from tests.support.clients import ChatClient
 from tests.support.processes import Processes
 
 BACKLOG_MAX_MS = 500
+LOOP_LAG_MAX_MS = 100
+LOOP_STALL_S = 0.6
 METRICS_TOKEN = "metrics-" + secrets.token_hex(8)
 
 
@@ -34,6 +38,7 @@ def backlog_stack(iso, stack_env) -> Iterator[Stack]:
             "AMQP_URL": f"{isolation.AMQP_BASE}/{vhost}",
             "RATE_LIMITS": "1000/1s",
             "CHAT_BACKLOG_MAX_MS": str(BACKLOG_MAX_MS),
+            "SEND_MAX_LOOP_LAG_MS": str(LOOP_LAG_MAX_MS),
             "METRICS_TOKEN": METRICS_TOKEN,
         }
     )
@@ -92,3 +97,54 @@ async def test_a_node_refuses_sends_while_the_workers_are_behind_and_accepts_aga
     assert stored == 2 + len(accepted)  # every accepted send, and none of the refused ones
     # Charged for exactly those: "antes" and "después" are one word each, "mensaje N" two.
     assert (await stats(http, stack, user.user_id))["wordsUsedTotal"] == 2 + 2 * len(accepted)
+
+
+async def test_a_node_stalled_past_its_loop_lag_bound_refuses_sends_until_it_has_caught_up(
+    backlog_stack, http, clients, ledger
+):
+    """A node whose event loop ran late (here: stopped with SIGSTOP for 0.6 s, as a node past its
+    CPU, a long GC pause or a starved VM would be) refuses the sends it reads meanwhile with
+    ``overloaded``, before publishing them, and accepts again once it runs on time."""
+    stack = backlog_stack
+    user = ChatClient(uid("stalled"))
+    clients.append(user)
+    room = uid("room")
+    await grant(http, stack, user.user_id, 10, "g1")
+    await user.connect(stack.ports[0])
+    await user.join(room)
+    assert (await user.send(room, "antes"))["status"] == "accepted"
+
+    node = stack.nodes[0]
+    os.kill(node.pid, signal.SIGSTOP)
+    try:
+        waiting = asyncio.create_task(user.send(room, "durante la pausa"))  # read when the node resumes
+        await asyncio.sleep(LOOP_STALL_S)
+    finally:
+        os.kill(node.pid, signal.SIGCONT)
+    answers = [await waiting]
+    answers += [await user.send(room, f"justo después {n}") for n in range(3)]
+    refused = [a for a in answers if a["status"] == "rejected"]
+    assert refused, answers
+    for answer in refused:
+        assert answer["error"]["code"] == "overloaded", answer
+        assert "ms behind" in answer["error"]["message"] and "nothing was charged" in answer["error"]["message"]
+        assert 100 <= answer["retryAfterMs"] <= 5000
+    assert await loop_lag_gauge(http, stack) >= 0.0  # exported
+
+    await asyncio.sleep(1.0)  # on time again
+    assert (await user.send(room, "después"))["status"] == "accepted"
+    texts = ["durante la pausa"] + [f"justo después {n}" for n in range(3)]
+    accepted_texts = ["antes", "después"] + [
+        t for t, a in zip(texts, answers, strict=True) if a["status"] == "accepted"
+    ]
+    await user.wait_count("newMessage", len(accepted_texts))
+    stored = await ledger.fetchval("SELECT count(*) FROM messages WHERE room_id = $1", room)
+    assert stored == len(accepted_texts)  # refused sends were never published
+    words = sum(len(text.split()) for text in accepted_texts)
+    assert (await stats(http, stack, user.user_id))["wordsUsedTotal"] == words
+
+
+async def loop_lag_gauge(http, stack: Stack) -> float:
+    async with http.get(stack.url("/metrics"), headers={"Authorization": f"Bearer {METRICS_TOKEN}"}) as resp:
+        text = await resp.text()
+    return float(re.search(r"^gatekeeper_ingress_event_loop_lag_seconds (\S+)$", text, re.M).group(1))
