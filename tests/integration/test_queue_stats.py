@@ -231,10 +231,15 @@ async def test_the_chat_row_folds_in_the_declared_partitions(vhost_settings: Set
         await publish(publisher, partition, 3)
         channel = await amqp.channel()
         await channel.default_exchange.publish(aio_pika.Message(b"{}"), routing_key=xq_name(partition))
-        # The management API can report the counts a sample before the queue's state ("unknown").
+        # The management API can report the counts a sample before the queue's state ("unknown")
+        # and before its head message's timestamp (the oldest age): wait for all three.
         stats = await poll(
             settings,
-            lambda s: counts(s)[CHAT_QUEUE] == (5, 0, 0, 1, 0) and rows(s)[CHAT_QUEUE].state != "unknown",
+            lambda s: (
+                counts(s)[CHAT_QUEUE] == (5, 0, 0, 1, 0)
+                and rows(s)[CHAT_QUEUE].state != "unknown"
+                and rows(s)[CHAT_QUEUE].oldest_age_s is not None
+            ),
             queue_stats.collect,
         )
         assert stats.source == source
