@@ -54,9 +54,8 @@ from schemas.tips import SendTip
 
 log = structlog.get_logger(__name__)
 
-QUIET_REJECTIONS = frozenset(
-    {"rate_limited", "overloaded", "unavailable"}
-)  # logged at debug: one line per refused event
+# Logged at debug: a flood or an outage refuses every event, one line each.
+QUIET_REJECTIONS = frozenset({"rate_limited", "overloaded", "unavailable"})
 
 
 def _validation_message(exc: ValidationError) -> str:
