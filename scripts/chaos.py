@@ -12,7 +12,7 @@ to the other node if its own is gone, and re-joins with ``sinceSeq`` to catch up
 - ``ingress-kill``: ``kill -9`` of one node (its clients reconnect to the other), then it restarts;
 - ``rabbitmq-restart`` / ``postgresql-restart``: the service taken away for ``--outage`` seconds
   (every connection to it cut and new ones refused, through a proxy; the machine's server is
-  never stopped), then back;
+  never stopped), then back; with ``--stop-broker``, RabbitMQ's app itself is stopped and started;
 - ``redis-client-kill``: ``CLIENT KILL`` of every connection to the run's Redis;
 - ``redis-restart``: the run's Redis server ``kill -9``-ed (its data gone) and started again.
 
@@ -57,6 +57,7 @@ from domain.credits import CreditPolicy
 from domain.words import count_words
 from infra import event_loop
 from schemas.commands import send_command_ids
+from scripts.bench_chat import rabbitmqctl
 from scripts.chaos_stack import ChaosStack, StackConfig
 from scripts.token import mint
 
@@ -89,6 +90,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--drain", type=float, default=20.0, help="seconds to wait for the last deliveries")
     p.add_argument("--short", action="store_true", help="the test suite's form: 20 clients, 4 rooms, shorter phases")
     p.add_argument("--json", action="store_true", help="also print the report as JSON")
+    p.add_argument(
+        "--stop-broker",
+        action="store_true",
+        help="rabbitmq-restart stops the broker itself (rabbitmqctl stop_app, start_app) instead of cutting it"
+        " off through the proxy: every vhost on it is affected, so only on a broker of your own",
+    )
     p.add_argument("--pg", default=StackConfig.pg, help="the PostgreSQL server (its URL without a database)")
     p.add_argument("--amqp", default=StackConfig.amqp, help="the RabbitMQ server (its URL without a vhost)")
     args = p.parse_args(argv)
@@ -368,6 +375,13 @@ class ChaosRun:
             await asyncio.sleep(1.0)
             stack.start_node(port)
             await stack.wait_healthy(port)
+        elif fault == "rabbitmq-restart" and self.args.stop_broker:
+            await asyncio.to_thread(rabbitmqctl, "stop_app")
+            try:
+                await asyncio.sleep(self.args.outage)
+            finally:
+                await asyncio.to_thread(rabbitmqctl, "start_app")
+            phase.notes.append("the broker's app stopped and started (rabbitmqctl)")
         elif fault == "rabbitmq-restart":
             await stack.amqp_proxy.cut()
             await asyncio.sleep(self.args.outage)
