@@ -50,23 +50,29 @@ def backlog_stack(iso, stack_env) -> Iterator[Stack]:
         isolation.delete_vhost(vhost)
 
 
-async def backlog_gauge(http, stack: Stack) -> float:
+async def gauge(http, stack: Stack, name: str) -> float:
     async with http.get(stack.url("/metrics"), headers={"Authorization": f"Bearer {METRICS_TOKEN}"}) as resp:
         text = await resp.text()
-    return float(re.search(r"^gatekeeper_ingress_chat_backlog_seconds (\S+)$", text, re.M).group(1))
+    return float(re.search(rf"^{name} (\S+)$", text, re.M).group(1))
 
 
-async def test_a_node_refuses_sends_while_the_workers_are_behind_and_accepts_again_after(
-    backlog_stack, http, clients, ledger
-):
-    stack = backlog_stack
-    user = ChatClient(uid("busy"))
+async def sender_in_a_room(http, stack: Stack, clients, name: str) -> tuple[ChatClient, str]:
+    """A user with 10 credits on the first node, in a new room, whose first send ("antes") was accepted."""
+    user = ChatClient(uid(name))
     clients.append(user)
     room = uid("room")
     await grant(http, stack, user.user_id, 10, "g1")
     await user.connect(stack.ports[0])
     await user.join(room)
     assert (await user.send(room, "antes"))["status"] == "accepted"
+    return user, room
+
+
+async def test_a_node_refuses_sends_while_the_workers_are_behind_and_accepts_again_after(
+    backlog_stack, http, clients, ledger
+):
+    stack = backlog_stack
+    user, room = await sender_in_a_room(http, stack, clients, "busy")
     await user.wait_count("newMessage", 1)  # the workers' notices are seen: the bound applies
 
     stack.workers.terminate()  # no pool: what is published waits in the queue
@@ -83,7 +89,7 @@ async def test_a_node_refuses_sends_while_the_workers_are_behind_and_accepts_aga
     assert refused["error"]["code"] == "overloaded" and "nothing was charged" in refused["error"]["message"]
     assert BACKLOG_MAX_MS <= refused["retryAfterMs"] <= 5000
     assert len(accepted) >= 8  # the stalled count: a few slow sends alone do not refuse
-    assert await backlog_gauge(http, stack) > BACKLOG_MAX_MS / 1000
+    assert await gauge(http, stack, "gatekeeper_ingress_chat_backlog_seconds") > BACKLOG_MAX_MS / 1000
 
     stack.workers = stack.processes.workers("chat", processes=1, threads=2)
     await user.wait_count("newMessage", 1 + len(accepted), timeout=60)
@@ -106,13 +112,7 @@ async def test_a_node_stalled_past_its_loop_lag_bound_refuses_sends_until_it_has
     CPU, a long GC pause or a starved VM would be) refuses the sends it reads meanwhile with
     ``overloaded``, before publishing them, and accepts again once it runs on time."""
     stack = backlog_stack
-    user = ChatClient(uid("stalled"))
-    clients.append(user)
-    room = uid("room")
-    await grant(http, stack, user.user_id, 10, "g1")
-    await user.connect(stack.ports[0])
-    await user.join(room)
-    assert (await user.send(room, "antes"))["status"] == "accepted"
+    user, room = await sender_in_a_room(http, stack, clients, "stalled")
 
     node = stack.nodes[0]
     os.kill(node.pid, signal.SIGSTOP)
@@ -129,7 +129,7 @@ async def test_a_node_stalled_past_its_loop_lag_bound_refuses_sends_until_it_has
         assert answer["error"]["code"] == "overloaded", answer
         assert "ms behind" in answer["error"]["message"] and "nothing was charged" in answer["error"]["message"]
         assert 100 <= answer["retryAfterMs"] <= 5000
-    assert await loop_lag_gauge(http, stack) >= 0.0  # exported
+    assert await gauge(http, stack, "gatekeeper_ingress_event_loop_lag_seconds") >= 0.0  # exported
 
     await asyncio.sleep(1.0)  # on time again
     assert (await user.send(room, "después"))["status"] == "accepted"
@@ -142,9 +142,3 @@ async def test_a_node_stalled_past_its_loop_lag_bound_refuses_sends_until_it_has
     assert stored == len(accepted_texts)  # refused sends were never published
     words = sum(len(text.split()) for text in accepted_texts)
     assert (await stats(http, stack, user.user_id))["wordsUsedTotal"] == words
-
-
-async def loop_lag_gauge(http, stack: Stack) -> float:
-    async with http.get(stack.url("/metrics"), headers={"Authorization": f"Bearer {METRICS_TOKEN}"}) as resp:
-        text = await resp.text()
-    return float(re.search(r"^gatekeeper_ingress_event_loop_lag_seconds (\S+)$", text, re.M).group(1))
