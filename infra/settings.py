@@ -77,9 +77,10 @@ class Settings(BaseSettings):
     send_batch_max: int = Field(default=256, ge=1, le=MAX_SEND_BATCH)
     # Chat sends one ingress node holds unanswered (waiting or being published); beyond it: ``overloaded``.
     send_max_in_flight: int = Field(default=2048, ge=1)
-    # Chat sends are refused with `overloaded` once the oldest send this node published has waited
-    # this long for the workers to apply it (ingress/chat_backlog.py); 0 turns the bound off.
-    chat_backlog_max_ms: int = Field(default=1000, ge=0)
+    # Chat sends are refused with `overloaded` once the sends this node published have waited, or a
+    # new one would wait, this long for the workers to apply them (ingress/chat_backlog.py); delivery
+    # p99 is about this plus a batch's apply and fan-out. 0 turns the bound off.
+    chat_backlog_max_ms: int = Field(default=500, ge=0)
     # Chat sends are refused with `overloaded` while this node's event loop runs this late, i.e. the
     # node itself is past its CPU (ingress/loop_lag.py); 0 turns the bound off.
     send_max_loop_lag_ms: int = Field(default=1000, ge=0)

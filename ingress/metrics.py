@@ -68,14 +68,15 @@ class IngressMetrics:
             ["channel", "reason"], registry=self.registry,
         )  # fmt: skip
 
-    def watch_backlog(self, behind_s: Callable[[], float], waiting: Callable[[], int]) -> None:
+    def watch_backlog(self, delay_s: Callable[[], float], waiting: Callable[[], int]) -> None:
         """The chat backlog as this node sees it (ingress/chat_backlog.py), read at each scrape."""
         Gauge(
             "gatekeeper_ingress_chat_backlog_seconds",
-            "How long the CHAT_BACKLOG stalled-count-th oldest chat send this node published has waited for"
-            " the workers (0: fewer wait); past CHAT_BACKLOG_MAX_MS new sends are refused (overloaded).",
+            "How far behind the chat workers are for this node's sends: the longer of how long its oldest"
+            " waiting sends have waited and how long a new one would wait (waiting sends over the rate the"
+            " workers answer them); past CHAT_BACKLOG_MAX_MS new sends are refused (overloaded).",
             registry=self.registry,
-        ).set_function(behind_s)
+        ).set_function(delay_s)
         Gauge(
             "gatekeeper_ingress_chat_sends_waiting",
             "Chat sends this node published that the workers have not answered yet.",

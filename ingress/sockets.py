@@ -96,7 +96,7 @@ class ChatSockets:
         self.backlog = ChatBacklog(settings.chat_backlog_max_ms / 1000)
         sio.manager.applied_hook = self.backlog.applied
         sio.manager.interrupted_hook = self.backlog.interrupted
-        self.metrics.watch_backlog(self.backlog.behind_s, lambda: self.backlog.waiting)
+        self.metrics.watch_backlog(self.backlog.delay_s, lambda: self.backlog.waiting)
         # How late this node's own event loop runs; past SEND_MAX_LOOP_LAG_MS sends are refused (overloaded).
         self.loop_lag = LoopLag()
         self.metrics.watch_loop_lag(lambda: self.loop_lag.lag_s)

@@ -32,6 +32,8 @@ from typing import Any
 
 import asyncpg
 
+from scripts.cpu_cap import CpuCap
+
 ROOT = Path(__file__).resolve().parents[1]
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 SERVICE_GROUPS = {  # process name prefix -> group, for the services shared with the box
@@ -54,6 +56,13 @@ def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
     p.add_argument("--duration", type=int, default=20)
     p.add_argument("--processes", type=int, default=2, help="chat pool processes")
     p.add_argument("--threads", type=int, default=8, help="chat pool threads per process")
+    p.add_argument(
+        "--worker-cpus",
+        type=float,
+        default=None,
+        help="cap the chat pool at this many CPUs (a control group's quota; needs root), e.g. to offer the"
+        " workers twice what they apply without the load generator running out of CPU first",
+    )
     p.add_argument("--base-port", type=int, default=18080, help="the two nodes listen here and on the next port")
     p.add_argument("--logs", type=Path, default=ROOT / ".run" / "bench")
     p.add_argument("--pg", default="postgresql://postgres@127.0.0.1:5432")
@@ -91,6 +100,17 @@ def cpu_by_group(own: dict[int, str]) -> dict[str, float]:
 
 def rabbitmqctl(*args: str) -> None:
     subprocess.run(["rabbitmqctl", *args], check=True, capture_output=True, timeout=60)
+
+
+def consumers(vhost: str) -> int:
+    """How many consumers the broker has on the vhost's queues."""
+    out = subprocess.run(
+        ["rabbitmqctl", "list_consumers", "-p", vhost, "-q", "--no-table-headers"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    ).stdout
+    return sum(1 for line in out.splitlines() if line.strip())
 
 
 def healthy(port: int) -> bool:
@@ -153,6 +173,7 @@ def main(argv: list[str] | None = None) -> int:
         "RATE_LIMITS": "1000000/1s",  # the benchmark measures throughput, not the per-user limits
         "PYTHONUNBUFFERED": "1",
     }
+    cap = CpuCap(name, args.worker_cpus) if args.worker_cpus else None
     asyncio.run(on_server(args.pg, f'CREATE DATABASE "{name}"'))
     rabbitmqctl("add_vhost", name)
     rabbitmqctl("set_permissions", "-p", name, "guest", ".*", ".*", ".*")
@@ -160,17 +181,23 @@ def main(argv: list[str] | None = None) -> int:
     procs: list[subprocess.Popen] = []
     groups: dict[int, str] = {}
 
-    def spawn(command: list[str], log_name: str, group: str) -> None:
+    def spawn(command: list[str], log_name: str, group: str, capped: bool = False) -> None:
         with open(log_dir / f"{log_name}.log", "ab") as log:
             proc = subprocess.Popen(
-                [python, *command], cwd=args.tree, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+                [python, *command],
+                cwd=args.tree,
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                preexec_fn=cap.enter if capped and cap else None,
             )
         procs.append(proc)
         groups[proc.pid] = group  # its session id: every process it forks is counted with it
 
     try:
         pool = ["--queues", "chat", "--processes", str(args.processes), "--threads", str(args.threads)]
-        spawn(["-m", "workers", *pool], "workers", "workers")
+        spawn(["-m", "workers", *pool], "workers", "workers", capped=True)
         ports = [args.base_port, args.base_port + 1]
         for port in ports:
             spawn(["-m", "ingress", "--host", "127.0.0.1", "--port", str(port)], f"ingress-{port}", "ingress")
@@ -180,6 +207,11 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"the stack did not come up; see {log_dir}", file=sys.stderr)
                 return 1
             time.sleep(0.3)
+        while consumers(name) < args.processes:  # a pool capped low takes a while to boot
+            if time.monotonic() > deadline + 120 or procs[0].poll() is not None:
+                print(f"the chat pool did not start consuming; see {log_dir}", file=sys.stderr)
+                return 1
+            time.sleep(0.5)
         time.sleep(3)  # the pool's standby consumers register after 3 s
 
         before = cpu_by_group(groups)
@@ -191,6 +223,8 @@ def main(argv: list[str] | None = None) -> int:
         after = cpu_by_group(groups)
     finally:
         stop(procs)
+        if cap:
+            cap.remove()
         rabbitmqctl("delete_vhost", name)
         asyncio.run(on_server(args.pg, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
     (log_dir / "loadtest.out").write_text(loadtest.stdout + loadtest.stderr)

@@ -13,6 +13,8 @@ to the other node if its own is gone, and re-joins with ``sinceSeq`` to catch up
 - ``rabbitmq-restart`` / ``postgresql-restart``: the service taken away for ``--outage`` seconds
   (every connection to it cut and new ones refused, through a proxy; the machine's server is
   never stopped), then back; with ``--stop-broker``, RabbitMQ's app itself is stopped and started;
+  with ``--own-postgres``, the run uses a PostgreSQL server of its own (``scripts/own_postgres.py``)
+  and really restarts it: ``pg_ctl stop -m fast``, the outage, ``pg_ctl start``;
 - ``redis-client-kill``: ``CLIENT KILL`` of every connection to the run's Redis;
 - ``redis-restart``: the run's Redis server ``kill -9``-ed (its data gone) and started again.
 
@@ -59,6 +61,7 @@ from infra import event_loop
 from schemas.commands import send_command_ids
 from scripts.bench_chat import rabbitmqctl
 from scripts.chaos_stack import ChaosStack, StackConfig
+from scripts.own_postgres import OwnPostgres
 from scripts.token import mint
 
 FAULTS = (
@@ -95,6 +98,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         action="store_true",
         help="rabbitmq-restart stops the broker itself (rabbitmqctl stop_app, start_app) instead of cutting it"
         " off through the proxy: every vhost on it is affected, so only on a broker of your own",
+    )
+    p.add_argument(
+        "--own-postgres",
+        action="store_true",
+        help="run on a PostgreSQL server of the run's own (initdb in a temporary directory), which"
+        " postgresql-restart stops (-m fast) and starts for real; --pg is then not used",
     )
     p.add_argument("--pg", default=StackConfig.pg, help="the PostgreSQL server (its URL without a database)")
     p.add_argument("--amqp", default=StackConfig.amqp, help="the RabbitMQ server (its URL without a vhost)")
@@ -310,9 +319,10 @@ async def _quietly(job: Awaitable[Any]) -> None:
 
 
 class ChaosRun:
-    def __init__(self, args: argparse.Namespace, stack: ChaosStack) -> None:
+    def __init__(self, args: argparse.Namespace, stack: ChaosStack, own_postgres: OwnPostgres | None = None) -> None:
         self.args = args
         self.stack = stack
+        self.own_postgres = own_postgres  # postgresql-restart restarts it instead of cutting the proxy
         self.text = " ".join(f"palabra{i}" for i in range(args.words))
         self.words = count_words(self.text)
         self.timeline = Timeline()
@@ -386,6 +396,13 @@ class ChaosRun:
             await stack.amqp_proxy.cut()
             await asyncio.sleep(self.args.outage)
             await stack.amqp_proxy.restore()
+        elif fault == "postgresql-restart" and self.own_postgres is not None:
+            await self.own_postgres.stop("fast")
+            try:
+                await asyncio.sleep(self.args.outage)
+            finally:
+                await self.own_postgres.start()
+            phase.notes.append("the run's own server stopped (pg_ctl -m fast) and started")
         elif fault == "postgresql-restart":
             await stack.pg_proxy.cut()
             await asyncio.sleep(self.args.outage)
@@ -559,13 +576,20 @@ def print_report(report: dict[str, Any]) -> None:
 
 
 async def main_async(args: argparse.Namespace) -> int:
-    stack = ChaosStack(StackConfig(pg=args.pg, amqp=args.amqp))
+    own = OwnPostgres() if args.own_postgres else None
     try:
-        print(f"[chaos] starting an isolated stack ({stack.name}); logs in {stack.log_dir}", file=sys.stderr)
-        await stack.start()
-        report = await ChaosRun(args, stack).run()
+        if own is not None:
+            await own.start()
+        stack = ChaosStack(StackConfig(pg=own.url if own else args.pg, amqp=args.amqp))
+        try:
+            print(f"[chaos] starting an isolated stack ({stack.name}); logs in {stack.log_dir}", file=sys.stderr)
+            await stack.start()
+            report = await ChaosRun(args, stack, own).run()
+        finally:
+            await stack.close()
     finally:
-        await stack.close()
+        if own is not None:
+            await own.remove()
     print_report(report)
     if args.json:
         print(json.dumps(report, sort_keys=True))

@@ -22,9 +22,7 @@ def clock() -> Clock:
 
 
 def backlog(clock: Clock, **kw) -> ChatBacklog:
-    b = ChatBacklog(1.0, stalled_count=3, forget_after_s=30.0, clock=clock, **kw)
-    b.applied([])  # the workers answer: the bound applies
-    return b
+    return ChatBacklog(1.0, stalled_count=3, forget_after_s=30.0, clock=clock, **kw)
 
 
 def test_sends_are_refused_once_enough_of_them_waited_past_the_bound(clock):
@@ -34,7 +32,8 @@ def test_sends_are_refused_once_enough_of_them_waited_past_the_bound(clock):
     clock.now += 1.5
     with pytest.raises(Rejected) as refused:
         b.check()
-    assert refused.value.code == "overloaded" and refused.value.extra["retryAfterMs"] == 1500
+    assert refused.value.code == "overloaded"
+    assert refused.value.extra["retryAfterMs"] == 1000  # the excess drains in 0.5 s; never sooner than the bound
     b.applied(["m0"])  # the workers catch up: two still wait, fewer than the stalled count
     b.check()
     assert b.refused == 1
@@ -52,12 +51,10 @@ def test_a_few_sends_that_wait_long_on_their_own_do_not_stop_the_others(clock):
     assert b.behind_s() == 0.0
 
 
-def test_no_bound_before_the_workers_are_known_to_answer(clock):
-    b = ChatBacklog(1.0, stalled_count=1, clock=clock)
+def test_the_bound_holds_before_the_workers_were_ever_heard_from(clock):
+    b = ChatBacklog(1.0, stalled_count=1, clock=clock)  # a node started while the pool is down
     b.published("m")
-    clock.now += 10
-    b.check()  # workers that predate the notices: nothing would ever answer
-    b.applied([])
+    clock.now += 1.5
     with pytest.raises(Rejected):
         b.check()
 
@@ -85,3 +82,56 @@ def test_a_resend_keeps_its_first_place_and_a_withdrawn_send_is_gone(clock):
     assert b.behind_s() == pytest.approx(0.6)  # the third oldest: y
     b.withdrawn("y")
     assert b.behind_s() == 0.0
+
+
+def test_sends_are_refused_when_so_many_wait_that_a_new_one_would_wait_past_the_bound(clock):
+    b = backlog(clock)
+    for n in range(100):
+        b.published(f"early{n}")
+    clock.now += 0.5
+    b.applied([f"early{n}" for n in range(100)])  # the workers answer this node's sends at 200/s
+    assert b.applied_per_s() == pytest.approx(200.0)
+    for n in range(150):
+        b.published(f"m{n}")
+    b.check()  # 150 waiting at 200/s: 0.75 s, within the bound, and none has waited yet
+    for n in range(150, 260):
+        b.published(f"m{n}")
+    assert b.behind_s() == 0.0 and b.expected_wait_s() == pytest.approx(1.3)
+    with pytest.raises(Rejected) as refused:
+        b.check()
+    assert refused.value.extra["retryAfterMs"] == 1000
+    for n in range(260, 700):
+        b.published(f"m{n}")
+    with pytest.raises(Rejected) as refused:
+        b.check()
+    assert refused.value.extra["retryAfterMs"] == 2500  # 3.5 s of waiting sends: 2.5 s over the bound
+
+
+def test_a_few_waiting_sends_are_never_refused_for_a_low_rate(clock):
+    b = backlog(clock)
+    b.published("one")
+    clock.now += 0.1
+    b.applied(["one"])
+    clock.now += 1.9  # one send answered in the window: a rate of 0.5/s
+    for n in range(60):
+        b.published(f"m{n}")
+    assert b.expected_wait_s() == 0.0  # within the floor: the age bound judges these
+    b.check()
+
+
+def test_the_rate_counts_only_this_nodes_sends_while_the_workers_were_busy_with_them(clock):
+    b = backlog(clock)
+    b.published("mine")
+    clock.now += 1.0
+    b.applied(["mine", "another-nodes-1", "another-nodes-2"])
+    assert b.applied_per_s() == pytest.approx(1.0)  # one of ours, waited on for 1 s
+    clock.now += 30.0  # idle: the rate measured last is kept for the next burst
+    for n in range(80):
+        b.published(f"burst{n}")
+    assert b.applied_per_s() == pytest.approx(1.0)
+    clock.now += 0.2
+    b.applied([f"burst{n}" for n in range(40)])  # too soon after the burst began to measure
+    assert b.applied_per_s() == pytest.approx(1.0)
+    clock.now += 0.8
+    b.applied([f"burst{n}" for n in range(40, 80)])
+    assert b.applied_per_s() == pytest.approx(80.0)  # 80 answered in the 1 s they were waited on
