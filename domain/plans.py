@@ -89,9 +89,12 @@ class PlanCatalog:
                 prices[price] = name
             credits = _quota(name, "monthly_credits", f.get("monthly_credits", 0)) or 0
             plans[name] = Plan(
-                name, price, credits, _quota(name, "daily_messages", f.get("daily_messages")),
+                name,
+                price,
+                credits,
+                _quota(name, "daily_messages", f.get("daily_messages")),
                 _quota(name, "daily_ai_tokens", f.get("daily_ai_tokens")),
-            )  # fmt: skip
+            )
         return cls(plans)
 
     @property

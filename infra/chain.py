@@ -32,21 +32,45 @@ class ChainUnavailable(Exception):
 # ``mint`` of contracts/BEZ.sol (dev tooling). Kept in code so an installed package (the Docker
 # image has no contracts/ folder) can talk to a real node.
 TOKEN_ABI: list[dict[str, Any]] = [
-    {"type": "function", "name": "decimals", "stateMutability": "view", "inputs": [],
-     "outputs": [{"name": "", "type": "uint8"}]},
-    {"type": "function", "name": "balanceOf", "stateMutability": "view",
-     "inputs": [{"name": "owner", "type": "address"}], "outputs": [{"name": "", "type": "uint256"}]},
-    {"type": "function", "name": "transfer", "stateMutability": "nonpayable",
-     "inputs": [{"name": "to", "type": "address"}, {"name": "value", "type": "uint256"}],
-     "outputs": [{"name": "", "type": "bool"}]},
-    {"type": "function", "name": "mint", "stateMutability": "nonpayable",
-     "inputs": [{"name": "to", "type": "address"}, {"name": "value", "type": "uint256"}],
-     "outputs": [{"name": "", "type": "bool"}]},
-    {"type": "event", "name": "Transfer", "anonymous": False,
-     "inputs": [{"name": "from", "type": "address", "indexed": True},
-                {"name": "to", "type": "address", "indexed": True},
-                {"name": "value", "type": "uint256", "indexed": False}]},
-]  # fmt: skip
+    {
+        "type": "function",
+        "name": "decimals",
+        "stateMutability": "view",
+        "inputs": [],
+        "outputs": [{"name": "", "type": "uint8"}],
+    },
+    {
+        "type": "function",
+        "name": "balanceOf",
+        "stateMutability": "view",
+        "inputs": [{"name": "owner", "type": "address"}],
+        "outputs": [{"name": "", "type": "uint256"}],
+    },
+    {
+        "type": "function",
+        "name": "transfer",
+        "stateMutability": "nonpayable",
+        "inputs": [{"name": "to", "type": "address"}, {"name": "value", "type": "uint256"}],
+        "outputs": [{"name": "", "type": "bool"}],
+    },
+    {
+        "type": "function",
+        "name": "mint",
+        "stateMutability": "nonpayable",
+        "inputs": [{"name": "to", "type": "address"}, {"name": "value", "type": "uint256"}],
+        "outputs": [{"name": "", "type": "bool"}],
+    },
+    {
+        "type": "event",
+        "name": "Transfer",
+        "anonymous": False,
+        "inputs": [
+            {"name": "from", "type": "address", "indexed": True},
+            {"name": "to", "type": "address", "indexed": True},
+            {"name": "value", "type": "uint256", "indexed": False},
+        ],
+    },
+]
 
 
 @cache
@@ -113,9 +137,13 @@ async def resolve(w3: AsyncWeb3, settings: Settings) -> ChainInfo:
     except Exception as exc:  # connection refused, timeouts, a node error: all mean "not now"
         raise ChainUnavailable(f"{rpc_url(settings)}: {type(exc).__name__}: {exc}") from exc
     return ChainInfo(
-        chain_id, to_checksum_address(token), to_checksum_address(treasury), int(decimals),
-        not settings.web3_provider_url, minter and to_checksum_address(minter),
-    )  # fmt: skip
+        chain_id,
+        to_checksum_address(token),
+        to_checksum_address(treasury),
+        int(decimals),
+        not settings.web3_provider_url,
+        minter and to_checksum_address(minter),
+    )
 
 
 def _topic_address(address: str) -> str:
@@ -143,8 +171,9 @@ async def fetch_deposits(w3: AsyncWeb3, info: ChainInfo, from_block: int, to_blo
         sender = "0x" + _hex(log["topics"][1])[-40:]
         data = log["data"]
         amount = int.from_bytes(data) if isinstance(data, bytes) else int(data, 16)
-        deposits.append(Deposit(_hex(log["transactionHash"]), int(log["logIndex"]), int(log["blockNumber"]),
-                                sender.lower(), amount))  # fmt: skip
+        deposits.append(
+            Deposit(_hex(log["transactionHash"]), int(log["logIndex"]), int(log["blockNumber"]), sender.lower(), amount)
+        )
     deposits.sort(key=lambda d: (d.block_number, d.log_index))
     return deposits
 

@@ -121,10 +121,17 @@ def parse(queue: str, raw: AbstractIncomingMessage) -> DeadMessage:
         message = dramatiq.Message.decode(raw.body)
     except Exception:
         return DeadMessage(
-            queue=queue, actor=None, message_id=raw.message_id, command_id=None, command_type=None,
-            enqueued_at=None, failed_at=_death_time(dict(raw.headers or {})), retries=0, traceback=None,
+            queue=queue,
+            actor=None,
+            message_id=raw.message_id,
+            command_id=None,
+            command_type=None,
+            enqueued_at=None,
+            failed_at=_death_time(dict(raw.headers or {})),
+            retries=0,
+            traceback=None,
             error="undecodable message body",
-        )  # fmt: skip
+        )
     options = message.options or {}
     command = message.kwargs.get("command") if isinstance(message.kwargs, dict) else None
     command = command if isinstance(command, dict) else {}

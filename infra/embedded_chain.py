@@ -51,8 +51,12 @@ class EmbeddedChain:
         self.deployed_block: int = receipt["blockNumber"]
 
     def info(self) -> dict[str, Any]:
-        return {"token": self.token, "treasury": self.treasury, "minter": self.minter,
-                "deployedBlock": self.deployed_block}  # fmt: skip
+        return {
+            "token": self.token,
+            "treasury": self.treasury,
+            "minter": self.minter,
+            "deployedBlock": self.deployed_block,
+        }
 
     def mine(self, blocks: int = 1) -> None:
         with self._lock:

@@ -51,8 +51,17 @@ def entry_for(queue: str, actor: str, command: Any, status: Status, error: str |
         return None
     user, tenant = subjects(command)
     kind = command.get("type") if isinstance(command.get("type"), str) else "unknown"
-    return Entry(command["command_id"], queue, actor, kind, user, tenant, command, status,
-                 None if error is None else error[:2000])  # fmt: skip
+    return Entry(
+        command["command_id"],
+        queue,
+        actor,
+        kind,
+        user,
+        tenant,
+        command,
+        status,
+        None if error is None else error[:2000],
+    )
 
 
 # A duplicate never overwrites applied/rejected, and replaces failed (a later delivery found the work
@@ -76,17 +85,39 @@ ON CONFLICT (command_id) DO UPDATE SET
 
 
 async def record(pool: asyncpg.Pool, e: Entry) -> None:
-    await pool.execute(_UPSERT, e.command_id, e.queue_name, e.actor_name, e.command_type, e.user_id, e.tenant_id,
-                       e.payload, e.status, e.error)  # fmt: skip
+    await pool.execute(
+        _UPSERT,
+        e.command_id,
+        e.queue_name,
+        e.actor_name,
+        e.command_type,
+        e.user_id,
+        e.tenant_id,
+        e.payload,
+        e.status,
+        e.error,
+    )
 
 
 async def record_many(conn: asyncpg.Connection, entries: Iterable[Entry]) -> None:
     """Log many processed commands at once, inside the transaction that applied them (a batch)."""
     await conn.executemany(
         _UPSERT,
-        [(e.command_id, e.queue_name, e.actor_name, e.command_type, e.user_id, e.tenant_id, e.payload, e.status,
-          e.error) for e in sorted(entries, key=lambda e: e.command_id)],
-    )  # fmt: skip
+        [
+            (
+                e.command_id,
+                e.queue_name,
+                e.actor_name,
+                e.command_type,
+                e.user_id,
+                e.tenant_id,
+                e.payload,
+                e.status,
+                e.error,
+            )
+            for e in sorted(entries, key=lambda e: e.command_id)
+        ],
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,8 +183,9 @@ async def select(pool: asyncpg.Pool, filters: Filters, batch: int = 500) -> Asyn
             *args,
         )
         for r in rows:
-            yield Logged(r["command_id"], r["queue_name"], r["actor_name"], r["command_type"], r["status"],
-                         r["payload"])  # fmt: skip
+            yield Logged(
+                r["command_id"], r["queue_name"], r["actor_name"], r["command_type"], r["status"], r["payload"]
+            )
         if len(rows) < batch:
             return
         after = (rows[-1]["first_seen_at"], rows[-1]["command_id"])
@@ -191,8 +223,9 @@ async def marks(pool: asyncpg.Pool, command_ids: Iterable[str]) -> dict[str, Mar
             ids[i : i + 5000],
         )
         for r in rows:
-            found[r["command_id"]] = Mark(r["status"], r["last_status"], r["deliveries"], r["duplicates"],
-                                          r["last_error"])  # fmt: skip
+            found[r["command_id"]] = Mark(
+                r["status"], r["last_status"], r["deliveries"], r["duplicates"], r["last_error"]
+            )
     return found
 
 

@@ -52,8 +52,9 @@ async def _granted(conn: asyncpg.Connection, account: str, idempotency_key: str)
     return await conn.fetchval(
         "SELECT p.amount FROM ledger_transactions t JOIN ledger_postings p USING (txn_id)"
         " WHERE t.kind = 'grant' AND t.reference = ANY($1::text[]) AND p.account_id = $2 LIMIT 1",
-        [grant_reference(account, idempotency_key), f"{account}:{idempotency_key}"], account,
-    )  # fmt: skip
+        [grant_reference(account, idempotency_key), f"{account}:{idempotency_key}"],
+        account,
+    )
 
 
 async def reset(pool: asyncpg.Pool, user_id: str, credits: int, reason: str, reference: str) -> GrantResult:

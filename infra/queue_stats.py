@@ -256,9 +256,17 @@ async def from_rabbitmqctl(vhost: str) -> dict[str, _Raw]:
     ctl = shutil.which("rabbitmqctl") or "/usr/sbin/rabbitmqctl"
     try:
         proc = await asyncio.create_subprocess_exec(
-            ctl, "-q", "list_queues", "-p", vhost, *_CTL_ITEMS, "--formatter", "json",
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-        )  # fmt: skip
+            ctl,
+            "-q",
+            "list_queues",
+            "-p",
+            vhost,
+            *_CTL_ITEMS,
+            "--formatter",
+            "json",
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
     except OSError as exc:
         raise QueueStatsUnavailable(f"rabbitmqctl could not run: {exc}") from None
     try:
@@ -302,15 +310,24 @@ async def collect(settings: Settings) -> QueueStats:
     else:
         now = dt.datetime.now(dt.UTC)
         return QueueStats(
-            source="management", vhost=vhost, endpoint=endpoint.url, collected_at=now,
-            rate_window_s=RATE_WINDOW_S, rows=build_rows(raw, now),
-        )  # fmt: skip
+            source="management",
+            vhost=vhost,
+            endpoint=endpoint.url,
+            collected_at=now,
+            rate_window_s=RATE_WINDOW_S,
+            rows=build_rows(raw, now),
+        )
     try:
         raw = await from_rabbitmqctl(vhost)
     except QueueStatsUnavailable as exc:
         raise QueueStatsUnavailable(f"management API unavailable ({reason}); {exc}") from None
     now = dt.datetime.now(dt.UTC)
     return QueueStats(
-        source="rabbitmqctl", vhost=vhost, endpoint="rabbitmqctl (local node)", collected_at=now,
-        rate_window_s=None, fallback_reason=reason, rows=build_rows(raw, now),
-    )  # fmt: skip
+        source="rabbitmqctl",
+        vhost=vhost,
+        endpoint="rabbitmqctl (local node)",
+        collected_at=now,
+        rate_window_s=None,
+        fallback_reason=reason,
+        rows=build_rows(raw, now),
+    )

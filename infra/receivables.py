@@ -76,8 +76,15 @@ async def store_settlements(conn: asyncpg.Connection, account: str, settlements:
     and each transfer's reference (``<receivable>:<settled after it>``) is new exactly once.
     """
     for s in settlements:
-        await ledger.transfer(conn, account, PURCHASES, s.paid, SETTLEMENT_KIND, f"{s.receivable_id}:{s.settled_after}",
-                              "refund shortfall settled")  # fmt: skip
+        await ledger.transfer(
+            conn,
+            account,
+            PURCHASES,
+            s.paid,
+            SETTLEMENT_KIND,
+            f"{s.receivable_id}:{s.settled_after}",
+            "refund shortfall settled",
+        )
         await conn.execute(
             "UPDATE receivables SET settled = $2, settled_at = CASE WHEN $2 = amount THEN now() END"
             " WHERE receivable_id = $1",

@@ -23,10 +23,23 @@ REDACTED = "[redacted]"
 # contacts. Matched case-insensitively, at any depth.
 SENSITIVE_KEYS = frozenset(
     {
-        "message", "text", "content", "body", "delta", "summary", "caption",
-        "contact", "contact_name", "address", "from", "to", "phone", "wa_id", "profile",
+        "message",
+        "text",
+        "content",
+        "body",
+        "delta",
+        "summary",
+        "caption",
+        "contact",
+        "contact_name",
+        "address",
+        "from",
+        "to",
+        "phone",
+        "wa_id",
+        "profile",
     }
-)  # fmt: skip
+)
 
 # A phone number: an optional +, then 8 to 15 digits with the usual separators.
 PHONE = re.compile(r"(?<![\w(])\+?\(?\d(?:[\s().-]{0,2}\d){7,14}(?![\w])")

@@ -123,9 +123,14 @@ def _tenant(row: asyncpg.Record) -> Tenant:
     import json
 
     return Tenant(
-        row["tenant_id"], row["name"], row["system_prompt"], row["auto_reply"],
-        json.loads(row["channels"]), row["credits"], row["words_left"],
-    )  # fmt: skip
+        row["tenant_id"],
+        row["name"],
+        row["system_prompt"],
+        row["auto_reply"],
+        json.loads(row["channels"]),
+        row["credits"],
+        row["words_left"],
+    )
 
 
 async def get(pool: asyncpg.Pool, tenant_id: str) -> Tenant | None:

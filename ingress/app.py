@@ -47,10 +47,13 @@ def init_app(settings: Settings) -> web.Application:
     app = web.Application(
         client_max_size=MAX_FRAME_BYTES,
         middlewares=[
-            metrics_middleware, log_context_middleware, refuse_unstorable_middleware,
-            admin_auth_throttle_middleware, drain_middleware,
+            metrics_middleware,
+            log_context_middleware,
+            refuse_unstorable_middleware,
+            admin_auth_throttle_middleware,
+            drain_middleware,
         ],
-    )  # fmt: skip
+    )
     app.on_response_prepare.append(json_api_headers)  # nosniff + no-store on JSON APIs (ingress/edges.py)
     metrics = app[METRICS] = IngressMetrics()  # this node's own registry, served at /metrics
     sio = AckAwareServer(
@@ -98,9 +101,15 @@ def init_app(settings: Settings) -> web.Application:
         state = IngressState(settings, pool, redis, publisher, presence, read_pool=read_pool)
         app[APP_STATE] = state
         sockets = ChatSockets(
-            sio, settings, presence, publisher,
-            RateLimiter(redis, settings.key_prefix, settings.rate_windows), redis, pool, metrics,
-        )  # fmt: skip
+            sio,
+            settings,
+            presence,
+            publisher,
+            RateLimiter(redis, settings.key_prefix, settings.rate_windows),
+            redis,
+            pool,
+            metrics,
+        )
         sockets.loop_lag.start()
         log.info("ingress.started", node=settings.node_id)
         yield

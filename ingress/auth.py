@@ -63,9 +63,12 @@ def decode_token(token: object, secret: str, *, leeway_s: float = DEFAULT_LEEWAY
         raise Unauthorized("missing token")
     try:
         claims = jwt.decode(
-            token, secret, algorithms=["HS256"], leeway=leeway_s,
+            token,
+            secret,
+            algorithms=["HS256"],
+            leeway=leeway_s,
             options={"require": ["sub", "exp"], "verify_exp": True},
-        )  # fmt: skip
+        )
     except jwt.PyJWTError as exc:
         raise Unauthorized(str(exc)) from None
     sub = claims.get("sub")

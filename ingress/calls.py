@@ -135,9 +135,14 @@ class CallSockets:
 
     async def _meter(self, action: MeterAction, who: Identity, call_id: str, event: str, **parties: str) -> None:
         command = CallMeter(
-            command_id=str(uuid.uuid4()), action=action, call_id=call_id, sender_id=who.user_id,
-            at_ms=int(time.time() * 1000), event=event, **parties,
-        )  # fmt: skip
+            command_id=str(uuid.uuid4()),
+            action=action,
+            call_id=call_id,
+            sender_id=who.user_id,
+            at_ms=int(time.time() * 1000),
+            event=event,
+            **parties,
+        )
         bind_command(command)
         try:
             await self.publisher.publish(queues.BILLING_QUEUE, queues.CALL_METER_ACTOR, command)
@@ -167,9 +172,13 @@ class CallSockets:
             raise CallStateError(f"call {payload.callId!r} is already in progress")
         name = sanitize_text(who.name)  # shown by the callee's UI, like a chat username
         incoming = IncomingCall(
-            callId=payload.callId, callerId=who.user_id, callerName=name, calleeId=payload.calleeId,
-            from_=who.user_id, name=name,
-        )  # fmt: skip
+            callId=payload.callId,
+            callerId=who.user_id,
+            callerName=name,
+            calleeId=payload.calleeId,
+            from_=who.user_id,
+            name=name,
+        )
         await self._tell("incoming-call", payload.calleeId, incoming)
         return {"status": "accepted", "callId": payload.callId}
 
@@ -231,8 +240,9 @@ class CallSockets:
             existing, new = await self.registry.start_metered(payload.callId, wanted)
             if new:
                 try:
-                    await self._meter("start", who, payload.callId, "callStart", caller_id=who.user_id,
-                                      callee_id=payload.calleeId)  # fmt: skip
+                    await self._meter(
+                        "start", who, payload.callId, "callStart", caller_id=who.user_id, callee_id=payload.calleeId
+                    )
                 except MeterUnavailable:
                     await self.registry.transition(payload.callId, wanted, None)
                     raise

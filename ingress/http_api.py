@@ -52,10 +52,15 @@ async def health(request: web.Request) -> web.Response:
     state = request.app[APP_STATE]
     if (drain := request.app.get(DRAIN)) and drain.draining:  # shutting down: send new clients elsewhere
         return web.json_response(
-            {"status": "draining", "service": SERVICE, "node": state.settings.node_id,
-             "timestamp": int(time.time() * 1000), "uptime": round(time.monotonic() - state.started, 3)},
+            {
+                "status": "draining",
+                "service": SERVICE,
+                "node": state.settings.node_id,
+                "timestamp": int(time.time() * 1000),
+                "uptime": round(time.monotonic() - state.started, 3),
+            },
             status=503,
-        )  # fmt: skip
+        )
 
     async def rabbitmq() -> None:
         if not state.publisher.connected:

@@ -46,27 +46,37 @@ class IngressMetrics:
             "gatekeeper_ingress_connections", "Socket.IO clients connected to this node now.", registry=self.registry
         )
         self.events = Counter(
-            "gatekeeper_ingress_socket_events", "Socket.IO events received, by event name.", ["event"],
+            "gatekeeper_ingress_socket_events",
+            "Socket.IO events received, by event name.",
+            ["event"],
             registry=self.registry,
-        )  # fmt: skip
+        )
         self.ack_latency = Histogram(
             "gatekeeper_ingress_ack_latency_seconds",
             "From receiving a socket event to its ack (for sendMessage: after RabbitMQ confirmed the command).",
-            ["event", "status"], buckets=LATENCY_BUCKETS, registry=self.registry,
-        )  # fmt: skip
+            ["event", "status"],
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
         self.delivery_latency = Histogram(
             "gatekeeper_ingress_delivery_latency_seconds",
             "From a message's timestamp (ingress acceptance of its command) to this node relaying it to its clients.",
-            ["event", "kind"], buckets=LATENCY_BUCKETS, registry=self.registry,
-        )  # fmt: skip
+            ["event", "kind"],
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
         self.webhooks = Counter(
-            "gatekeeper_ingress_webhooks", "Provider webhook deliveries, by provider and result.",
-            ["provider", "result"], registry=self.registry,
-        )  # fmt: skip
+            "gatekeeper_ingress_webhooks",
+            "Provider webhook deliveries, by provider and result.",
+            ["provider", "result"],
+            registry=self.registry,
+        )
         self.rejections = Counter(
-            "gatekeeper_ingress_rejections", "Requests refused, by where they were refused and the error code.",
-            ["channel", "reason"], registry=self.registry,
-        )  # fmt: skip
+            "gatekeeper_ingress_rejections",
+            "Requests refused, by where they were refused and the error code.",
+            ["channel", "reason"],
+            registry=self.registry,
+        )
 
     def watch_backlog(self, delay_s: Callable[[], float], waiting: Callable[[], int]) -> None:
         """The chat backlog as this node sees it (ingress/chat_backlog.py), read at each scrape."""

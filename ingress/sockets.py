@@ -216,9 +216,13 @@ class ChatSockets:
         self.metrics.rejected("socket", "too_many_connections")
         raise socketio.exceptions.ConnectionRefusedError(
             "too_many_connections",
-            {"code": "too_many_connections", "scope": refusal.scope, "limit": refusal.limit,
-             "message": f"at most {refusal.limit} connections per {refusal.scope}; close one first"},
-        )  # fmt: skip
+            {
+                "code": "too_many_connections",
+                "scope": refusal.scope,
+                "limit": refusal.limit,
+                "message": f"at most {refusal.limit} connections per {refusal.scope}; close one first",
+            },
+        )
 
     async def _connected(self, sid: str, identity: Identity) -> None:
         await self.sio.save_session(sid, {"identity": identity})
@@ -269,8 +273,9 @@ class ChatSockets:
             return await self._rejoined(sid, payload, room_type.value)
         if len(rooms) >= self.settings.socket_max_rooms:
             limit = self.settings.socket_max_rooms
-            raise Rejected("too_many_rooms", f"a connection can be in at most {limit} rooms; leave one first",
-                           limit=limit)  # fmt: skip
+            raise Rejected(
+                "too_many_rooms", f"a connection can be in at most {limit} rooms; leave one first", limit=limit
+            )
         self._limited(self._socket_joins.hit(sid), "joins on this connection")
         rooms.add(payload.roomId)  # before any await: concurrent joins see it (and the cap)
         try:
@@ -400,18 +405,28 @@ class ChatSockets:
         now_ms = int(time.time() * 1000)
         if tenant:  # a human handoff: the operator's reply goes out to the contact, published alone
             command: commands.Command = commands.OperatorReply(
-                command_id=command_id, message_id=message_id, tenant_id=tenant,
-                conversation_id=payload.roomId.rsplit(":", 1)[1], operator_id=who.user_id,
-                operator_name=who.name, text=payload.message, client_message_id=payload.clientMessageId,
+                command_id=command_id,
+                message_id=message_id,
+                tenant_id=tenant,
+                conversation_id=payload.roomId.rsplit(":", 1)[1],
+                operator_id=who.user_id,
+                operator_name=who.name,
+                text=payload.message,
+                client_message_id=payload.clientMessageId,
                 accepted_at_ms=now_ms,
-            )  # fmt: skip
+            )
             await self._publish(queues.OPERATOR_REPLY_ACTOR, command)
         else:
             command = commands.SendChatMessage(
-                command_id=command_id, message_id=message_id, user_id=who.user_id, username=who.name,
-                room_id=payload.roomId, message=payload.message, client_message_id=payload.clientMessageId,
+                command_id=command_id,
+                message_id=message_id,
+                user_id=who.user_id,
+                username=who.name,
+                room_id=payload.roomId,
+                message=payload.message,
+                client_message_id=payload.clientMessageId,
                 accepted_at_ms=now_ms,
-            )  # fmt: skip
+            )
             bind_command(command)
             if self.settings.chat_backlog_max_ms:
                 self.backlog.check()  # the workers are too far behind: refused, nothing published

@@ -138,8 +138,13 @@ async def link_wallet(request: web.Request) -> web.Response:
                 content_type="application/json",
             )
         unclaimed = await wallets.unclaimed_deposits(conn, address)
-    body_out = {"userId": who.user_id, "address": to_checksum_address(address), "linked": True,
-                "alreadyLinked": not created, "unclaimedDeposits": unclaimed}  # fmt: skip
+    body_out = {
+        "userId": who.user_id,
+        "address": to_checksum_address(address),
+        "linked": True,
+        "alreadyLinked": not created,
+        "unclaimedDeposits": unclaimed,
+    }
     return web.json_response(body_out, status=201 if created else 200)
 
 

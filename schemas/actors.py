@@ -100,6 +100,7 @@ def _registry(*specs: ActorSpec) -> dict[str, ActorSpec]:
     return {s.name: s for s in specs}
 
 
+# The registry reads as a table, one command per row: the formatter leaves it as written.
 # fmt: off
 ACTORS: Final[dict[str, ActorSpec]] = _registry(
     ActorSpec(q.SEND_MESSAGE_ACTOR, q.CHAT_QUEUE, SendChatMessage, QUICK,

@@ -18,14 +18,20 @@ TAKEOVER_EVENT = "takeOverConversation"  # the socket event an operator's takeov
 
 
 def chat_message(cmd: SendChatMessage, message: str) -> Emit:
-    notice = CommandFailed(code="internal", message=message, messageId=cmd.message_id,
-                           clientMessageId=cmd.client_message_id, roomId=cmd.room_id)  # fmt: skip
+    notice = CommandFailed(
+        code="internal",
+        message=message,
+        messageId=cmd.message_id,
+        clientMessageId=cmd.client_message_id,
+        roomId=cmd.room_id,
+    )
     return emit("error", user_channel(cmd.user_id), notice.model_dump(mode="json"))
 
 
 def operator_reply(cmd: OperatorReply, message: str) -> Emit:
-    notice = CommandFailed(code="internal", message=message, messageId=cmd.message_id,
-                           clientMessageId=cmd.client_message_id)  # fmt: skip
+    notice = CommandFailed(
+        code="internal", message=message, messageId=cmd.message_id, clientMessageId=cmd.client_message_id
+    )
     return emit("error", user_channel(cmd.operator_id), notice.model_dump(mode="json"))
 
 

@@ -95,8 +95,10 @@ async def run(calls: int, concurrency: int, delay_s: float, timeout_s: float, wo
 
     busy = [s for s in samples if s > 0]
     latencies.sort()
-    print(f"calls {calls}, concurrency {concurrency}, reply delay {delay_s:.2f} s, streamed in {chunks} chunks"
-          f"{f' ({words} words)' if words else ''}, one ModelClient")  # fmt: skip
+    print(
+        f"calls {calls}, concurrency {concurrency}, reply delay {delay_s:.2f} s, streamed in {chunks} chunks"
+        f"{f' ({words} words)' if words else ''}, one ModelClient"
+    )
     print(f"  ok {len(latencies)}, failed {sum(failures.values())} {failures or ''}")
     print(f"  in flight at the fake: max {fake.max_in_flight}, average {statistics.fmean(busy) if busy else 0:.1f}")
     print(f"  total {elapsed:.2f} s, {len(latencies) / elapsed:.1f} replies/s")

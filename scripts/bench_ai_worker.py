@@ -57,16 +57,29 @@ async def seed(pool: asyncpg.Pool, calls: int, users: int) -> list[AgentReply]:
     for i in range(calls):
         message_id, uid, room = str(uuid.uuid4()), user_id(i, users), f"bench-room-{i % ROOMS}"
         payload = NewMessage(
-            messageId=message_id, id=message_id, roomId=room, userId=uid, username=f"Bench {uid}", message=TEXT,
-            content=TEXT, words=len(TEXT.split()), timestamp=now_ms, kind="user",
-        ).model_dump(mode="json")  # fmt: skip
+            messageId=message_id,
+            id=message_id,
+            roomId=room,
+            userId=uid,
+            username=f"Bench {uid}",
+            message=TEXT,
+            content=TEXT,
+            words=len(TEXT.split()),
+            timestamp=now_ms,
+            kind="user",
+        ).model_dump(mode="json")
         messages.append((uuid.UUID(message_id), room, uid, len(TEXT.split()), payload, created))
         inbox_rows.append((f"msg:{message_id}", "chat.send_message", uid, "applied", {"message_id": message_id}))
         command_id, reply_id = agent_reply_ids(message_id)
         cmd = AgentReply(
-            command_id=command_id, reply_id=reply_id, trigger_message_id=message_id, room_id=room,
-            asker=f"user:{uid}", asker_user_id=uid, requested_at_ms=now_ms,
-        )  # fmt: skip
+            command_id=command_id,
+            reply_id=reply_id,
+            trigger_message_id=message_id,
+            room_id=room,
+            asker=f"user:{uid}",
+            asker_user_id=uid,
+            requested_at_ms=now_ms,
+        )
         commands.append(cmd)
     async with pool.acquire() as conn, conn.transaction():
         await conn.executemany(
@@ -106,16 +119,26 @@ async def run(args: argparse.Namespace) -> int:
             await fake.start()
             env = {
                 **{k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "AI_"))},
-                "DATABASE_URL": database_url, "AMQP_URL": amqp_url, "REDIS_URL": isolation.REDIS_BASE,
-                "KEY_PREFIX": prefix, "JWT_SECRET": secrets.token_hex(16), "ADMIN_TOKEN": secrets.token_hex(16),
-                "OPENAI_BASE_URL": fake.url, "OPENAI_API_KEY": api_key, "AI_MODEL": "fake-model",
-                "WORKER_DB_POOL_SIZE": str(args.db_pool_size), "LOG_LEVEL": args.log_level, "LOG_FORMAT": "json",
+                "DATABASE_URL": database_url,
+                "AMQP_URL": amqp_url,
+                "REDIS_URL": isolation.REDIS_BASE,
+                "KEY_PREFIX": prefix,
+                "JWT_SECRET": secrets.token_hex(16),
+                "ADMIN_TOKEN": secrets.token_hex(16),
+                "OPENAI_BASE_URL": fake.url,
+                "OPENAI_API_KEY": api_key,
+                "AI_MODEL": "fake-model",
+                "WORKER_DB_POOL_SIZE": str(args.db_pool_size),
+                "LOG_LEVEL": args.log_level,
+                "LOG_FORMAT": "json",
                 "PYTHONUNBUFFERED": "1",
-            }  # fmt: skip
+            }
             log_path = ROOT / "tests" / "artifacts" / "logs" / f"bench-ai-{time.strftime('%H%M%S')}.log"
-            print(f"{args.calls} agent replies ({min(args.users, args.calls)} askers) through 1 worker process"
-                  f" x {args.threads} threads, model reply {args.delay * 1000:.0f} ms;"
-                  f" worker log: {log_path}")  # fmt: skip
+            print(
+                f"{args.calls} agent replies ({min(args.users, args.calls)} askers) through 1 worker process"
+                f" x {args.threads} threads, model reply {args.delay * 1000:.0f} ms;"
+                f" worker log: {log_path}"
+            )
             started = time.monotonic()
             worker = start_worker(env, AI_QUEUE, args.threads, log_path)
             samples: list[tuple[float, int]] = []
@@ -157,16 +180,22 @@ async def run(args: argparse.Namespace) -> int:
                 if window:
                     print(f"  t+{second:>3} s  in flight avg {sum(window) / len(window):6.1f}  max {max(window)}")
         print(f"calls: {args.calls}   threads: {args.threads}")
-        print(f"model calls in flight: max {fake.max_in_flight}, avg {sampled_avg:.1f} over the busy period"
-              f" ({len(busy_samples)} samples at {SAMPLE_S * 1000:.0f} ms; time-weighted {exact_avg:.1f})")  # fmt: skip
+        print(
+            f"model calls in flight: max {fake.max_in_flight}, avg {sampled_avg:.1f} over the busy period"
+            f" ({len(busy_samples)} samples at {SAMPLE_S * 1000:.0f} ms; time-weighted {exact_avg:.1f})"
+        )
         at_target = sum(1 for n in busy_samples if n >= args.target)
-        print(f"samples with >= {args.target} in flight: {at_target} of {len(busy_samples)}"
-              f" ({100 * at_target / max(len(busy_samples), 1):.0f}%)")  # fmt: skip
+        print(
+            f"samples with >= {args.target} in flight: {at_target} of {len(busy_samples)}"
+            f" ({100 * at_target / max(len(busy_samples), 1):.0f}%)"
+        )
         print(f"replies/s (first request to last answer): {args.calls / busy_s:.1f} over {busy_s:.2f} s")
         print(f"total time (worker start to all recorded): {finished - started:.2f} s")
-        print(f"inbox ai.reply rows: {rows['replies']} ({rows['applied']} applied); ai_usage ok: {rows['usage_ok']}"
-              f" of {rows['usage_all']} ({rows['usage_commands']} commands); agent messages:"
-              f" {rows['agent_messages']}; model requests: {len(requests)}")  # fmt: skip
+        print(
+            f"inbox ai.reply rows: {rows['replies']} ({rows['applied']} applied); ai_usage ok: {rows['usage_ok']}"
+            f" of {rows['usage_all']} ({rows['usage_commands']} commands); agent messages:"
+            f" {rows['agent_messages']}; model requests: {len(requests)}"
+        )
         ok = args.calls == rows["applied"] == rows["usage_ok"] == rows["usage_all"] == rows["usage_commands"]
         ok = ok and args.calls == rows["agent_messages"] == len(requests)
         print("EXACTLY ONCE: OK" if ok else "EXACTLY ONCE: MISMATCH")

@@ -57,14 +57,19 @@ async def seed(pool: asyncpg.Pool, channel: Channel, n: int) -> list[uuid.UUID]:
         await conn.execute(
             "INSERT INTO conversations (conversation_id, tenant_id, channel, address, contact)"
             " VALUES ($1, $2, $3, $4, $5)",
-            conversation, tenant, channel.value, ADDRESS[channel], CONTACT[channel],
-        )  # fmt: skip
+            conversation,
+            tenant,
+            channel.value,
+            ADDRESS[channel],
+            CONTACT[channel],
+        )
         await conn.copy_records_to_table(
             "outbound_messages",
             columns=["message_id", "conversation_id", "tenant_id", "channel", "address", "contact", "body"],
-            records=[(i, conversation, tenant, channel.value, ADDRESS[channel], CONTACT[channel], f"bench {i}")
-                     for i in ids],
-        )  # fmt: skip
+            records=[
+                (i, conversation, tenant, channel.value, ADDRESS[channel], CONTACT[channel], f"bench {i}") for i in ids
+            ],
+        )
     return ids
 
 
@@ -93,18 +98,28 @@ async def run(args: argparse.Namespace) -> int:
                 await publish(amqp_url, ids)
                 env = {
                     **{k: v for k, v in os.environ.items() if not k.startswith(("TWILIO_", "META_"))},
-                    "DATABASE_URL": database_url, "AMQP_URL": amqp_url, "REDIS_URL": isolation.REDIS_BASE,
-                    "KEY_PREFIX": prefix, "JWT_SECRET": secrets.token_hex(16), "ADMIN_TOKEN": secrets.token_hex(16),
-                    "TWILIO_API_BASE_URL": twilio.url, "TWILIO_ACCOUNT_SID": twilio.account_sid,
-                    "TWILIO_AUTH_TOKEN": twilio.auth_token, "META_GRAPH_URL": meta.url,
-                    "META_ACCESS_TOKEN": meta.access_token, "LOG_LEVEL": args.log_level, "LOG_FORMAT": "json",
+                    "DATABASE_URL": database_url,
+                    "AMQP_URL": amqp_url,
+                    "REDIS_URL": isolation.REDIS_BASE,
+                    "KEY_PREFIX": prefix,
+                    "JWT_SECRET": secrets.token_hex(16),
+                    "ADMIN_TOKEN": secrets.token_hex(16),
+                    "TWILIO_API_BASE_URL": twilio.url,
+                    "TWILIO_ACCOUNT_SID": twilio.account_sid,
+                    "TWILIO_AUTH_TOKEN": twilio.auth_token,
+                    "META_GRAPH_URL": meta.url,
+                    "META_ACCESS_TOKEN": meta.access_token,
+                    "LOG_LEVEL": args.log_level,
+                    "LOG_FORMAT": "json",
                     "PYTHONUNBUFFERED": "1",
-                }  # fmt: skip
+                }
                 if args.db_pool_size:
                     env["WORKER_DB_POOL_SIZE"] = str(args.db_pool_size)
                 log_path = ROOT / "tests" / "artifacts" / "logs" / f"bench-outbound-{time.strftime('%H%M%S')}.log"
-                print(f"{args.messages} x {channel} through 1 worker process x {args.threads} threads,"
-                      f" provider reply {args.delay * 1000:.0f} ms; worker log: {log_path}")  # fmt: skip
+                print(
+                    f"{args.messages} x {channel} through 1 worker process x {args.threads} threads,"
+                    f" provider reply {args.delay * 1000:.0f} ms; worker log: {log_path}"
+                )
                 started = time.monotonic()
                 worker = start_worker(env, OUTBOUND_QUEUE, args.threads, log_path)
                 sent, last_change, last_sent = 0, started, 0
@@ -141,8 +156,10 @@ async def run(args: argparse.Namespace) -> int:
             print(f"concurrent requests at the provider: max {fake.max_in_flight}, mean {busy / window:.1f}")
             print(f"sends/s (first request to last answer): {args.messages / window:.1f} over {window:.2f} s")
             print(f"total time (worker start to all recorded): {finished - started:.2f} s")
-            print(f"rows: {rows['sent']} sent, {rows['failed']} failed, {rows['ids']} distinct provider ids,"
-                  f" max attempts {rows['max_attempts']}")  # fmt: skip
+            print(
+                f"rows: {rows['sent']} sent, {rows['failed']} failed, {rows['ids']} distinct provider ids,"
+                f" max attempts {rows['max_attempts']}"
+            )
             print(f"provider requests: {len(fake.requests)}; messages requested exactly once: {once}/{args.messages}")
             ok = once == args.messages == rows["sent"] == rows["ids"] == len(fake.requests)
             print("EXACTLY ONCE: OK" if ok else "EXACTLY ONCE: MISMATCH")

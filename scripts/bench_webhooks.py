@@ -77,12 +77,22 @@ class Requests:
     def twilio_inbound(self, i: int) -> tuple[str, bytes, dict[str, str]]:
         sid = f"SM{self.run}{i:014x}"
         form = {
-            "SmsMessageSid": sid, "NumMedia": "0", "ProfileName": f"Bench {i}", "MessageType": "text",
-            "SmsSid": sid, "WaId": f"1555{i % 10_000_000:07d}", "SmsStatus": "received",
-            "Body": f"benchmark message number {i}", "To": "whatsapp:+14155238886", "NumSegments": "1",
-            "ReferralNumMedia": "0", "MessageSid": sid, "AccountSid": "AC" + "0" * 32,
-            "From": f"whatsapp:+1555{i % 10_000_000:07d}", "ApiVersion": "2010-04-01",
-        }  # fmt: skip
+            "SmsMessageSid": sid,
+            "NumMedia": "0",
+            "ProfileName": f"Bench {i}",
+            "MessageType": "text",
+            "SmsSid": sid,
+            "WaId": f"1555{i % 10_000_000:07d}",
+            "SmsStatus": "received",
+            "Body": f"benchmark message number {i}",
+            "To": "whatsapp:+14155238886",
+            "NumSegments": "1",
+            "ReferralNumMedia": "0",
+            "MessageSid": sid,
+            "AccountSid": "AC" + "0" * 32,
+            "From": f"whatsapp:+1555{i % 10_000_000:07d}",
+            "ApiVersion": "2010-04-01",
+        }
         headers = {
             "X-Twilio-Signature": self.twilio.compute_signature(self.public + TWILIO_PATH, form),
             "Content-Type": "application/x-www-form-urlencoded",
@@ -91,19 +101,37 @@ class Requests:
 
     def meta_whatsapp(self, i: int) -> tuple[str, bytes, dict[str, str]]:
         messages = [
-            {"from": f"1555{i % 10_000_000:07d}", "id": f"wamid.{self.run}.{i}.{j}", "timestamp": str(int(time.time())),
-             "type": "text", "text": {"body": f"benchmark message number {i}.{j}"}}
+            {
+                "from": f"1555{i % 10_000_000:07d}",
+                "id": f"wamid.{self.run}.{i}.{j}",
+                "timestamp": str(int(time.time())),
+                "type": "text",
+                "text": {"body": f"benchmark message number {i}.{j}"},
+            }
             for j in range(self.meta_batch)
-        ]  # fmt: skip
+        ]
         payload = {
             "object": "whatsapp_business_account",
-            "entry": [{"id": "102290129340398", "changes": [{"field": "messages", "value": {
-                "messaging_product": "whatsapp",
-                "metadata": {"display_phone_number": "15550783881", "phone_number_id": "106540352242922"},
-                "contacts": [{"profile": {"name": f"Bench {i}"}, "wa_id": f"1555{i % 10_000_000:07d}"}],
-                "messages": messages,
-            }}]}],
-        }  # fmt: skip
+            "entry": [
+                {
+                    "id": "102290129340398",
+                    "changes": [
+                        {
+                            "field": "messages",
+                            "value": {
+                                "messaging_product": "whatsapp",
+                                "metadata": {
+                                    "display_phone_number": "15550783881",
+                                    "phone_number_id": "106540352242922",
+                                },
+                                "contacts": [{"profile": {"name": f"Bench {i}"}, "wa_id": f"1555{i % 10_000_000:07d}"}],
+                                "messages": messages,
+                            },
+                        }
+                    ],
+                }
+            ],
+        }
         body = json.dumps(payload).encode()
         signature = "sha256=" + hmac.new(self.meta_secret, body, hashlib.sha256).hexdigest()
         return META_PATH, body, {"X-Hub-Signature-256": signature, "Content-Type": "application/json"}
@@ -180,12 +208,19 @@ async def run(args: argparse.Namespace, settings: Settings) -> int:
     print(summary_line("latency (from send)", out.service_ms))
     print(summary_line("client send lag", out.send_lag_ms))
     if args.json:
-        print(json.dumps({
-            "requests": total, "events": events, "sendRate": total / sending_s, "answeredRate": ok / elapsed_s,
-            "statuses": dict(out.statuses),
-            "latencyMs": {f"p{q}": percentile(out.latencies_ms, q) for q in (50, 95, 99)}
-            | {"max": max(out.latencies_ms, default=0)},
-        }))  # fmt: skip
+        print(
+            json.dumps(
+                {
+                    "requests": total,
+                    "events": events,
+                    "sendRate": total / sending_s,
+                    "answeredRate": ok / elapsed_s,
+                    "statuses": dict(out.statuses),
+                    "latencyMs": {f"p{q}": percentile(out.latencies_ms, q) for q in (50, 95, 99)}
+                    | {"max": max(out.latencies_ms, default=0)},
+                }
+            )
+        )
     return 0 if ok == total else 1
 
 

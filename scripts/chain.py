@@ -104,8 +104,11 @@ async def link(base_url: str, jwt: str, key: str) -> dict[str, Any]:
             challenge = await r.json()
             if r.status != 201:
                 raise ChainScriptError(f"challenge: HTTP {r.status}: {challenge}")
-        body = {"address": Account.from_key(key).address, "signature": sign(challenge["message"], key),
-                "nonce": challenge["nonce"]}  # fmt: skip
+        body = {
+            "address": Account.from_key(key).address,
+            "signature": sign(challenge["message"], key),
+            "nonce": challenge["nonce"],
+        }
         async with http.post("api/wallet/link", json=body, headers=headers) as r:
             answer = await r.json()
             if r.status not in (200, 201):
@@ -119,17 +122,21 @@ async def _run(args: argparse.Namespace) -> str:
     try:
         info = await chain.resolve(w3, settings)
         if args.command == "info":
-            return (f"chain id   {info.chain_id}\ntoken      {info.token} (BEZ, {info.decimals} decimals)\n"
-                    f"treasury   {info.treasury}\nblock      {await w3.eth.block_number}\n"
-                    f"rpc        {chain.rpc_url(settings)}")  # fmt: skip
+            return (
+                f"chain id   {info.chain_id}\ntoken      {info.token} (BEZ, {info.decimals} decimals)\n"
+                f"treasury   {info.treasury}\nblock      {await w3.eth.block_number}\n"
+                f"rpc        {chain.rpc_url(settings)}"
+            )
         if args.command == "mint":
             receipt = await mint(w3, info, args.address, parse_units(args.amount, info.decimals), args.key)
             return f"minted {args.amount} BEZ to {to_checksum_address(args.address)} in block {receipt['blockNumber']}"
         if args.command == "transfer":
             receipt = await transfer(w3, info, args.key, parse_units(args.amount, info.decimals), args.to)
             target = "the treasury" if args.to is None else to_checksum_address(args.to)
-            return (f"sent {args.amount} BEZ to {target} in block {receipt['blockNumber']},"
-                    f" tx {receipt['transactionHash'].to_0x_hex()}")  # fmt: skip
+            return (
+                f"sent {args.amount} BEZ to {target} in block {receipt['blockNumber']},"
+                f" tx {receipt['transactionHash'].to_0x_hex()}"
+            )
         if args.command == "balance":
             return f"{format_units(await chain.balance_of(w3, info, args.address), info.decimals)} BEZ"
         if args.command == "mine":
@@ -144,8 +151,9 @@ async def _run(args: argparse.Namespace) -> str:
 
 def main() -> int:
     pin_recursion_limit()  # eth_account's py_ecc raised it on import (infra/recursion_limit.py)
-    parser = argparse.ArgumentParser(prog="python -m scripts.chain", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    parser = argparse.ArgumentParser(
+        prog="python -m scripts.chain", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("info", help="token, treasury and block height")
     sub.add_parser("account", help="print a new key pair (a test wallet)")

@@ -58,8 +58,9 @@ def _queue(value: str) -> str:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m scripts.dlq", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    parser = argparse.ArgumentParser(
+        prog="python -m scripts.dlq", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     helps = {
         "list": "show dead messages with their error and traceback tail",
@@ -106,10 +107,18 @@ def _time(moment) -> str:
 def _table(found: list[DeadMessage]) -> str:
     header = ("QUEUE", "ACTOR", "MESSAGE ID", "COMMAND ID", "TYPE", "ENQUEUED", "FAILED", "RETRIES")
     rows = [
-        (d.queue, d.actor or "-", d.message_id or "-", d.command_id or "-", d.command_type or "-",
-         _time(d.enqueued_at), _time(d.failed_at), str(d.retries))
+        (
+            d.queue,
+            d.actor or "-",
+            d.message_id or "-",
+            d.command_id or "-",
+            d.command_type or "-",
+            _time(d.enqueued_at),
+            _time(d.failed_at),
+            str(d.retries),
+        )
         for d in found
-    ]  # fmt: skip
+    ]
     widths = [max(len(str(c)) for c in col) for col in zip(header, *rows, strict=False)]
     lines = []
     for i, row in enumerate([header, *rows]):

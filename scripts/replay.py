@@ -83,8 +83,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def filters_of(args: argparse.Namespace) -> event_log.Filters | None:
     if args.since is None:
         return None
-    return event_log.Filters(args.since, args.until or datetime.now(UTC), tuple(args.type), args.user, args.tenant,
-                             tuple(args.status), queues_of(args.queue) if args.queue else ())  # fmt: skip
+    return event_log.Filters(
+        args.since,
+        args.until or datetime.now(UTC),
+        tuple(args.type),
+        args.user,
+        args.tenant,
+        tuple(args.status),
+        queues_of(args.queue) if args.queue else (),
+    )
 
 
 class RateColumn(ProgressColumn):
@@ -143,8 +150,9 @@ class Report:
         }
 
 
-async def _batches(pool: asyncpg.Pool, file_jobs: list[Job], filters: event_log.Filters | None
-                   ) -> AsyncIterator[list[Job]]:  # fmt: skip
+async def _batches(
+    pool: asyncpg.Pool, file_jobs: list[Job], filters: event_log.Filters | None
+) -> AsyncIterator[list[Job]]:
     """The file's commands, then the log's, in batches; each command id once."""
     seen: set[str] = set()
 
@@ -185,9 +193,16 @@ async def dry_run(pool: asyncpg.Pool, file_jobs: list[Job], filters: event_log.F
     return 0
 
 
-async def replay(pool: asyncpg.Pool, publisher: CommandPublisher, file_jobs: list[Job],
-                 filters: event_log.Filters | None, rate: float | None, wait_s: float, progress: Progress,
-                 report: Report) -> None:  # fmt: skip
+async def replay(
+    pool: asyncpg.Pool,
+    publisher: CommandPublisher,
+    file_jobs: list[Job],
+    filters: event_log.Filters | None,
+    rate: float | None,
+    wait_s: float,
+    progress: Progress,
+    report: Report,
+) -> None:
     total = len({j.command_id for j in file_jobs})
     if filters is not None:
         total += sum(n for _, _, n in await event_log.counts(pool, filters))
@@ -210,8 +225,9 @@ async def replay(pool: asyncpg.Pool, publisher: CommandPublisher, file_jobs: lis
     await wait_for_outcomes(pool, before, wait_s, progress, report)
 
 
-async def wait_for_outcomes(pool: asyncpg.Pool, before: dict[str, event_log.Mark | None], wait_s: float,
-                            progress: Progress, report: Report) -> None:  # fmt: skip
+async def wait_for_outcomes(
+    pool: asyncpg.Pool, before: dict[str, event_log.Mark | None], wait_s: float, progress: Progress, report: Report
+) -> None:
     waiting = progress.add_task("outcomes", total=len(before))
     pending = set(before)
     deadline = time.monotonic() + wait_s
@@ -233,8 +249,9 @@ def print_report(report: Report, out: Console, as_json: bool) -> None:
     if as_json:
         print(json.dumps(report.as_dict()))
         return
-    out.print(f"published {report.published}" + (f", NOT published {len(report.unpublished)}" if report.unpublished
-                                                   else ""))  # fmt: skip
+    out.print(
+        f"published {report.published}" + (f", NOT published {len(report.unpublished)}" if report.unpublished else "")
+    )
     for verdict in ("re-applied", "no-op", "failed", "pending"):
         out.print(f"  {verdict:<11} {report.count(verdict):>8}")
     for verdict in ("failed", "pending"):
@@ -265,8 +282,13 @@ async def main_async(args: argparse.Namespace, file_jobs: list[Job], report: Rep
             queue_type=settings.amqp_queue_type,
         )
         await publisher.start()
-        columns = (TextColumn("{task.description:<10}"), BarColumn(), MofNCompleteColumn(), RateColumn(),
-                   TimeElapsedColumn())  # fmt: skip
+        columns = (
+            TextColumn("{task.description:<10}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            RateColumn(),
+            TimeElapsedColumn(),
+        )
         try:
             with Progress(*columns, console=Console(stderr=True)) as progress:
                 await replay(pool, publisher, file_jobs, filters, args.rate, args.wait, progress, report)

@@ -40,10 +40,17 @@ def _interval(value: str) -> float:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m scripts.status", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
-    parser.add_argument("--watch", nargs="?", const=2.0, type=_interval, metavar="S",
-                        help="refresh every S seconds (default 2) until Ctrl-C")  # fmt: skip
+    parser = argparse.ArgumentParser(
+        prog="python -m scripts.status", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--watch",
+        nargs="?",
+        const=2.0,
+        type=_interval,
+        metavar="S",
+        help="refresh every S seconds (default 2) until Ctrl-C",
+    )
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
     return parser
 

@@ -34,8 +34,9 @@ def _channel(value: str) -> tuple[str, str]:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m scripts.tenants", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    parser = argparse.ArgumentParser(
+        prog="python -m scripts.tenants", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     add = sub.add_parser("add", help="create a tenant")
     add.add_argument("tenant_id")
@@ -73,9 +74,14 @@ async def run(args: argparse.Namespace, settings: Settings) -> int:
         else:
             auto = None if args.auto_reply is None else args.auto_reply == "on"
             tenant = await tenants.update(
-                pool, args.tenant_id, name=args.name, system_prompt=args.prompt, auto_reply=auto,
-                add_channels=args.add_channel, remove_channels=args.remove_channel,
-            )  # fmt: skip
+                pool,
+                args.tenant_id,
+                name=args.name,
+                system_prompt=args.prompt,
+                auto_reply=auto,
+                add_channels=args.add_channel,
+                remove_channels=args.remove_channel,
+            )
         if tenant is None:
             print(f"no tenant {args.tenant_id!r}", file=sys.stderr)
             return 1

@@ -24,8 +24,9 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def spawn(args: list[str], log_dir: Path, name: str) -> subprocess.Popen:
     log = open(log_dir / f"{name}.log", "ab")
-    proc = subprocess.Popen([sys.executable, *args], cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
-                            start_new_session=True)  # fmt: skip
+    proc = subprocess.Popen(
+        [sys.executable, *args], cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+    )
     log.close()
     return proc
 
@@ -78,23 +79,30 @@ def main() -> int:
     args.logs.mkdir(exist_ok=True)
 
     procs = [
-        spawn(["-m", "workers", "--queues", "chat", "--processes", str(args.processes),
-               "--threads", str(args.threads)], args.logs, "workers-chat"),
+        spawn(
+            ["-m", "workers", "--queues", "chat", "--processes", str(args.processes), "--threads", str(args.threads)],
+            args.logs,
+            "workers-chat",
+        ),
         # Provider calls wait on the network: one process, many threads, many sends in flight.
-        spawn(["-m", "workers", "--queues", "outbound", "--processes", "1", "--threads", "128"],
-              args.logs, "workers-outbound"),
+        spawn(
+            ["-m", "workers", "--queues", "outbound", "--processes", "1", "--threads", "128"],
+            args.logs,
+            "workers-outbound",
+        ),
         # Model calls, likewise: each thread awaits one call on the process's event loop.
-        spawn(["-m", "workers", "--queues", "ai", "--processes", "1", "--threads", "256"],
-              args.logs, "workers-ai"),
+        spawn(["-m", "workers", "--queues", "ai", "--processes", "1", "--threads", "256"], args.logs, "workers-ai"),
         # Credits coming in and moving between people (Stripe, LemonSqueezy, plans, tips, calls).
-        spawn(["-m", "workers", "--queues", "billing", "--processes", "1", "--threads", "16"],
-              args.logs, "workers-billing"),
+        spawn(
+            ["-m", "workers", "--queues", "billing", "--processes", "1", "--threads", "16"],
+            args.logs,
+            "workers-billing",
+        ),
         # BEZ deposits: the watcher (hosting the embedded dev chain unless WEB3_PROVIDER_URL is set)
         # publishes confirmed transfers to the treasury; the chain pool credits them.
         spawn(["-m", "workers.chain_watcher"], args.logs, "chain-watcher"),
-        spawn(["-m", "workers", "--queues", "chain", "--processes", "1", "--threads", "4"],
-              args.logs, "workers-chain"),
-    ]  # fmt: skip
+        spawn(["-m", "workers", "--queues", "chain", "--processes", "1", "--threads", "4"], args.logs, "workers-chain"),
+    ]
     for port in args.ports:
         procs.append(
             spawn(["-m", "ingress", "--host", settings.host, "--port", str(port)], args.logs, f"ingress-{port}")

@@ -222,7 +222,11 @@ async def _reverse(conn: asyncpg.Connection, payment_ref: str, amount_paid: int,
     owed = await receivables.outstanding(conn, account)
     log.info("billing.refunded", purchase_ref=ref, reversed=due, taken=taken, shortfall=short, owed=owed)
     refunded = CreditsRefunded(
-        provider=purchase.provider, purchaseRef=ref, creditsReversed=due, taken=taken, owed=owed,
+        provider=purchase.provider,
+        purchaseRef=ref,
+        creditsReversed=due,
+        taken=taken,
+        owed=owed,
         balance=balance.credits - taken,
-    )  # fmt: skip
+    )
     return [emit("creditsRefunded", user_channel(user_id), refunded.model_dump(mode="json"))]

@@ -227,15 +227,26 @@ async def end_dropped(pool: asyncpg.Pool, call_id: str, dropped_ms: int, signup_
 
 def _started(call: Call) -> dict[str, Any]:
     return CallStarted(
-        callId=call.call_id, callerId=call.caller_id, calleeId=call.callee_id, startedAt=call.started_ms,
-        pricePerMinute=call.price_per_minute, feePct=call.fee_pct, minuteSeconds=call.minute_ms / 1000,
-        minutesCharged=call.minutes_charged, creditsCharged=call.credits_charged,
-    ).model_dump(mode="json")  # fmt: skip
+        callId=call.call_id,
+        callerId=call.caller_id,
+        calleeId=call.callee_id,
+        startedAt=call.started_ms,
+        pricePerMinute=call.price_per_minute,
+        feePct=call.fee_pct,
+        minuteSeconds=call.minute_ms / 1000,
+        minutesCharged=call.minutes_charged,
+        creditsCharged=call.credits_charged,
+    ).model_dump(mode="json")
 
 
 def _ended(call: Call) -> dict[str, Any]:
     return CallEnded(
-        callId=call.call_id, reason=call.end_reason, callerId=call.caller_id, calleeId=call.callee_id,
-        startedAt=call.started_ms, endedAt=call.ended_ms, minutesCharged=call.minutes_charged,
+        callId=call.call_id,
+        reason=call.end_reason,
+        callerId=call.caller_id,
+        calleeId=call.callee_id,
+        startedAt=call.started_ms,
+        endedAt=call.ended_ms,
+        minutesCharged=call.minutes_charged,
         creditsCharged=call.credits_charged,
-    ).model_dump(mode="json")  # fmt: skip
+    ).model_dump(mode="json")

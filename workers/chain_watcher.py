@@ -51,8 +51,13 @@ class ChainWatcher:
     async def info(self) -> ChainInfo:
         if self._info is None:
             self._info = await chain.resolve(self._w3, self._settings)
-            log.info("chain.watching", chain_key=self._info.key, token=self._info.token,
-                     treasury=self._info.treasury, decimals=self._info.decimals)  # fmt: skip
+            log.info(
+                "chain.watching",
+                chain_key=self._info.key,
+                token=self._info.token,
+                treasury=self._info.treasury,
+                decimals=self._info.decimals,
+            )
         return self._info
 
     async def cursor(self, info: ChainInfo) -> int:
@@ -149,9 +154,14 @@ class ChainWatcher:
 def _command(info: ChainInfo, d: Deposit, make_id: Callable[[str, int], str]) -> ChainDeposit:
     return ChainDeposit(
         command_id=make_id(d.tx_hash, d.log_index),
-        chain_key=info.key, tx_hash=d.tx_hash, log_index=d.log_index, block_number=d.block_number,
-        from_address=d.from_address, amount=d.amount, decimals=info.decimals,
-    )  # fmt: skip
+        chain_key=info.key,
+        tx_hash=d.tx_hash,
+        log_index=d.log_index,
+        block_number=d.block_number,
+        from_address=d.from_address,
+        amount=d.amount,
+        decimals=info.decimals,
+    )
 
 
 async def _main(serve_only: bool) -> None:

@@ -57,8 +57,9 @@ async def send_message(
         return tx.outcome
 
 
-async def apply_sends(conn: asyncpg.Connection, claimed: Sequence[tuple[SendChatMessage, CommandTx]],
-                      terms: ChatTerms) -> None:  # fmt: skip
+async def apply_sends(
+    conn: asyncpg.Connection, claimed: Sequence[tuple[SendChatMessage, CommandTx]], terms: ChatTerms
+) -> None:
     """Charge and store every claimed chat message, in order, with a fixed number of statements.
 
     One message alone, or a whole batch: the senders' accounts are locked in one statement (in
@@ -115,8 +116,9 @@ class _Book:
         now, words = cmd.accepted_at_ms / 1000, count_words(cmd.message)
         account = ledger.user_account(cmd.user_id)
         debts = self.debts.get(account, [])
-        spend = decide_spend(self.balances[account], debts, Words(words), now=now, policy=terms.policy,
-                             quota=self._quota(cmd))  # fmt: skip
+        spend = decide_spend(
+            self.balances[account], debts, Words(words), now=now, policy=terms.policy, quota=self._quota(cmd)
+        )
         self.balances[account] = spend.balance
         if spend.settlements:
             self.settlements += [(account, s) for s in spend.settlements]
@@ -211,9 +213,15 @@ def _credit_error(cmd: SendChatMessage, blocked: Blocked, recharge_url: str) -> 
 
 def _debt_error(cmd: SendChatMessage, credits: int, words_left: int, owed: int, recharge_url: str) -> dict:
     return CreditError(
-        message=debt_message(owed), clientMessageId=cmd.client_message_id, messageId=cmd.message_id,
-        roomId=cmd.room_id, required=owed, credits=credits, wordsLeft=words_left, rechargeUrl=recharge_url,
-    ).model_dump(mode="json")  # fmt: skip
+        message=debt_message(owed),
+        clientMessageId=cmd.client_message_id,
+        messageId=cmd.message_id,
+        roomId=cmd.room_id,
+        required=owed,
+        credits=credits,
+        wordsLeft=words_left,
+        rechargeUrl=recharge_url,
+    ).model_dump(mode="json")
 
 
 def _credit_warning(outcome: Charged, policy: CreditPolicy) -> dict:
@@ -231,8 +239,13 @@ async def mark_read(pool: asyncpg.Pool, cmd: MarkMessageRead) -> Outcome:
         if tx.replayed:
             return tx.replayed
         if not await messages.mark_read(tx.conn, cmd.room_id, cmd.user_id, cmd.message_id):
-            error = {"code": "bad_request", "message": f"unknown message {cmd.message_id} in {cmd.room_id}",
-                     "event": "mark-read", "roomId": cmd.room_id, "messageId": cmd.message_id}  # fmt: skip
+            error = {
+                "code": "bad_request",
+                "message": f"unknown message {cmd.message_id} in {cmd.room_id}",
+                "event": "mark-read",
+                "roomId": cmd.room_id,
+                "messageId": cmd.message_id,
+            }
             return tx.reject([emit("error", user_channel(cmd.user_id), error)])
         read = MessageRead(roomId=cmd.room_id, messageId=cmd.message_id, userId=cmd.user_id)
         return tx.apply([emit("messageRead", room_channel(cmd.room_id), read.model_dump(mode="json"))])

@@ -57,8 +57,12 @@ class EventLog(Middleware):
         if isinstance(result, str) and result in _STATUSES:
             self._log(message, result)
         else:
-            log.warning("event_log.no_status", actor=message.actor_name, message_id=message.message_id,
-                        result=repr(result)[:200])  # fmt: skip
+            log.warning(
+                "event_log.no_status",
+                actor=message.actor_name,
+                message_id=message.message_id,
+                result=repr(result)[:200],
+            )
 
     def after_skip_message(self, broker, message) -> None:
         if message.failed:  # skipped for good, e.g. too old for its age limit

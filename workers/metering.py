@@ -81,8 +81,12 @@ async def _send(client: MeterClient, row: UsageRow) -> bool:
         await client.stripe.v1.billing.meter_events.create_async(params, {"idempotency_key": f"meter-{row.call_id}"})
         return True
     except stripe.StripeError as exc:
-        log.warning("metering.send_failed", call_id=str(row.call_id), error=str(exc)[:300],
-                    http_status=getattr(exc, "http_status", None))  # fmt: skip
+        log.warning(
+            "metering.send_failed",
+            call_id=str(row.call_id),
+            error=str(exc)[:300],
+            http_status=getattr(exc, "http_status", None),
+        )
         return False
 
 

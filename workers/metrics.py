@@ -84,9 +84,11 @@ class WorkerMetrics(Middleware):
         registry = CollectorRegistry()  # the samples live in the files; this only avoids global clashes
         labels = ["queue", "actor"]
         self.processed = Counter(
-            "gatekeeper_worker_messages_processed", "Messages processed (successfully or not).", labels,
+            "gatekeeper_worker_messages_processed",
+            "Messages processed (successfully or not).",
+            labels,
             registry=registry,
-        )  # fmt: skip
+        )
         self.failed = Counter(
             "gatekeeper_worker_messages_failed", "Messages whose actor raised.", labels, registry=registry
         )
@@ -94,17 +96,25 @@ class WorkerMetrics(Middleware):
             "gatekeeper_worker_messages_retried", "Messages re-enqueued for a retry.", labels, registry=registry
         )
         self.dead_lettered = Counter(
-            "gatekeeper_worker_messages_dead_lettered", "Messages sent to the dead-letter queue.", labels,
+            "gatekeeper_worker_messages_dead_lettered",
+            "Messages sent to the dead-letter queue.",
+            labels,
             registry=registry,
-        )  # fmt: skip
+        )
         self.in_progress = Gauge(
-            "gatekeeper_worker_messages_in_progress", "Messages being processed now.", labels,
-            registry=registry, multiprocess_mode="livesum",
-        )  # fmt: skip
+            "gatekeeper_worker_messages_in_progress",
+            "Messages being processed now.",
+            labels,
+            registry=registry,
+            multiprocess_mode="livesum",
+        )
         self.duration = Histogram(
-            "gatekeeper_worker_message_duration_seconds", "Time an actor spent on one message.", labels,
-            buckets=DURATION_BUCKETS, registry=registry,
-        )  # fmt: skip
+            "gatekeeper_worker_message_duration_seconds",
+            "Time an actor spent on one message.",
+            labels,
+            buckets=DURATION_BUCKETS,
+            registry=registry,
+        )
 
     def before_process_message(self, broker: Any, message: Any) -> None:
         self._started[message.message_id] = time.perf_counter()

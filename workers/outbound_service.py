@@ -171,12 +171,17 @@ async def deliver(pool: asyncpg.Pool, locks: SendLocks, send: Send, message_id: 
         decided = await claim(pool, key, max_claims)
         row = decided.row
         if decided.action == "settled":
-            return Outcome("duplicate", status_emits(row, row.status, row.error_code, row.error_message),
-                           row.provider_message_id, row.error_code)  # fmt: skip
+            return Outcome(
+                "duplicate",
+                status_emits(row, row.status, row.error_code, row.error_message),
+                row.provider_message_id,
+                row.error_code,
+            )
         if decided.action == "exhausted":
             log.error("outbound.unconfirmed", message_id=message_id, attempts=row.attempts)
-            return Outcome("failed", status_emits(row, row.status, row.error_code, row.error_message),
-                           None, row.error_code)  # fmt: skip
+            return Outcome(
+                "failed", status_emits(row, row.status, row.error_code, row.error_message), None, row.error_code
+            )
 
         try:
             provider_message_id = await send(provider_message(row))

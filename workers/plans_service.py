@@ -85,9 +85,16 @@ def invoice_prices(inv: dict[str, Any]) -> list[str]:
 
 
 async def _store_plan(
-    conn: asyncpg.Connection, user_id: str, cmd: StripeEvent, *, plan: str, status: str, customer: str | None,
-    subscription: str | None, period_end: datetime | None = None,
-) -> None:  # fmt: skip
+    conn: asyncpg.Connection,
+    user_id: str,
+    cmd: StripeEvent,
+    *,
+    plan: str,
+    status: str,
+    customer: str | None,
+    subscription: str | None,
+    period_end: datetime | None = None,
+) -> None:
     state = subscriptions.PlanState(
         plan=plan,
         status=status,
@@ -128,9 +135,12 @@ async def _plan_updated(conn: asyncpg.Connection, catalog: PlanCatalog, user_id:
     plan, status = await subscriptions.plan_and_status(conn, user_id)
     credits = await ledger.credits_of(conn, ledger.user_account(user_id))
     event = PlanUpdated(
-        plan=catalog.effective(plan, status).name, subscribedPlan=plan, status=status,
-        creditsGranted=result.get("granted", 0), credits=credits or 0,
-    )  # fmt: skip
+        plan=catalog.effective(plan, status).name,
+        subscribedPlan=plan,
+        status=status,
+        creditsGranted=result.get("granted", 0),
+        credits=credits or 0,
+    )
     return emit("planUpdated", user_channel(user_id), event.model_dump(mode="json"))
 
 
@@ -159,10 +169,12 @@ async def _subscription_event(
     plan = catalog.by_price(subscription_price(sub)) or catalog.get(_get(sub, "metadata", "plan"))
     if plan is None:
         return "rejected", {**base, "reason": "unknown_plan", "price": subscription_price(sub)}
-    period_end = _ts(sub.get("current_period_end")) or _ts(_get((_get(sub, "items", "data") or [{}])[0],
-                                                                "current_period_end"))  # fmt: skip
-    await _store_plan(conn, user_id, cmd, plan=plan.name, status=status, customer=customer, subscription=sub_id,
-                      period_end=period_end)  # fmt: skip
+    period_end = _ts(sub.get("current_period_end")) or _ts(
+        _get((_get(sub, "items", "data") or [{}])[0], "current_period_end")
+    )
+    await _store_plan(
+        conn, user_id, cmd, plan=plan.name, status=status, customer=customer, subscription=sub_id, period_end=period_end
+    )
     return "applied", {**base, "plan": plan.name, "status": status}
 
 

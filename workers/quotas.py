@@ -17,17 +17,23 @@ from infra import plan_usage
 from schemas.socket_events import QuotaExceeded
 
 
-def quota_exceeded(quota: Quota, message_id: str | None = None, client_message_id: str | None = None,
-                   room_id: str | None = None) -> dict:  # fmt: skip
+def quota_exceeded(
+    quota: Quota, message_id: str | None = None, client_message_id: str | None = None, room_id: str | None = None
+) -> dict:
     """The ``quotaExceeded`` event for a refused spend."""
     what = "messages" if quota.kind == "messages" else "AI tokens"
     resets = resets_at(quota.day).isoformat().replace("+00:00", "Z")
     return QuotaExceeded(
-        kind=quota.kind, limit=quota.limit, used=quota.used, plan=quota.plan, resetsAt=resets,
-        message=f"Daily quota reached: the {quota.plan} plan allows {quota.limit} {what} a day;"
-                f" it resets at {resets}.",
-        messageId=message_id, clientMessageId=client_message_id, roomId=room_id,
-    ).model_dump(mode="json")  # fmt: skip
+        kind=quota.kind,
+        limit=quota.limit,
+        used=quota.used,
+        plan=quota.plan,
+        resetsAt=resets,
+        message=f"Daily quota reached: the {quota.plan} plan allows {quota.limit} {what} a day; it resets at {resets}.",
+        messageId=message_id,
+        clientMessageId=client_message_id,
+        roomId=room_id,
+    ).model_dump(mode="json")
 
 
 async def message_quota(conn: asyncpg.Connection, catalog: PlanCatalog, user_id: str, at: float) -> Quota | None:

@@ -83,8 +83,9 @@ def _replay_or_conflict(cmd: SendTipCommand, stored: inbox.Stored | None, replay
         notice = TipFailed(
             code="duplicate_tip_id",
             message=f"clientTipId {cmd.client_tip_id!r} was already used for a different tip; nothing moved",
-            tipId=cmd.tip_id, clientTipId=cmd.client_tip_id,
-        )  # fmt: skip
+            tipId=cmd.tip_id,
+            clientTipId=cmd.client_tip_id,
+        )
         return Outcome(False, "rejected", [emit("error", user_channel(cmd.user_id), notice.model_dump(mode="json"))])
     return replayed
 
@@ -100,9 +101,17 @@ def _credit_error(
 ) -> Outcome:
     """``creditError`` to the sender; nothing moved (beyond settling what the sender owed)."""
     error = TipCreditError(
-        code=code, message=message, tipId=cmd.tip_id, clientTipId=cmd.client_tip_id, toUserId=cmd.to_user_id,
-        roomId=cmd.room_id, required=cmd.credits, credits=credits, owed=owed, rechargeUrl=recharge_url,
-    )  # fmt: skip
+        code=code,
+        message=message,
+        tipId=cmd.tip_id,
+        clientTipId=cmd.client_tip_id,
+        toUserId=cmd.to_user_id,
+        roomId=cmd.room_id,
+        required=cmd.credits,
+        credits=credits,
+        owed=owed,
+        rechargeUrl=recharge_url,
+    )
     return tx.reject([emit("creditError", user_channel(cmd.user_id), error.model_dump(mode="json"))], tip=_terms(cmd))
 
 
@@ -113,13 +122,23 @@ def _reject(tx: CommandTx, cmd: SendTipCommand, code: str, message: str) -> Outc
 
 def _applied_emits(cmd: SendTipCommand, sender_after: int, recipient_after: int) -> list[Emit]:
     received = TipReceived(
-        tipId=cmd.tip_id, fromUserId=cmd.user_id, fromUsername=sanitize_text(cmd.username), credits=cmd.credits,
-        roomId=cmd.room_id, timestamp=cmd.accepted_at_ms, balance=recipient_after,
-    )  # fmt: skip
+        tipId=cmd.tip_id,
+        fromUserId=cmd.user_id,
+        fromUsername=sanitize_text(cmd.username),
+        credits=cmd.credits,
+        roomId=cmd.room_id,
+        timestamp=cmd.accepted_at_ms,
+        balance=recipient_after,
+    )
     sent = TipSent(
-        tipId=cmd.tip_id, clientTipId=cmd.client_tip_id, toUserId=cmd.to_user_id, credits=cmd.credits,
-        roomId=cmd.room_id, timestamp=cmd.accepted_at_ms, balance=sender_after,
-    )  # fmt: skip
+        tipId=cmd.tip_id,
+        clientTipId=cmd.client_tip_id,
+        toUserId=cmd.to_user_id,
+        credits=cmd.credits,
+        roomId=cmd.room_id,
+        timestamp=cmd.accepted_at_ms,
+        balance=sender_after,
+    )
     return [
         emit("tipReceived", user_channel(cmd.to_user_id), received.model_dump(mode="json")),
         emit("tipSent", user_channel(cmd.user_id), sent.model_dump(mode="json")),

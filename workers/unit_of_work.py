@@ -40,8 +40,9 @@ class CommandTx:
 
     __slots__ = ("_outcome", "_result", "_twin", "_user_id", "conn", "key", "stored")
 
-    def __init__(self, conn: asyncpg.Connection, key: inbox.Key, stored: inbox.Stored | None,
-                 twin: CommandTx | None = None) -> None:  # fmt: skip
+    def __init__(
+        self, conn: asyncpg.Connection, key: inbox.Key, stored: inbox.Stored | None, twin: CommandTx | None = None
+    ) -> None:
         self.conn = conn
         self.key = key
         self.stored = stored  # the earlier outcome, for a command applied before
@@ -91,8 +92,9 @@ class CommandTx:
         """The command was refused: nothing it asked for happened (its notices still go out)."""
         return self._decide("rejected", emits, follow_ups, result)
 
-    def _decide(self, status: inbox.Status, emits: Sequence[Emit], follow_ups: Sequence[FollowUp],
-                result: dict[str, Any]) -> Outcome:  # fmt: skip
+    def _decide(
+        self, status: inbox.Status, emits: Sequence[Emit], follow_ups: Sequence[FollowUp], result: dict[str, Any]
+    ) -> Outcome:
         if self.stored is not None or self._twin is not None:
             raise UndecidedCommand(f"command {self.command_id} was applied before: replay it, do not decide it")
         if self._outcome is not None:

@@ -63,15 +63,25 @@ def uid(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:8]}"
 
 
-async def test_an_operator_takes_over_and_replies_to_a_whatsapp_message(web_stack, fake_twilio, http, new_page,
-                                                                        screenshot):  # fmt: skip
+async def test_an_operator_takes_over_and_replies_to_a_whatsapp_message(
+    web_stack, fake_twilio, http, new_page, screenshot
+):
     tenant_id, number, contact = uid("shop"), f"+1555{uuid.uuid4().int % 10**7:07d}", "+34612345678"
-    async with http.post(web_stack.url("/api/admin/tenants"), headers=ADMIN, json={
-        "tenantId": tenant_id, "name": "Shop", "channels": [{"channel": "twilio_whatsapp", "address": number}],
-    }) as r:  # fmt: skip
+    async with http.post(
+        web_stack.url("/api/admin/tenants"),
+        headers=ADMIN,
+        json={
+            "tenantId": tenant_id,
+            "name": "Shop",
+            "channels": [{"channel": "twilio_whatsapp", "address": number}],
+        },
+    ) as r:
         assert r.status == 201, await r.text()
-    async with http.post(web_stack.url(f"/api/admin/tenants/{tenant_id}/grant"), headers=ADMIN,
-                         json={"credits": 3, "reason": "t", "idempotencyKey": "k"}) as r:  # fmt: skip
+    async with http.post(
+        web_stack.url(f"/api/admin/tenants/{tenant_id}/grant"),
+        headers=ADMIN,
+        json={"credits": 3, "reason": "t", "idempotencyKey": "k"},
+    ) as r:
         assert r.status == 201
 
     # Olga signs in with the console's own dev-token form; Pablo, a second operator, by token.
@@ -87,14 +97,22 @@ async def test_an_operator_takes_over_and_replies_to_a_whatsapp_message(web_stac
     await expect(olga.locator("#connection")).to_have_text("Connected")
     pablo = await new_page()
     await sign_in_with_token(
-        pablo, web_stack.url("/console", node=1),
+        pablo,
+        web_stack.url("/console", node=1),
         await dev_token(http, web_stack, uid("pablo"), "Pablo", role="operator", tenant=tenant_id),
-    )  # fmt: skip
+    )
     await expect(pablo.locator("#connection")).to_have_text("Connected")
 
-    inbound = {"MessageSid": f"SM{uuid.uuid4().hex}", "AccountSid": fake_twilio.account_sid,
-               "From": f"whatsapp:{contact}", "To": f"whatsapp:{number}", "Body": "¿Hacen envíos a Sevilla?",
-               "ProfileName": "Marta", "NumMedia": "0", "SmsStatus": "received"}  # fmt: skip
+    inbound = {
+        "MessageSid": f"SM{uuid.uuid4().hex}",
+        "AccountSid": fake_twilio.account_sid,
+        "From": f"whatsapp:{contact}",
+        "To": f"whatsapp:{number}",
+        "Body": "¿Hacen envíos a Sevilla?",
+        "ProfileName": "Marta",
+        "NumMedia": "0",
+        "SmsStatus": "received",
+    }
     status, _, _ = await post_twilio(http, web_stack.url("/webhooks/twilio"), inbound)
     assert status == 200
 
@@ -125,8 +143,13 @@ async def test_an_operator_takes_over_and_replies_to_a_whatsapp_message(web_stac
     assert request.fields["To"] == f"whatsapp:{contact}" and request.fields["From"] == f"whatsapp:{number}"
     assert request.fields["Body"] == "Sí, en 48 horas."
 
-    callback = {"MessageSid": request.provider_id, "MessageStatus": "delivered", "AccountSid": fake_twilio.account_sid,
-                "To": f"whatsapp:{contact}", "From": f"whatsapp:{number}"}  # fmt: skip
+    callback = {
+        "MessageSid": request.provider_id,
+        "MessageStatus": "delivered",
+        "AccountSid": fake_twilio.account_sid,
+        "To": f"whatsapp:{contact}",
+        "From": f"whatsapp:{number}",
+    }
     status, _, _ = await post_twilio(http, web_stack.url("/webhooks/twilio"), callback)
     assert status == 200
     await expect(sent.get_by_test_id("delivery-status")).to_have_text("delivered")
@@ -143,13 +166,26 @@ async def test_an_operator_takes_over_and_replies_to_a_whatsapp_message(web_stac
 
 async def test_an_admin_picks_a_tenant_and_reads_its_inbox(web_stack, fake_twilio, http, new_page, screenshot):
     tenant_id, number = uid("shop"), f"+1555{uuid.uuid4().int % 10**7:07d}"
-    async with http.post(web_stack.url("/api/admin/tenants"), headers=ADMIN, json={
-        "tenantId": tenant_id, "name": "Tienda", "channels": [{"channel": "twilio_whatsapp", "address": number}],
-    }) as r:  # fmt: skip
+    async with http.post(
+        web_stack.url("/api/admin/tenants"),
+        headers=ADMIN,
+        json={
+            "tenantId": tenant_id,
+            "name": "Tienda",
+            "channels": [{"channel": "twilio_whatsapp", "address": number}],
+        },
+    ) as r:
         assert r.status == 201, await r.text()
-    inbound = {"MessageSid": f"SM{uuid.uuid4().hex}", "AccountSid": fake_twilio.account_sid,
-               "From": "whatsapp:+34699000111", "To": f"whatsapp:{number}", "Body": "Quiero dos cajas",
-               "ProfileName": "Luis", "NumMedia": "0", "SmsStatus": "received"}  # fmt: skip
+    inbound = {
+        "MessageSid": f"SM{uuid.uuid4().hex}",
+        "AccountSid": fake_twilio.account_sid,
+        "From": "whatsapp:+34699000111",
+        "To": f"whatsapp:{number}",
+        "Body": "Quiero dos cajas",
+        "ProfileName": "Luis",
+        "NumMedia": "0",
+        "SmsStatus": "received",
+    }
     status, _, _ = await post_twilio(http, web_stack.url("/webhooks/twilio"), inbound)
     assert status == 200
 

@@ -310,8 +310,10 @@ async def _insert_known_rows(pool: asyncpg.Pool) -> None:
             assert await ledger.transfer(conn, account, ledger.REVENUE, amount, kind, f"series-{i}")
             await conn.execute(
                 "UPDATE ledger_transactions SET created_at = $1 WHERE kind = $2 AND reference = $3",
-                moment, kind, f"series-{i}",
-            )  # fmt: skip
+                moment,
+                kind,
+                f"series-{i}",
+            )
     usage = [(10, 5, "ok", at(58)), (1, 2, "ok", at(58, 30)), (4, 0, "error", at(59)), (100, 100, "ok", UNTIL)]
     await pool.executemany(
         "INSERT INTO ai_usage (call_id, command_id, purpose, asker, model, prompt_tokens, completion_tokens,"
@@ -358,9 +360,16 @@ async def test_series_default_to_the_last_hour_by_minute(series_node: SeriesNode
 
 async def test_series_parameters_are_validated(series_node: SeriesNode, http):
     for query in (
-        "metric=nope", "", "metric=messages&minutes=0", "metric=messages&minutes=1441", "metric=messages&step=5",
-        "metric=messages&step=3601", "metric=messages&minutes=1&step=3600", "metric=messages&minutes=7&step=60x",
-        "metric=messages&minutes=1440&step=30", "metric=messages&until=yesterday",
-    ):  # fmt: skip
+        "metric=nope",
+        "",
+        "metric=messages&minutes=0",
+        "metric=messages&minutes=1441",
+        "metric=messages&step=5",
+        "metric=messages&step=3601",
+        "metric=messages&minutes=1&step=3600",
+        "metric=messages&minutes=7&step=60x",
+        "metric=messages&minutes=1440&step=30",
+        "metric=messages&until=yesterday",
+    ):
         status, doc = await call(http, series_node.url(query), {"x-admin-token": isolation.ADMIN_TOKEN})
         assert status == 400 and doc["error"]["code"] == "bad_request", (query, doc)

@@ -89,8 +89,10 @@ async def test_a_mention_gets_a_streamed_reply_that_is_charged(ai_stack, fake_mo
     assert len(deltas) > 1 and "".join(d["delta"] for d in deltas) == reply["message"]
     s = await stats(http, Base(ai_stack[0].port), user.user_id)
     assert s["wordsUsedTotal"] == count_words(question) + reply["words"] and s["creditsChargedTotal"] == 1
-    usage = await ledger.fetchrow("SELECT purpose, status, prompt_tokens, completion_tokens FROM ai_usage"
-                                  " WHERE command_id = $1", f"ai:{ack['messageId']}")  # fmt: skip
+    usage = await ledger.fetchrow(
+        "SELECT purpose, status, prompt_tokens, completion_tokens FROM ai_usage WHERE command_id = $1",
+        f"ai:{ack['messageId']}",
+    )
     assert usage["purpose"] == "reply" and usage["status"] == "ok" and usage["completion_tokens"] > 0
     assert fake_model.requests[-1].body["stream"] is True
 
@@ -121,9 +123,15 @@ async def test_a_redelivered_ai_command_makes_no_second_call(ai_stack, fake_mode
     await user.wait_for("newMessage", lambda m: m.get("kind") == "ai", timeout=30)
     calls_before = len(fake_model.requests)
     command_id, reply_id = agent_reply_ids(ack["messageId"])
-    again = AgentReply(command_id=command_id, reply_id=reply_id, trigger_message_id=ack["messageId"], room_id=room,
-                       asker=f"user:{user.user_id}", asker_user_id=user.user_id,
-                       requested_at_ms=int(time.time() * 1000))  # fmt: skip
+    again = AgentReply(
+        command_id=command_id,
+        reply_id=reply_id,
+        trigger_message_id=ack["messageId"],
+        room_id=room,
+        asker=f"user:{user.user_id}",
+        asker_user_id=user.user_id,
+        requested_at_ms=int(time.time() * 1000),
+    )
     await publish_commands(ai_stack[1]["AMQP_URL"], AI_QUEUE, AGENT_REPLY_ACTOR, [again, again])
     deadline = time.monotonic() + 30  # both redeliveries were taken and found the reply done
     while (await ledger.fetchval("SELECT duplicates FROM event_log WHERE command_id = $1", command_id) or 0) < 2:
@@ -147,26 +155,43 @@ async def test_an_asker_without_credit_gets_a_credit_error_and_no_call(ai_stack,
     assert len(fake_model.requests) == calls_before
 
 
-async def test_a_channel_message_is_classified_and_auto_answered(ai_stack, fake_model, fake_twilio, http,
-                                                                 admin_headers, clients, ledger):  # fmt: skip
+async def test_a_channel_message_is_classified_and_auto_answered(
+    ai_stack, fake_model, fake_twilio, http, admin_headers, clients, ledger
+):
     node, _ = ai_stack
     base = f"http://127.0.0.1:{node.port}"
     tenant_id, number = uid("shop"), f"+1555{uuid.uuid4().int % 10**7:07d}"
-    async with http.post(f"{base}/api/admin/tenants", headers=admin_headers, json={
-        "tenantId": tenant_id, "name": "Shop", "autoReply": True, "systemPrompt": "Eres el asistente de Shop.",
-        "channels": [{"channel": "twilio_whatsapp", "address": number}],
-    }) as r:  # fmt: skip
+    async with http.post(
+        f"{base}/api/admin/tenants",
+        headers=admin_headers,
+        json={
+            "tenantId": tenant_id,
+            "name": "Shop",
+            "autoReply": True,
+            "systemPrompt": "Eres el asistente de Shop.",
+            "channels": [{"channel": "twilio_whatsapp", "address": number}],
+        },
+    ) as r:
         assert r.status == 201
-    async with http.post(f"{base}/api/admin/tenants/{tenant_id}/grant", headers=admin_headers,
-                         json={"credits": 3, "reason": "t", "idempotencyKey": "k"}) as r:  # fmt: skip
+    async with http.post(
+        f"{base}/api/admin/tenants/{tenant_id}/grant",
+        headers=admin_headers,
+        json={"credits": 3, "reason": "t", "idempotencyKey": "k"},
+    ) as r:
         assert r.status == 201
     operator = ChatClient(uid("op"))
     clients.append(operator)
     await operator.connect(node.port, token=make_token(operator.user_id, role="operator", tenant=tenant_id))
 
-    inbound = {"MessageSid": f"SM{uuid.uuid4().hex}", "AccountSid": fake_twilio.account_sid,
-               "From": "whatsapp:+34600111222", "To": f"whatsapp:{number}", "Body": "Quiero comprar dos unidades hoy",
-               "NumMedia": "0", "SmsStatus": "received"}  # fmt: skip
+    inbound = {
+        "MessageSid": f"SM{uuid.uuid4().hex}",
+        "AccountSid": fake_twilio.account_sid,
+        "From": "whatsapp:+34600111222",
+        "To": f"whatsapp:{number}",
+        "Body": "Quiero comprar dos unidades hoy",
+        "NumMedia": "0",
+        "SmsStatus": "received",
+    }
     status, _, _ = await post_twilio(http, f"{base}/webhooks/twilio", inbound)
     assert status == 200
     classified = await operator.wait_for("conversationUpdated", lambda u: u.get("intent"), timeout=30)
@@ -181,8 +206,9 @@ async def test_a_channel_message_is_classified_and_auto_answered(ai_stack, fake_
     assert system == "Eres el asistente de Shop."
     row = await ledger.fetchrow("SELECT intent, lead FROM conversations WHERE tenant_id = $1", tenant_id)
     assert row["intent"] == classified["intent"]
-    kinds = await ledger.fetch("SELECT payload->>'kind' AS kind FROM messages WHERE room_id = $1 ORDER BY seq",
-                               classified["roomId"])  # fmt: skip
+    kinds = await ledger.fetch(
+        "SELECT payload->>'kind' AS kind FROM messages WHERE room_id = $1 ORDER BY seq", classified["roomId"]
+    )
     assert [k["kind"] for k in kinds] == ["inbound", "ai"]
 
 
@@ -196,9 +222,15 @@ async def test_without_a_model_a_mention_gets_a_clear_notice(iso, stack_env, led
         procs.workers("ai", processes=1, threads=2)
         trigger = str(uuid.uuid4())
         command_id, reply_id = agent_reply_ids(trigger)
-        ask = AgentReply(command_id=command_id, reply_id=reply_id, trigger_message_id=trigger, room_id="r-noai",
-                         asker="user:nobody", asker_user_id="nobody",
-                         requested_at_ms=int(time.time() * 1000))  # fmt: skip
+        ask = AgentReply(
+            command_id=command_id,
+            reply_id=reply_id,
+            trigger_message_id=trigger,
+            room_id="r-noai",
+            asker="user:nobody",
+            asker_user_id="nobody",
+            requested_at_ms=int(time.time() * 1000),
+        )
         await publish_commands(amqp_url, AI_QUEUE, AGENT_REPLY_ACTOR, [ask])
         row = None
         for _ in range(100):

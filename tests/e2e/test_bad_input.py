@@ -136,8 +136,12 @@ async def test_rate_limits_hold_across_nodes(stack_env, clients):
 async def test_unknown_user_stats_and_bad_http_bodies(stack, http, admin_headers):
     async with http.get(stack.url(f"/api/credits/stats/{uuid.uuid4().hex}"), headers=admin_headers) as r:
         assert r.status == 404 and (await r.json())["error"]["code"] == "unknown_user"
-    for body in ({"credits": "10", "reason": "x", "idempotencyKey": "k"}, {"credits": -1, "reason": "x",
-                 "idempotencyKey": "k"}, {"credits": 1}, "not json"):  # fmt: skip
+    for body in (
+        {"credits": "10", "reason": "x", "idempotencyKey": "k"},
+        {"credits": -1, "reason": "x", "idempotencyKey": "k"},
+        {"credits": 1},
+        "not json",
+    ):
         kwargs = {"data": body} if isinstance(body, str) else {"json": body}
         async with http.post(stack.url("/api/credits/grant/someone"), headers=admin_headers, **kwargs) as r:
             assert r.status == 400, body

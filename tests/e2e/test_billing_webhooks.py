@@ -109,8 +109,15 @@ async def checkout(http, billing: Billing, user: str, pack: str = "pack_10") -> 
         return await resp.json()
 
 
-async def post_stripe(http, url: str, payload: dict, *, secret: str = STRIPE_WEBHOOK_SECRET,
-                      timestamp: int | None = None, signature: str | None = None) -> tuple[int, dict]:  # fmt: skip
+async def post_stripe(
+    http,
+    url: str,
+    payload: dict,
+    *,
+    secret: str = STRIPE_WEBHOOK_SECRET,
+    timestamp: int | None = None,
+    signature: str | None = None,
+) -> tuple[int, dict]:
     body = body_of(payload)
     header = signature if signature is not None else stripe_signature(body, secret, timestamp)
     headers = {"content-type": "application/json"}
@@ -132,8 +139,10 @@ async def test_packs_are_listed(billing: Billing, http):
         assert resp.status == 200
         packs = (await resp.json())["packs"]
     assert [(p["id"], p["credits"], p["amount"], p["currency"]) for p in packs] == [
-        ("pack_10", 10, 500, "usd"), ("pack_50", 50, 2000, "usd"), ("pack_200", 200, 6000, "usd"),
-    ]  # fmt: skip
+        ("pack_10", 10, 500, "usd"),
+        ("pack_50", 50, 2000, "usd"),
+        ("pack_200", 200, 6000, "usd"),
+    ]
 
 
 async def test_checkout_creates_a_session_with_the_user_and_pack_in_its_metadata(billing: Billing, http):
@@ -222,8 +231,12 @@ async def test_bad_signatures_are_400_and_enqueue_nothing(billing: Billing, http
     completed = billing.fake.completed_event(made["sessionId"])
     url = billing.url("/webhooks/stripe")
     stale = int(time.time()) - 400  # outside the 300 s tolerance
-    for kwargs in ({"secret": "whsec_wrong"}, {"timestamp": stale}, {"signature": "t=1,v1=deadbeef"},
-                   {"signature": ""}):  # fmt: skip
+    for kwargs in (
+        {"secret": "whsec_wrong"},
+        {"timestamp": stale},
+        {"signature": "t=1,v1=deadbeef"},
+        {"signature": ""},
+    ):
         status, reply = await post_stripe(http, url, completed, **kwargs)
         assert status == 400 and reply["error"]["code"] == "bad_signature", (kwargs, reply)
     tampered = json.loads(json.dumps(completed))
@@ -304,8 +317,9 @@ async def test_broker_down_is_503_and_the_retry_is_accepted(billing: Billing, ht
         procs.stop_all()
     # Stripe retries against a healthy node: not deduped away, and granted.
     assert await post_stripe(http, billing.url("/webhooks/stripe"), completed) == (
-        200, {"received": True, "duplicate": False},
-    )  # fmt: skip
+        200,
+        {"received": True, "duplicate": False},
+    )
     assert await settle_for(ledger, user, 10) == 10
 
 
@@ -329,21 +343,28 @@ async def test_an_unconfigured_node_answers_503_and_enqueues_nothing(billing: Bi
 # --- LemonSqueezy ----------------------------------------------------------------------------------
 
 
-def ls_order(event_name: str, order_id: int, user: str | None, *, variant: int = 222, status: str = "paid",
-             refunded: int = 0) -> dict:  # fmt: skip
+def ls_order(
+    event_name: str, order_id: int, user: str | None, *, variant: int = 222, status: str = "paid", refunded: int = 0
+) -> dict:
     return {
         "meta": {"event_name": event_name, "custom_data": {"user_id": user} if user else None, "test_mode": True},
         "data": {
             "type": "orders",
             "id": str(order_id),
             "attributes": {
-                "store_id": 1, "identifier": str(uuid.uuid4()), "order_number": order_id, "status": status,
-                "currency": "USD", "total": 2000, "refunded": refunded > 0, "refunded_amount": refunded,
+                "store_id": 1,
+                "identifier": str(uuid.uuid4()),
+                "order_number": order_id,
+                "status": status,
+                "currency": "USD",
+                "total": 2000,
+                "refunded": refunded > 0,
+                "refunded_amount": refunded,
                 "first_order_item": {"order_id": order_id, "variant_id": variant, "product_id": 7},
                 "test_mode": True,
             },
         },
-    }  # fmt: skip
+    }
 
 
 async def post_ls(http, billing: Billing, payload: dict, signature: str | None = None) -> tuple[int, dict]:

@@ -145,8 +145,9 @@ async def test_signaling_between_users_on_different_nodes(call_stack, ledger, cl
     revenue_before = await revenue(ledger)
 
     assert await call(alice, "initiate-call", {"callId": call_id, "calleeId": bob_id}) == {
-        "status": "accepted", "callId": call_id,
-    }  # fmt: skip
+        "status": "accepted",
+        "callId": call_id,
+    }
     incoming = await bob.wait_for("incoming-call", by_call(call_id))
     assert (incoming["callerId"], incoming["callerName"], incoming["from"]) == (alice_id, alice.name, alice_id)
 
@@ -188,8 +189,11 @@ async def test_signaling_between_users_on_different_nodes(call_stack, ledger, cl
 
     row = await call_row(ledger, call_id)
     minutes = minutes_started(row["started_ms"], row["ended_ms"], row["minute_ms"])
-    assert (row["minutes_charged"], ended["minutesCharged"], ended["creditsCharged"]) == (minutes, minutes,
-                                                                                         minutes * PRICE)  # fmt: skip
+    assert (row["minutes_charged"], ended["minutesCharged"], ended["creditsCharged"]) == (
+        minutes,
+        minutes,
+        minutes * PRICE,
+    )
     assert await credits(ledger, alice_id) == 100 - minutes * PRICE
     assert await credits(ledger, bob_id) == minutes * 8
     assert await revenue(ledger) - revenue_before == minutes * 2
@@ -258,8 +262,9 @@ async def test_direct_meter_bills_every_started_minute_with_an_exact_fee(call_st
     alice_id, bob_id, alice, bob, call_id = await two_parties(call_stack, ledger, clients)
     revenue_before = await revenue(ledger)
     assert await call(alice, "callStart", {"callId": call_id, "calleeId": bob_id}) == {
-        "status": "accepted", "callId": call_id,
-    }  # fmt: skip
+        "status": "accepted",
+        "callId": call_id,
+    }
     await bob.wait_for("callStarted", by_call(call_id))
     end_after = time.monotonic() + 2.5 * MINUTE_S
     await beat_until(alice, call_id, lambda: time.monotonic() > end_after)
@@ -295,8 +300,10 @@ async def test_insufficient_credits_end_the_call_for_both(call_stack, ledger, cl
     for side in (alice, bob):
         ended = await side.wait_for("callEnded", by_call(call_id))
         assert (ended["reason"], ended["minutesCharged"], ended["creditsCharged"]) == (
-            "insufficient_credits", 2, 2 * PRICE,
-        )  # fmt: skip
+            "insufficient_credits",
+            2,
+            2 * PRICE,
+        )
         assert ended["endedAt"] == ended["startedAt"] + 2 * round(MINUTE_S * 1000)  # where the paid time ran out
     assert await credits(ledger, alice_id) == 5
     assert await credits(ledger, bob_id) == 16
@@ -332,11 +339,18 @@ async def test_a_redelivered_meter_command_charges_once(call_stack, ledger, clie
     row = await call_row(ledger, call_id)
     minute_ms = row["minute_ms"]
     at = row["started_ms"] + 5 * minute_ms  # six minutes started
-    beat = CallMeter(command_id=str(uuid.uuid4()), action="heartbeat", call_id=call_id, sender_id=alice_id,
-                     at_ms=at, event="callHeartbeat")  # fmt: skip
+    beat = CallMeter(
+        command_id=str(uuid.uuid4()),
+        action="heartbeat",
+        call_id=call_id,
+        sender_id=alice_id,
+        at_ms=at,
+        event="callHeartbeat",
+    )
     again = beat.model_copy(update={"command_id": str(uuid.uuid4())})  # another heartbeat for the same minutes
-    end = CallMeter(command_id=str(uuid.uuid4()), action="end", call_id=call_id, sender_id=alice_id,
-                    at_ms=at + 1, event="callEnd")  # fmt: skip
+    end = CallMeter(
+        command_id=str(uuid.uuid4()), action="end", call_id=call_id, sender_id=alice_id, at_ms=at + 1, event="callEnd"
+    )
     await publish_commands(call_stack.iso.amqp_url, BILLING_QUEUE, CALL_METER_ACTOR, [beat] * 5 + [again] + [end] * 3)
     ended = await alice.wait_for("callEnded", by_call(call_id))
     assert (ended["reason"], ended["minutesCharged"], ended["endedAt"]) == ("hangup", 6, at + 1)
@@ -451,8 +465,7 @@ async def test_a_caller_who_drops_off_stops_paying_though_the_callee_keeps_beati
     after_ms = int(time.time() * 1000)
     dropped = time.monotonic()
     # Bob keeps beating; the call still ends once Alice has been gone for the grace period.
-    await beat_until(bob, call_id, lambda: bool(bob.events["callEnded"]), interval=0.1,
-                     timeout=GRACE_S + SWEEP_S + 10)  # fmt: skip
+    await beat_until(bob, call_id, lambda: bool(bob.events["callEnded"]), interval=0.1, timeout=GRACE_S + SWEEP_S + 10)
     waited = time.monotonic() - dropped
     ended = await bob.wait_for("callEnded", by_call(call_id))
     assert waited >= GRACE_S - 0.5, waited
@@ -460,8 +473,11 @@ async def test_a_caller_who_drops_off_stops_paying_though_the_callee_keeps_beati
     assert before_ms <= ended["endedAt"] <= after_ms + 1000, (before_ms, ended["endedAt"], after_ms)
     row = await call_row(ledger, call_id)
     minutes = minutes_started(row["started_ms"], ended["endedAt"], row["minute_ms"])
-    assert (row["minutes_charged"], ended["minutesCharged"], ended["creditsCharged"]) == (minutes, minutes,
-                                                                                         minutes * PRICE)  # fmt: skip
+    assert (row["minutes_charged"], ended["minutesCharged"], ended["creditsCharged"]) == (
+        minutes,
+        minutes,
+        minutes * PRICE,
+    )
     assert await credits(ledger, alice_id) == 1000 - minutes * PRICE  # exact to the credit
     assert await credits(ledger, bob_id) == minutes * 8
     print(f"caller dropped; call ended {waited:.1f}s later, {minutes} minutes charged")
@@ -478,7 +494,8 @@ async def test_a_callee_who_drops_off_ends_the_call_for_the_caller(call_stack, l
     ended = await alice.wait_for("callEnded", by_call(call_id))
     assert ended["reason"] == "disconnected" and ended["endedAt"] >= before_ms
     row = await call_row(ledger, call_id)
-    most = minutes_started(row["started_ms"], ended["endedAt"] + round((GRACE_S + 2 * SWEEP_S + 1) * 1000),
-                           row["minute_ms"])  # fmt: skip
+    most = minutes_started(
+        row["started_ms"], ended["endedAt"] + round((GRACE_S + 2 * SWEEP_S + 1) * 1000), row["minute_ms"]
+    )
     assert row["minutes_charged"] <= most
     assert await credits(ledger, alice_id) == 1000 - row["minutes_charged"] * PRICE

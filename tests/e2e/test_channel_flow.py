@@ -40,26 +40,44 @@ def channel_stack(iso, stack_env, fake_twilio):
         isolation.delete_vhost(vhost)
 
 
-async def test_whatsapp_inbound_to_operator_reply_to_delivery(channel_stack, fake_twilio, http, admin_headers,
-                                                              clients, ledger):  # fmt: skip
+async def test_whatsapp_inbound_to_operator_reply_to_delivery(
+    channel_stack, fake_twilio, http, admin_headers, clients, ledger
+):
     base = f"http://127.0.0.1:{channel_stack.port}"
     tenant_id, number, contact = uid("shop"), f"+1555{uuid.uuid4().int % 10**7:07d}", "+34612345678"
-    async with http.post(f"{base}/api/admin/tenants", headers=admin_headers, json={
-        "tenantId": tenant_id, "name": "Shop", "channels": [{"channel": "twilio_whatsapp", "address": number}],
-    }) as r:  # fmt: skip
+    async with http.post(
+        f"{base}/api/admin/tenants",
+        headers=admin_headers,
+        json={
+            "tenantId": tenant_id,
+            "name": "Shop",
+            "channels": [{"channel": "twilio_whatsapp", "address": number}],
+        },
+    ) as r:
         assert r.status == 201
-    async with http.post(f"{base}/api/admin/tenants/{tenant_id}/grant", headers=admin_headers,
-                         json={"credits": 3, "reason": "t", "idempotencyKey": "k"}) as r:  # fmt: skip
+    async with http.post(
+        f"{base}/api/admin/tenants/{tenant_id}/grant",
+        headers=admin_headers,
+        json={"credits": 3, "reason": "t", "idempotencyKey": "k"},
+    ) as r:
         assert r.status == 201
 
     operator = ChatClient(uid("olga"), "Olga")
     clients.append(operator)
-    await operator.connect(channel_stack.port, token=make_token(operator.user_id, "Olga", role="operator",
-                                                                tenant=tenant_id))  # fmt: skip
+    await operator.connect(
+        channel_stack.port, token=make_token(operator.user_id, "Olga", role="operator", tenant=tenant_id)
+    )
 
-    inbound = {"MessageSid": f"SM{uuid.uuid4().hex}", "AccountSid": fake_twilio.account_sid,
-               "From": f"whatsapp:{contact}", "To": f"whatsapp:{number}", "Body": "¿Hacen envíos a Sevilla?",
-               "ProfileName": "Marta", "NumMedia": "0", "SmsStatus": "received"}  # fmt: skip
+    inbound = {
+        "MessageSid": f"SM{uuid.uuid4().hex}",
+        "AccountSid": fake_twilio.account_sid,
+        "From": f"whatsapp:{contact}",
+        "To": f"whatsapp:{number}",
+        "Body": "¿Hacen envíos a Sevilla?",
+        "ProfileName": "Marta",
+        "NumMedia": "0",
+        "SmsStatus": "received",
+    }
     status, _, body = await post_twilio(http, f"{base}/webhooks/twilio", inbound)
     assert status == 200 and "<Response" in body
 
@@ -78,16 +96,22 @@ async def test_whatsapp_inbound_to_operator_reply_to_delivery(channel_stack, fak
     assert request.fields["Body"] == "Sí, en 48 horas."
     assert request.fields["StatusCallback"] == f"{isolation.PUBLIC_BASE_URL}/webhooks/twilio"
 
-    callback = {"MessageSid": request.provider_id, "MessageStatus": "delivered", "AccountSid": fake_twilio.account_sid,
-                "To": f"whatsapp:{contact}", "From": f"whatsapp:{number}"}  # fmt: skip
+    callback = {
+        "MessageSid": request.provider_id,
+        "MessageStatus": "delivered",
+        "AccountSid": fake_twilio.account_sid,
+        "To": f"whatsapp:{contact}",
+        "From": f"whatsapp:{number}",
+    }
     status, _, _ = await post_twilio(http, f"{base}/webhooks/twilio", callback)
     assert status == 200
     delivered = await operator.wait_for(
         "messageStatus", lambda s: s["messageId"] == ack["messageId"] and s["status"] == "delivered", timeout=30
     )
     assert delivered["roomId"] == room
-    row = await ledger.fetchrow("SELECT status, provider_message_id FROM outbound_messages WHERE message_id = $1",
-                                uuid.UUID(ack["messageId"]))  # fmt: skip
+    row = await ledger.fetchrow(
+        "SELECT status, provider_message_id FROM outbound_messages WHERE message_id = $1", uuid.UUID(ack["messageId"])
+    )
     assert tuple(row) == ("delivered", request.provider_id)
     await asyncio.sleep(0.5)
     assert len(fake_twilio.requests) == 1  # sent exactly once

@@ -41,8 +41,11 @@ async def test_clients_on_different_nodes_talk_in_one_room(stack, http, clients)
     # Typing is ephemeral but crosses nodes; read marks are stored and fan out.
     await bob.sio.emit("typing-start", {"roomId": room})
     assert await alice.wait_for("userTyping") == {
-        "roomId": room, "userId": bob.user_id, "username": "Bob", "typing": True,
-    }  # fmt: skip
+        "roomId": room,
+        "userId": bob.user_id,
+        "username": "Bob",
+        "typing": True,
+    }
     assert (await bob.sio.call("mark-read", {"roomId": room, "messageId": ack["messageId"]}))["status"] == "accepted"
     assert await alice.wait_for("messageRead") == {"roomId": room, "messageId": ack["messageId"], "userId": bob.user_id}
 

@@ -48,8 +48,9 @@ def logged_stack(iso, stack_env, fake_twilio) -> Iterator[LoggedStack]:
     vhost = f"{iso.vhost}_corr"
     isolation.create_vhost(vhost)
     amqp_url = f"{isolation.AMQP_BASE}/{vhost}"
-    procs = Processes({**stack_env, **twilio_env(fake_twilio), "AMQP_URL": amqp_url,
-                       "LOG_FORMAT": "json", "LOG_LEVEL": "INFO"})  # fmt: skip
+    procs = Processes(
+        {**stack_env, **twilio_env(fake_twilio), "AMQP_URL": amqp_url, "LOG_FORMAT": "json", "LOG_LEVEL": "INFO"}
+    )
     try:
         node = procs.ingress()
         workers = procs.workers("chat", processes=1, threads=1)
@@ -84,18 +85,28 @@ def having(lines: list[Line], **fields: Any) -> list[Line]:
     return [line for line in lines if all(line.get(key) == value for key, value in fields.items())]
 
 
-async def test_one_command_id_from_socket_and_webhook_to_worker_and_result(logged_stack, http, admin_headers,
-                                                                             fake_twilio, clients):  # fmt: skip
+async def test_one_command_id_from_socket_and_webhook_to_worker_and_result(
+    logged_stack, http, admin_headers, fake_twilio, clients
+):
     stack = logged_stack
     tenant_id, number = uid("shop"), f"+1555{uuid.uuid4().int % 10**7:07d}"
-    async with http.post(f"{stack.base}/api/admin/tenants", headers=admin_headers, json={
-        "tenantId": tenant_id, "name": "Shop", "channels": [{"channel": "twilio_whatsapp", "address": number}],
-    }) as r:  # fmt: skip
+    async with http.post(
+        f"{stack.base}/api/admin/tenants",
+        headers=admin_headers,
+        json={
+            "tenantId": tenant_id,
+            "name": "Shop",
+            "channels": [{"channel": "twilio_whatsapp", "address": number}],
+        },
+    ) as r:
         assert r.status == 201, await r.text()
     alice = ChatClient(uid("alice"), "Alice")
     clients.append(alice)
-    async with http.post(f"{stack.base}/api/credits/grant/{alice.user_id}", headers=admin_headers,
-                         json={"credits": 2, "reason": "test", "idempotencyKey": "g1"}) as r:  # fmt: skip
+    async with http.post(
+        f"{stack.base}/api/credits/grant/{alice.user_id}",
+        headers=admin_headers,
+        json={"credits": 2, "reason": "test", "idempotencyKey": "g1"},
+    ) as r:
         assert r.status in (200, 201), await r.text()
     await alice.connect(stack.ingress.port)
     room = uid("room")
@@ -110,9 +121,16 @@ async def test_one_command_id_from_socket_and_webhook_to_worker_and_result(logge
         # Applied before the next is sent: two deliveries of their own, not one bundle of the
         # queued ones (workers/partition_consumer.py).
         await alice.wait_count("newMessage", n)
-    inbound = {"MessageSid": f"SM{uuid.uuid4().hex}", "AccountSid": fake_twilio.account_sid,
-               "From": "whatsapp:+34612345678", "To": f"whatsapp:{number}", "Body": "¿Hay envíos?",
-               "ProfileName": "Marta", "NumMedia": "0", "SmsStatus": "received"}  # fmt: skip
+    inbound = {
+        "MessageSid": f"SM{uuid.uuid4().hex}",
+        "AccountSid": fake_twilio.account_sid,
+        "From": "whatsapp:+34612345678",
+        "To": f"whatsapp:{number}",
+        "Body": "¿Hay envíos?",
+        "ProfileName": "Marta",
+        "NumMedia": "0",
+        "SmsStatus": "received",
+    }
     inbound_id, inbound_message_id = inbound_ids("twilio", inbound["MessageSid"])
     status, _, _ = await post_twilio(http, f"{stack.base}/webhooks/twilio", inbound)
     assert status == 200
@@ -128,8 +146,11 @@ async def test_one_command_id_from_socket_and_webhook_to_worker_and_result(logge
 
     # Worker: the coroutine's lines carry the message's fields (actor, message_id) it never logs itself.
     lines = await until(stack.workers, lambda ls: len(having(ls, event="command.done")) >= 3, "3 command.done")
-    for command_id, actor in ((first_id, "chat_send_message"), (second_id, "chat_send_message"),
-                              (inbound_id, "channel_inbound_message")):  # fmt: skip
+    for command_id, actor in (
+        (first_id, "chat_send_message"),
+        (second_id, "chat_send_message"),
+        (inbound_id, "channel_inbound_message"),
+    ):
         (done,) = having(lines, event="command.done", command_id=command_id)
         assert done["actor"] == actor and capability_of(done["queue"]) == CHAT_QUEUE and done["message_id"]
         (result,) = having(lines, event="result.published", command_id=command_id)
@@ -166,8 +187,11 @@ async def test_the_worker_thread_lines_of_a_failing_command_carry_its_id(logged_
     lines = await until(stack.workers, lambda ls: bool(having(ls, event="command.failed")), "command.failed")
     (failed,) = having(lines, event="command.failed")
     assert failed["command_id"] == bad["command_id"] and failed["logger"] == "workers.fail_closed"
-    dramatiq_lines = [line for line in lines if line.get("logger", "").startswith("dramatiq.")
-                      and line.get("message_id") == failed["message_id"]]  # fmt: skip
+    dramatiq_lines = [
+        line
+        for line in lines
+        if line.get("logger", "").startswith("dramatiq.") and line.get("message_id") == failed["message_id"]
+    ]
     loggers = {line["logger"] for line in dramatiq_lines}
     assert "dramatiq.worker.WorkerThread" in loggers, dramatiq_lines
     assert any(name.startswith("dramatiq.middleware.retries.") for name in loggers), dramatiq_lines

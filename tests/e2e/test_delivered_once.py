@@ -46,10 +46,23 @@ def counts(client: ChatClient) -> dict[str, int]:
 
 async def replay_user(stack, user_id: str) -> dict:
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "scripts.replay", "--since", "2000-01-01", "--user", user_id,
-        "--type", "chat.send_message", "--json", "--wait", "60",
-        cwd=ROOT, env=stack.processes.env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-    )  # fmt: skip
+        sys.executable,
+        "-m",
+        "scripts.replay",
+        "--since",
+        "2000-01-01",
+        "--user",
+        user_id,
+        "--type",
+        "chat.send_message",
+        "--json",
+        "--wait",
+        "60",
+        cwd=ROOT,
+        env=stack.processes.env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
     async with asyncio.timeout(120):
         out, err = await proc.communicate()
     assert proc.returncode == 0, out.decode() + err.decode()

@@ -41,8 +41,13 @@ class DlqStack:
     def cli(self, *args: str, stdin: str = "", **env: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
             [sys.executable, "-m", "scripts.dlq", *args],
-            cwd=ROOT, env=self.iso.env(**env), input=stdin, capture_output=True, text=True, timeout=60,
-        )  # fmt: skip
+            cwd=ROOT,
+            env=self.iso.env(**env),
+            input=stdin,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
 
     def listed(self, *filters: str) -> list[dict[str, Any]]:
         done = self.cli("list", "--json", *filters)

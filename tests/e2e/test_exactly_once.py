@@ -22,9 +22,15 @@ from tests.support.processes import Processes
 def chat_command(user: str, room: str, words: int, client_id: str | None = None) -> SendChatMessage:
     command_id, message_id = send_command_ids(user, client_id)
     return SendChatMessage(
-        command_id=command_id, message_id=message_id, user_id=user, username=user, room_id=room,
-        message="w " * words, client_message_id=client_id, accepted_at_ms=int(time.time() * 1000),
-    )  # fmt: skip
+        command_id=command_id,
+        message_id=message_id,
+        user_id=user,
+        username=user,
+        room_id=room,
+        message="w " * words,
+        client_message_id=client_id,
+        accepted_at_ms=int(time.time() * 1000),
+    )
 
 
 async def publish_raw(amqp_url: str, commands: list[SendChatMessage]) -> None:
@@ -66,8 +72,11 @@ async def wait_until(probe, expected, timeout: float = 60):
 def queue_counts(vhost: str, queue: str) -> tuple[int, int]:
     out = subprocess.run(
         ["rabbitmqctl", "list_queues", "-q", "-p", vhost, "name", "messages_ready", "messages_unacknowledged"],
-        check=True, capture_output=True, text=True, timeout=60,
-    ).stdout  # fmt: skip
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    ).stdout
     for line in out.splitlines():
         parts = line.split()
         if parts and parts[0] == queue:

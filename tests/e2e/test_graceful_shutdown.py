@@ -76,10 +76,14 @@ class JsClient:
     @classmethod
     async def start(cls, url: str, token: str, room: str, **env: str) -> JsClient:
         proc = await asyncio.create_subprocess_exec(
-            node_or_fail(), str(SCRIPT), url,
+            node_or_fail(),
+            str(SCRIPT),
+            url,
             env={**os.environ, "TOKEN": token, "ROOM": room, **env},
-            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
-        )  # fmt: skip
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+        )
         return cls(proc)
 
     async def _read(self) -> None:
@@ -94,8 +98,9 @@ class JsClient:
     def events(self, event: str, predicate: Callable[[Any], bool] = lambda _: True) -> list[Any]:
         return [line["data"] for line in self.lines if line["event"] == event and predicate(line["data"])]
 
-    async def wait_count(self, event: str, count: int, predicate: Callable[[Any], bool] = lambda _: True,
-                         timeout: float = 30) -> list[Any]:  # fmt: skip
+    async def wait_count(
+        self, event: str, count: int, predicate: Callable[[Any], bool] = lambda _: True, timeout: float = 30
+    ) -> list[Any]:
         try:
             async with asyncio.timeout(timeout):
                 while len(found := self.events(event, predicate)) < count:

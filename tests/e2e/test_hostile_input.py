@@ -304,21 +304,41 @@ async def answers_a_normal_request(node: Proc) -> None:
 
 
 FUZZ = settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck), database=None)
-EVENTS = ["sendMessage", "joinRoom", "leaveRoom", "typing-start", "mark-read", "sendTip", "initiate-call",
-          "signal", "callHeartbeat", "takeOverConversation", "connect", "disconnect", "", "__proto__"]  # fmt: skip
+EVENTS = [
+    "sendMessage",
+    "joinRoom",
+    "leaveRoom",
+    "typing-start",
+    "mark-read",
+    "sendTip",
+    "initiate-call",
+    "signal",
+    "callHeartbeat",
+    "takeOverConversation",
+    "connect",
+    "disconnect",
+    "",
+    "__proto__",
+]
 HUGE = ["9" * 30, "-1", "1e999", "18446744073709551616", "0" * 120]
 # Leaves that json.dumps cannot make: substituted into the text after dumping.
 RAW_TOKENS = ["1e999", "-1e999", "123456789012345678901234567890", "NaN", "-Infinity", "1" * 5000]
 
 scalars = (
-    st.none() | st.booleans() | st.integers() | st.integers(min_value=2**63, max_value=2**200)
-    | st.floats() | st.text(max_size=40) | st.sampled_from(["\x00", "\ud800", "x" * 5000, "¡hola!"])
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.integers(min_value=2**63, max_value=2**200)
+    | st.floats()
+    | st.text(max_size=40)
+    | st.sampled_from(["\x00", "\ud800", "x" * 5000, "¡hola!"])
     | st.sampled_from(RAW_TOKENS).map(lambda t: f"@@{t}@@")
-)  # fmt: skip
+)
 values = st.recursive(
-    scalars, lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=10), inner, max_size=4),
+    scalars,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=10), inner, max_size=4),
     max_leaves=12,
-)  # fmt: skip
+)
 deep = st.integers(min_value=30, max_value=60_000).flatmap(
     lambda n: st.sampled_from(["[" * n, "{" * n, '{"a":' * n, "[" * n + "]" * n, '["x",' + "[" * n])
 )
@@ -408,38 +428,97 @@ async def test_fuzzed_long_polling_payloads_never_hurt_the_node(hostile: Proc, b
 
 # Webhook bodies: each provider's shape with fuzzed leaves, arbitrary JSON, and arbitrary bytes.
 meta_bodies = st.builds(
-    lambda phone, message, extra: {"object": "whatsapp_business_account", "entry": [{"id": "1", "changes": [
-        {"field": "messages", "value": {"messaging_product": "whatsapp", "metadata": {"phone_number_id": phone},
-                                        "contacts": [{"wa_id": message.get("from")}], "messages": [message],
-                                        **extra}}]}]},
+    lambda phone, message, extra: {
+        "object": "whatsapp_business_account",
+        "entry": [
+            {
+                "id": "1",
+                "changes": [
+                    {
+                        "field": "messages",
+                        "value": {
+                            "messaging_product": "whatsapp",
+                            "metadata": {"phone_number_id": phone},
+                            "contacts": [{"wa_id": message.get("from")}],
+                            "messages": [message],
+                            **extra,
+                        },
+                    }
+                ],
+            }
+        ],
+    },
     scalars,
-    st.fixed_dictionaries({"from": scalars, "id": scalars, "timestamp": scalars, "type": st.just("text") | scalars,
-                           "text": st.fixed_dictionaries({"body": scalars}) | values}),
+    st.fixed_dictionaries(
+        {
+            "from": scalars,
+            "id": scalars,
+            "timestamp": scalars,
+            "type": st.just("text") | scalars,
+            "text": st.fixed_dictionaries({"body": scalars}) | values,
+        }
+    ),
     st.dictionaries(st.sampled_from(["statuses", "errors", "messages"]), values, max_size=2),
-)  # fmt: skip
+)
 stripe_bodies = st.builds(
-    lambda event_id, kind, created, obj: {"id": event_id, "type": kind, "created": created, "livemode": False,
-                                          "data": {"object": obj}},
+    lambda event_id, kind, created, obj: {
+        "id": event_id,
+        "type": kind,
+        "created": created,
+        "livemode": False,
+        "data": {"object": obj},
+    },
     st.just("evt_" + "x" * 8) | scalars,
-    st.sampled_from(["checkout.session.completed", "charge.refunded", "invoice.paid",
-                     "customer.subscription.updated", "customer.subscription.deleted"]) | scalars,
+    st.sampled_from(
+        [
+            "checkout.session.completed",
+            "charge.refunded",
+            "invoice.paid",
+            "customer.subscription.updated",
+            "customer.subscription.deleted",
+        ]
+    )
+    | scalars,
     scalars,
-    st.fixed_dictionaries({}, optional={
-        "id": scalars, "object": scalars, "amount_total": scalars, "amount_refunded": scalars, "currency": scalars,
-        "payment_status": st.just("paid") | scalars, "customer": scalars, "subscription": scalars,
-        "metadata": st.dictionaries(st.sampled_from(["user_id", "pack", "credits"]), scalars) | values,
-        "lines": values, "status": scalars, "current_period_end": scalars, "items": values}),
-)  # fmt: skip
+    st.fixed_dictionaries(
+        {},
+        optional={
+            "id": scalars,
+            "object": scalars,
+            "amount_total": scalars,
+            "amount_refunded": scalars,
+            "currency": scalars,
+            "payment_status": st.just("paid") | scalars,
+            "customer": scalars,
+            "subscription": scalars,
+            "metadata": st.dictionaries(st.sampled_from(["user_id", "pack", "credits"]), scalars) | values,
+            "lines": values,
+            "status": scalars,
+            "current_period_end": scalars,
+            "items": values,
+        },
+    ),
+)
 lemonsqueezy_bodies = st.builds(
-    lambda name, custom, order_id, attributes: {"meta": {"event_name": name, "custom_data": custom},
-                                                "data": {"id": order_id, "attributes": attributes}},
+    lambda name, custom, order_id, attributes: {
+        "meta": {"event_name": name, "custom_data": custom},
+        "data": {"id": order_id, "attributes": attributes},
+    },
     st.sampled_from(["order_created", "order_refunded"]) | scalars,
     st.dictionaries(st.sampled_from(["user_id"]), scalars) | values,
     scalars,
-    st.fixed_dictionaries({}, optional={
-        "status": scalars, "total": scalars, "refunded_amount": scalars, "currency": scalars, "test_mode": scalars,
-        "first_order_item": st.dictionaries(st.sampled_from(["variant_id"]), scalars) | values}),
-)  # fmt: skip
+    st.fixed_dictionaries(
+        {},
+        optional={
+            "status": scalars,
+            "total": scalars,
+            "refunded_amount": scalars,
+            "currency": scalars,
+            "test_mode": scalars,
+            "first_order_item": st.dictionaries(st.sampled_from(["variant_id"]), scalars) | values,
+        },
+    ),
+)
 
 
 def json_body(shaped: st.SearchStrategy[Any]) -> st.SearchStrategy[bytes]:
@@ -457,21 +536,59 @@ def twilio_request(fields: dict[str, str], signed: bool) -> tuple[bytes, dict[st
 
 
 webhook_requests = st.one_of(
-    st.tuples(st.dictionaries(
-        st.sampled_from(["From", "To", "Body", "MessageSid", "AccountSid", "NumMedia", "ProfileName", "WaId",
-                         "MessageStatus", "SmsStatus", "ErrorCode"]) | st.text(max_size=8),
-        st.text(max_size=60) | st.sampled_from(HUGE) | st.just("\x00")), st.booleans(),
+    st.tuples(
+        st.dictionaries(
+            st.sampled_from(
+                [
+                    "From",
+                    "To",
+                    "Body",
+                    "MessageSid",
+                    "AccountSid",
+                    "NumMedia",
+                    "ProfileName",
+                    "WaId",
+                    "MessageStatus",
+                    "SmsStatus",
+                    "ErrorCode",
+                ]
+            )
+            | st.text(max_size=8),
+            st.text(max_size=60) | st.sampled_from(HUGE) | st.just("\x00"),
+        ),
+        st.booleans(),
     ).map(lambda t: ("/webhooks/twilio", *twilio_request(*t))),
-    st.tuples(json_body(meta_bodies), st.booleans()).map(lambda t: ("/webhooks/meta", t[0], {
-        "Content-Type": "application/json",
-        "X-Hub-Signature-256": meta_signature(t[0]) if t[1] else "sha256=" + "0" * 64})),
-    st.tuples(json_body(stripe_bodies), st.booleans()).map(lambda t: ("/webhooks/stripe", t[0], {
-        "Content-Type": "application/json",
-        "Stripe-Signature": stripe_signature(t[0], STRIPE_SECRET if t[1] else "whsec_wrong")})),
-    st.tuples(json_body(lemonsqueezy_bodies), st.booleans()).map(lambda t: ("/webhooks/lemonsqueezy", t[0], {
-        "Content-Type": "application/json",
-        "X-Signature": lemonsqueezy_signature(t[0], LEMONSQUEEZY_SECRET if t[1] else "wrong")})),
-)  # fmt: skip
+    st.tuples(json_body(meta_bodies), st.booleans()).map(
+        lambda t: (
+            "/webhooks/meta",
+            t[0],
+            {
+                "Content-Type": "application/json",
+                "X-Hub-Signature-256": meta_signature(t[0]) if t[1] else "sha256=" + "0" * 64,
+            },
+        )
+    ),
+    st.tuples(json_body(stripe_bodies), st.booleans()).map(
+        lambda t: (
+            "/webhooks/stripe",
+            t[0],
+            {
+                "Content-Type": "application/json",
+                "Stripe-Signature": stripe_signature(t[0], STRIPE_SECRET if t[1] else "whsec_wrong"),
+            },
+        )
+    ),
+    st.tuples(json_body(lemonsqueezy_bodies), st.booleans()).map(
+        lambda t: (
+            "/webhooks/lemonsqueezy",
+            t[0],
+            {
+                "Content-Type": "application/json",
+                "X-Signature": lemonsqueezy_signature(t[0], LEMONSQUEEZY_SECRET if t[1] else "wrong"),
+            },
+        )
+    ),
+)
 
 
 @settings(max_examples=30, deadline=None, suppress_health_check=list(HealthCheck), database=None)

@@ -48,8 +48,12 @@ async def test_stats_are_for_that_user_or_an_admin(stack, http, admin_headers):
             assert r.status == status, headers
     async with http.get(stack.url(f"/api/credits/stats/{user}"), headers=own) as r:
         assert await r.json() == {
-            "userId": user, "credits": 3, "wordsLeft": 0, "wordsUsedTotal": 0, "creditsChargedTotal": 0,
-        }  # fmt: skip
+            "userId": user,
+            "credits": 3,
+            "wordsLeft": 0,
+            "wordsUsedTotal": 0,
+            "creditsChargedTotal": 0,
+        }
 
 
 async def test_grant_is_admin_only_and_idempotent(stack, http, admin_headers):

@@ -42,10 +42,14 @@ async def fake_meter():
 @pytest.fixture(scope="module")
 def meter_stack(iso, stack_env, fake_model, fake_meter):
     env = {
-        "OPENAI_BASE_URL": fake_model.url, "OPENAI_API_KEY": MODEL_KEY, "AI_MODEL": "fake-model",
-        "STRIPE_API_BASE": fake_meter.url, "STRIPE_METER_EVENT_NAME": METER_EVENT, "METER_REPORT_INTERVAL_S": "0.5",
+        "OPENAI_BASE_URL": fake_model.url,
+        "OPENAI_API_KEY": MODEL_KEY,
+        "AI_MODEL": "fake-model",
+        "STRIPE_API_BASE": fake_meter.url,
+        "STRIPE_METER_EVENT_NAME": METER_EVENT,
+        "METER_REPORT_INTERVAL_S": "0.5",
         "METER_BATCH_SIZE": "2",
-    }  # fmt: skip
+    }
     with plans_stack(iso, stack_env, "metering", ("chat", "ai", "billing"), **env) as stack:
         yield stack
 
@@ -78,8 +82,9 @@ async def ask(user: ChatClient, room: str, n: int) -> None:
 async def calls_of(pool, user_id: str) -> list[dict]:
     rows = await pool.fetch(
         "SELECT call_id::text AS id, prompt_tokens + completion_tokens AS tokens, meter_reported_at FROM ai_usage"
-        " WHERE asker = $1 ORDER BY created_at", f"user:{user_id}",
-    )  # fmt: skip
+        " WHERE asker = $1 ORDER BY created_at",
+        f"user:{user_id}",
+    )
     return [dict(r) for r in rows]
 
 
@@ -110,8 +115,12 @@ async def test_free_users_calls_are_not_reported(meter_stack, fake_meter, http, 
     user, room, _ = await asking_user(meter_stack, http, clients, ledger, subscribe=False)
     await ask(user, room, 1)
     sent = len(fake_meter.events)
-    await publish_commands(meter_stack.env["AMQP_URL"], BILLING_QUEUE, REPORT_USAGE_ACTOR,
-                           [ReportUsage(command_id=f"report:{uuid.uuid4()}")])  # fmt: skip
+    await publish_commands(
+        meter_stack.env["AMQP_URL"],
+        BILLING_QUEUE,
+        REPORT_USAGE_ACTOR,
+        [ReportUsage(command_id=f"report:{uuid.uuid4()}")],
+    )
     await asyncio.sleep(1.5)
     [call] = await calls_of(ledger, user.user_id)
     assert call["meter_reported_at"] is None and len(fake_meter.events) == sent

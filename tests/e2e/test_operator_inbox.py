@@ -22,13 +22,22 @@ ai_stack = test_ai.ai_stack
 
 async def new_tenant(http: aiohttp.ClientSession, base: str, headers: dict, *, auto_reply: bool) -> tuple[str, str]:
     tenant_id, number = uid("shop"), f"+1555{uuid.uuid4().int % 10**7:07d}"
-    async with http.post(f"{base}/api/admin/tenants", headers=headers, json={
-        "tenantId": tenant_id, "name": "Shop", "autoReply": auto_reply,
-        "channels": [{"channel": "twilio_whatsapp", "address": number}],
-    }) as r:  # fmt: skip
+    async with http.post(
+        f"{base}/api/admin/tenants",
+        headers=headers,
+        json={
+            "tenantId": tenant_id,
+            "name": "Shop",
+            "autoReply": auto_reply,
+            "channels": [{"channel": "twilio_whatsapp", "address": number}],
+        },
+    ) as r:
         assert r.status == 201, await r.text()
-    async with http.post(f"{base}/api/admin/tenants/{tenant_id}/grant", headers=headers,
-                         json={"credits": 5, "reason": "t", "idempotencyKey": "k"}) as r:  # fmt: skip
+    async with http.post(
+        f"{base}/api/admin/tenants/{tenant_id}/grant",
+        headers=headers,
+        json={"credits": 5, "reason": "t", "idempotencyKey": "k"},
+    ) as r:
         assert r.status == 201
     return tenant_id, number
 
@@ -36,8 +45,15 @@ async def new_tenant(http: aiohttp.ClientSession, base: str, headers: dict, *, a
 async def whatsapp(http, base: str, fake_twilio, number: str, contact: str, text: str) -> str:
     """Post a signed inbound WhatsApp webhook; returns our message id for it."""
     sid = f"SM{uuid.uuid4().hex}"
-    inbound = {"MessageSid": sid, "AccountSid": fake_twilio.account_sid, "From": f"whatsapp:{contact}",
-               "To": f"whatsapp:{number}", "Body": text, "NumMedia": "0", "SmsStatus": "received"}  # fmt: skip
+    inbound = {
+        "MessageSid": sid,
+        "AccountSid": fake_twilio.account_sid,
+        "From": f"whatsapp:{contact}",
+        "To": f"whatsapp:{number}",
+        "Body": text,
+        "NumMedia": "0",
+        "SmsStatus": "received",
+    }
     status, _, _ = await post_twilio(http, f"{base}/webhooks/twilio", inbound)
     assert status == 200
     return inbound_ids("twilio", sid)[1]
@@ -55,8 +71,9 @@ async def until(check, timeout: float = 30.0):
             await asyncio.sleep(0.2)
 
 
-async def test_the_conversation_list_is_for_the_tenants_operators_and_admins(ai_stack, fake_twilio, http,
-                                                                             admin_headers, ledger):  # fmt: skip
+async def test_the_conversation_list_is_for_the_tenants_operators_and_admins(
+    ai_stack, fake_twilio, http, admin_headers, ledger
+):
     node, _ = ai_stack
     base = f"http://127.0.0.1:{node.port}"
     tenant_id, number = await new_tenant(http, base, admin_headers, auto_reply=False)
@@ -90,8 +107,13 @@ async def test_the_conversation_list_is_for_the_tenants_operators_and_admins(ai_
     admin_jwt = {"Authorization": f"Bearer {make_token(uid('root'), role='admin')}"}
     foreign = {"Authorization": f"Bearer {make_token(uid('op'), role='operator', tenant=other_tenant)}"}
     user = {"Authorization": f"Bearer {make_token(uid('user'))}"}
-    for headers, status in [(admin_jwt, 200), (foreign, 403), (user, 403), ({}, 401),
-                            ({"Authorization": "Bearer not-a-jwt"}, 401)]:  # fmt: skip
+    for headers, status in [
+        (admin_jwt, 200),
+        (foreign, 403),
+        (user, 403),
+        ({}, 401),
+        ({"Authorization": "Bearer not-a-jwt"}, 401),
+    ]:
         async with http.get(url, headers=headers) as r:
             assert r.status == status, (headers, await r.text())
     async with http.get(f"{base}/api/tenants/{uid('nobody')}/conversations", headers=admin_headers) as r:
@@ -101,8 +123,9 @@ async def test_the_conversation_list_is_for_the_tenants_operators_and_admins(ai_
             assert r.status == 400, query
 
 
-async def test_taking_over_silences_the_agent_until_handed_back(ai_stack, fake_model, fake_twilio, http,
-                                                                admin_headers, clients, ledger):  # fmt: skip
+async def test_taking_over_silences_the_agent_until_handed_back(
+    ai_stack, fake_model, fake_twilio, http, admin_headers, clients, ledger
+):
     node, _ = ai_stack
     base = f"http://127.0.0.1:{node.port}"
     tenant_id, number = await new_tenant(http, base, admin_headers, auto_reply=True)
@@ -162,8 +185,11 @@ async def test_taking_over_silences_the_agent_until_handed_back(ai_stack, fake_m
 
     before = list(pablo.events["conversationUpdated"])
     await olga.sio.call("takeOverConversation", {"roomId": room, "release": True}, timeout=10)
-    await pablo.wait_for("conversationUpdated", lambda u: "takenOverBy" in u and u["takenOverBy"] is None
-                         and all(u is not b for b in before), timeout=30)  # fmt: skip
+    await pablo.wait_for(
+        "conversationUpdated",
+        lambda u: "takenOverBy" in u and u["takenOverBy"] is None and all(u is not b for b in before),
+        timeout=30,
+    )
     third = await whatsapp(http, base, fake_twilio, number, contact, "Perfecto, gracias")
     await until(lambda: sends() == 3)  # handed back: the agent answers again
     assert await ledger.fetchval("SELECT status FROM inbox WHERE command_id = $1", f"ai:{third}") == "applied"

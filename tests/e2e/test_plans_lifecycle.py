@@ -66,8 +66,13 @@ async def test_subscription_lifecycle_through_signed_webhooks(billing, http, led
     updates = await sock.wait_count("planUpdated", 3)  # created, paid, the re-sent paid
     assert sorted(u["creditsGranted"] for u in updates) == [0, 0, 100]  # the two paid events may race
     granted = max(updates, key=lambda u: u["creditsGranted"])
-    assert granted == {"plan": "starter", "subscribedPlan": "starter", "status": "active", "creditsGranted": 100,
-                       "credits": 100}  # fmt: skip
+    assert granted == {
+        "plan": "starter",
+        "subscribedPlan": "starter",
+        "status": "active",
+        "creditsGranted": 100,
+        "credits": 100,
+    }
 
     updated = event_json("customer.subscription.updated", subscription(sub, cus, "price_pro", user_id=user), t + 3)
     failed = event_json("invoice.payment_failed", invoice(f"in_{uuid.uuid4().hex[:8]}", cus, sub, "price_pro"), t + 4)
@@ -77,8 +82,9 @@ async def test_subscription_lifecycle_through_signed_webhooks(billing, http, led
     assert await plan_of(ledger, user) == ("pro", "past_due")
     assert (await stats(http, billing, user))["credits"] == 100  # a failed payment grants nothing
 
-    deleted = event_json("customer.subscription.deleted",
-                         subscription(sub, cus, "price_pro", status="canceled", user_id=user), t + 5)  # fmt: skip
+    deleted = event_json(
+        "customer.subscription.deleted", subscription(sub, cus, "price_pro", status="canceled", user_id=user), t + 5
+    )
     await post_stripe(http, billing, deleted)
     await applied(ledger, deleted["id"])
     assert await plan_of(ledger, user) == ("free", "canceled")
@@ -94,12 +100,15 @@ async def test_out_of_order_events_keep_the_newest_state(billing, http, ledger):
     user, cus, sub = ids()
     t = int(time.time())
     events = [
-        event_json("customer.subscription.deleted",
-                   subscription(sub, cus, "price_pro", status="canceled", user_id=user), t + 30),
+        event_json(
+            "customer.subscription.deleted",
+            subscription(sub, cus, "price_pro", status="canceled", user_id=user),
+            t + 30,
+        ),
         event_json("customer.subscription.updated", subscription(sub, cus, "price_pro", user_id=user), t + 20),
         event_json("invoice.paid", invoice(f"in_{uuid.uuid4().hex[:8]}", cus, sub, "price_starter", user), t + 10),
         event_json("customer.subscription.created", subscription(sub, cus, "price_starter", user_id=user), t),
-    ]  # fmt: skip
+    ]
     for e in events:  # newest first: each later delivery is older than the state it finds
         await post_stripe(http, billing, e)
         await applied(ledger, e["id"])
@@ -122,8 +131,13 @@ async def test_plan_list_and_a_users_usage_over_http(billing, http, ledger, admi
     async with http.get(billing.url("/api/plans")) as resp:
         assert resp.status == 200
         plans = {p["name"]: p for p in (await resp.json())["plans"]}
-    assert plans["starter"] == {"name": "starter", "priceId": "price_starter", "monthlyCredits": 100,
-                                "dailyMessages": 3, "dailyAiTokens": 1000}  # fmt: skip
+    assert plans["starter"] == {
+        "name": "starter",
+        "priceId": "price_starter",
+        "monthlyCredits": 100,
+        "dailyMessages": 3,
+        "dailyAiTokens": 1000,
+    }
     assert plans["business"]["dailyMessages"] is None
 
     user, cus, sub = ids()
@@ -131,8 +145,9 @@ async def test_plan_list_and_a_users_usage_over_http(billing, http, ledger, admi
     async with http.get(url, headers={"Authorization": f"Bearer {make_token(user)}"}) as resp:
         body = await resp.json()
     assert (body["plan"], body["status"], body["quotas"]["messages"]["limit"]) == ("free", None, 2)
-    created = event_json("customer.subscription.created", subscription(sub, cus, "price_starter", user_id=user),
-                         int(time.time()))  # fmt: skip
+    created = event_json(
+        "customer.subscription.created", subscription(sub, cus, "price_starter", user_id=user), int(time.time())
+    )
     await post_stripe(http, billing, created)
     await applied(ledger, created["id"])
     async with http.get(url, headers=admin_headers) as resp:

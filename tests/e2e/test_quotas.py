@@ -94,8 +94,9 @@ async def test_over_the_ai_token_quota_no_model_call_is_made(quota_stack, fake_m
     user, room = await user_in_room(quota_stack, http, clients)
     await user.send(room, "@AgenteIA hola")
     reply = await user.wait_for("newMessage", lambda m: m.get("kind") == "ai", timeout=30)
-    used = await ledger.fetchval("SELECT sum(prompt_tokens + completion_tokens) FROM ai_usage WHERE asker = $1",
-                                 f"user:{user.user_id}")  # fmt: skip
+    used = await ledger.fetchval(
+        "SELECT sum(prompt_tokens + completion_tokens) FROM ai_usage WHERE asker = $1", f"user:{user.user_id}"
+    )
     assert used >= 10  # the first call crossed Free's 10 tokens
     calls, before = len(fake_model.requests), await stats(http, quota_stack, user.user_id)
     ack = await user.send(room, "@AgenteIA otra pregunta")
@@ -108,7 +109,9 @@ async def test_over_the_ai_token_quota_no_model_call_is_made(quota_stack, fake_m
     after = await stats(http, quota_stack, user.user_id)
     # only the question's own words were used; the agent answered nothing, so nothing more was charged
     assert after["wordsUsedTotal"] == before["wordsUsedTotal"] + count_words("@AgenteIA otra pregunta")
-    row = await ledger.fetchrow("SELECT status, result->>'reason' AS reason FROM inbox WHERE command_id = $1",
-                                agent_reply_ids(ack["messageId"])[0])  # fmt: skip
+    row = await ledger.fetchrow(
+        "SELECT status, result->>'reason' AS reason FROM inbox WHERE command_id = $1",
+        agent_reply_ids(ack["messageId"])[0],
+    )
     assert (row["status"], row["reason"]) == ("rejected", "quota_exceeded")
     assert reply["replyTo"] != ack["messageId"]

@@ -121,8 +121,14 @@ async def publish(amqp_url: str, queue: str, actor: str, payload: dict, **option
         for name, arguments in topology(queue):
             await channel.declare_queue(name, durable=True, arguments=arguments)
         message_id = str(uuid.uuid4())
-        body = dramatiq.Message(queue_name=queue, actor_name=actor, args=(), kwargs={"command": payload},
-                                options=dict(options), message_id=message_id).encode()  # fmt: skip
+        body = dramatiq.Message(
+            queue_name=queue,
+            actor_name=actor,
+            args=(),
+            kwargs={"command": payload},
+            options=dict(options),
+            message_id=message_id,
+        ).encode()
         await channel.default_exchange.publish(
             aio_pika.Message(body, delivery_mode=aio_pika.DeliveryMode.PERSISTENT, message_id=message_id),
             routing_key=queue,
@@ -156,8 +162,11 @@ async def settled(stack: ReplayStack, quiet_s: float = 2.0, timeout: float = 60)
     last, since = None, time.monotonic()
     while time.monotonic() < deadline:
         rows = await logged(stack.pool)
-        state = (sorted((k, r["deliveries"]) for k, r in rows.items()), len(stack.twilio.requests),
-                 len(stack.model.requests))  # fmt: skip
+        state = (
+            sorted((k, r["deliveries"]) for k, r in rows.items()),
+            len(stack.twilio.requests),
+            len(stack.model.requests),
+        )
         if state != last:
             last, since = state, time.monotonic()
         elif time.monotonic() - since >= quiet_s:
@@ -186,9 +195,15 @@ async def snapshot(stack: ReplayStack) -> dict:
 async def run_replay(stack: ReplayStack, *args: str) -> tuple[int, str, str]:
     """The script as an operator runs it; asynchronously, so the fakes (on this event loop) keep answering."""
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "scripts.replay", *args, cwd=ROOT, env=stack.env,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-    )  # fmt: skip
+        sys.executable,
+        "-m",
+        "scripts.replay",
+        *args,
+        cwd=ROOT,
+        env=stack.env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
     async with asyncio.timeout(180):
         out, err = await proc.communicate()
     return proc.returncode, out.decode(), err.decode()
@@ -231,23 +246,43 @@ async def produce_mixed_log(stack: ReplayStack, http, clients: list[ChatClient])
     operator = ChatClient(uid("olga"), "Olga")
     clients.append(operator)
     await operator.connect(stack.port, token=make_token(operator.user_id, "Olga", role="operator", tenant=tenant_id))
-    inbound = {"MessageSid": f"SM{uuid.uuid4().hex}", "AccountSid": stack.twilio.account_sid,
-               "From": f"whatsapp:{contact}", "To": f"whatsapp:{number}", "Body": "¿Tienen talla M?"}  # fmt: skip
+    inbound = {
+        "MessageSid": f"SM{uuid.uuid4().hex}",
+        "AccountSid": stack.twilio.account_sid,
+        "From": f"whatsapp:{contact}",
+        "To": f"whatsapp:{number}",
+        "Body": "¿Tienen talla M?",
+    }
     assert (await post_twilio(http, stack.url("/webhooks/twilio"), inbound))[0] == 200
     conversation_room = (await operator.wait_for("conversationUpdated", timeout=30))["roomId"]
     await operator.join(conversation_room)
     ack = await operator.send(conversation_room, "Sí, la tenemos.")
     await operator.wait_for("messageStatus", lambda s: s["messageId"] == ack["messageId"], timeout=30)
     (sent,) = stack.twilio.accepted()
-    report = {"MessageSid": sent.provider_id, "MessageStatus": "delivered", "AccountSid": stack.twilio.account_sid,
-              "To": f"whatsapp:{contact}", "From": f"whatsapp:{number}"}  # fmt: skip
+    report = {
+        "MessageSid": sent.provider_id,
+        "MessageStatus": "delivered",
+        "AccountSid": stack.twilio.account_sid,
+        "To": f"whatsapp:{contact}",
+        "From": f"whatsapp:{number}",
+    }
     assert (await post_twilio(http, stack.url("/webhooks/twilio"), report))[0] == 200
 
     # a LemonSqueezy order (billing), signed as LemonSqueezy signs it
-    order = {"meta": {"event_name": "order_created", "custom_data": {"user_id": carol}},
-             "data": {"type": "orders", "id": str(uuid.uuid4().int % 10**9), "attributes": {
-                 "status": "paid", "currency": "USD", "total": 2000, "refunded_amount": 0,
-                 "first_order_item": {"variant_id": 222}}}}  # fmt: skip
+    order = {
+        "meta": {"event_name": "order_created", "custom_data": {"user_id": carol}},
+        "data": {
+            "type": "orders",
+            "id": str(uuid.uuid4().int % 10**9),
+            "attributes": {
+                "status": "paid",
+                "currency": "USD",
+                "total": 2000,
+                "refunded_amount": 0,
+                "first_order_item": {"variant_id": 222},
+            },
+        },
+    }
     body = body_of(order)
     headers = {"content-type": "application/json", "X-Signature": lemonsqueezy_signature(body, LEMONSQUEEZY_SECRET)}
     async with http.post(stack.url("/webhooks/lemonsqueezy"), data=body, headers=headers) as r:
@@ -257,15 +292,24 @@ async def produce_mixed_log(stack: ReplayStack, http, clients: list[ChatClient])
     address = "0x" + uuid.uuid4().hex + uuid.uuid4().hex[:8]
     await stack.pool.execute("INSERT INTO wallet_links (address, user_id) VALUES ($1, $2)", address, dave)
     tx_hash = "0x" + uuid.uuid4().hex + uuid.uuid4().hex
-    deposit = ChainDeposit(command_id=deposit_command_id(tx_hash, 0), chain_key="dev", tx_hash=tx_hash, log_index=0,
-                           block_number=1, from_address=address, amount=3 * 10**18, decimals=18)  # fmt: skip
+    deposit = ChainDeposit(
+        command_id=deposit_command_id(tx_hash, 0),
+        chain_key="dev",
+        tx_hash=tx_hash,
+        log_index=0,
+        block_number=1,
+        from_address=address,
+        amount=3 * 10**18,
+        decimals=18,
+    )
     await publish(stack.env["AMQP_URL"], CHAIN_QUEUE, CHAIN_DEPOSIT_ACTOR, deposit.model_dump(mode="json"))
 
     # an outbound send whose row was not committed yet, out of retries: it fails ...
     late_id = uuid.uuid4()
     late = SendOutbound(command_id=f"send:{late_id}", message_id=str(late_id))
-    await publish(stack.env["AMQP_URL"], OUTBOUND_QUEUE, SEND_OUTBOUND_ACTOR, late.model_dump(mode="json"),
-                  max_retries=0)  # fmt: skip
+    await publish(
+        stack.env["AMQP_URL"], OUTBOUND_QUEUE, SEND_OUTBOUND_ACTOR, late.model_dump(mode="json"), max_retries=0
+    )
     deadline = time.monotonic() + 30
     while (row := (await logged(stack.pool)).get(late.command_id)) is None or row["status"] != "failed":
         assert time.monotonic() < deadline, "the late send was never logged as failed"
@@ -275,16 +319,24 @@ async def produce_mixed_log(stack: ReplayStack, http, clients: list[ChatClient])
         "INSERT INTO outbound_messages (message_id, conversation_id, tenant_id, channel, address, contact, body)"
         " SELECT $1, conversation_id, tenant_id, channel, address, contact, 'Y también la L.' FROM outbound_messages"
         " WHERE message_id = $2",
-        late_id, uuid.UUID(ack["messageId"]),
-    )  # fmt: skip
+        late_id,
+        uuid.UUID(ack["messageId"]),
+    )
     return late.command_id
 
 
 EXPECTED_TYPES = {
-    "chat.send_message": 2, "ai.reply": 1, "billing.send_tip": 1, "channel.inbound": 1, "ai.classify": 1,
-    "channel.operator_reply": 1, "outbound.send": 2, "channel.status": 1, "billing.lemonsqueezy_order": 1,
+    "chat.send_message": 2,
+    "ai.reply": 1,
+    "billing.send_tip": 1,
+    "channel.inbound": 1,
+    "ai.classify": 1,
+    "channel.operator_reply": 1,
+    "outbound.send": 2,
+    "channel.status": 1,
+    "billing.lemonsqueezy_order": 1,
     "chain.deposit": 1,
-}  # fmt: skip
+}
 
 
 async def test_replaying_a_mixed_range_twice_changes_nothing_the_second_time(replay_stack, http, clients):
@@ -323,7 +375,8 @@ async def test_replaying_a_mixed_range_twice_changes_nothing_the_second_time(rep
     # Only the failed send did anything: one provider send; the rest changed nothing.
     assert after_first["provider_sends"] == before["provider_sends"] + 1
     assert {k: v for k, v in after_first.items() if k not in ("provider_sends", "outbound")} == {
-        k: v for k, v in before.items() if k not in ("provider_sends", "outbound")}  # fmt: skip
+        k: v for k, v in before.items() if k not in ("provider_sends", "outbound")
+    }
     assert (await logged(stack.pool))[late_id]["status"] == "applied"
 
     code, out, err = await run_replay(stack, *window, "--json")
@@ -352,8 +405,15 @@ async def test_a_jsonl_file_with_bad_lines(replay_stack, http, tmp_path: Path):
     tenant_id, number = uid("shop"), f"+1555{uuid.uuid4().int % 10**7:07d}"
     await create_tenant(http, stack, tenant_id, number)
     message_id = str(uuid.uuid4())
-    send = SendChatMessage(command_id=f"msg:{user}:file-1", message_id=message_id, user_id=user, username="Filer",
-                           room_id=uid("room"), message="uno dos tres", accepted_at_ms=1)  # fmt: skip
+    send = SendChatMessage(
+        command_id=f"msg:{user}:file-1",
+        message_id=message_id,
+        user_id=user,
+        username="Filer",
+        room_id=uid("room"),
+        message="uno dos tres",
+        accepted_at_ms=1,
+    )
     sid = f"SM{uuid.uuid4().hex}"
     webhook = {"MessageSid": sid, "From": "whatsapp:+34600111222", "To": f"whatsapp:{number}", "Body": "hola"}
     lines = [
@@ -387,8 +447,9 @@ async def test_a_jsonl_file_with_bad_lines(replay_stack, http, tmp_path: Path):
     rows = await logged(stack.pool)
     assert [rows[c]["status"] for c in job_ids] == ["applied", "applied"]
     stored = await stack.pool.fetchval("SELECT count(*) FROM messages WHERE message_id = $1", uuid.UUID(message_id))
-    charged = await stack.pool.fetchval("SELECT words_used_total FROM accounts WHERE account_id = $1",
-                                        ledger.user_account(user))  # fmt: skip
+    charged = await stack.pool.fetchval(
+        "SELECT words_used_total FROM accounts WHERE account_id = $1", ledger.user_account(user)
+    )
     assert (stored, charged) == (1, 3)
     before = await snapshot(stack)
 

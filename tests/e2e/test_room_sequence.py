@@ -28,8 +28,17 @@ def seqs(client: ChatClient, room: str) -> list[int]:
 async def store_unpublished(pool, room: str, user_id: str, text: str) -> dict:
     """A message committed as a worker would, whose results never reached Redis."""
     message_id = str(uuid.uuid4())
-    payload = {"messageId": message_id, "id": message_id, "roomId": room, "userId": user_id, "username": user_id,
-               "message": text, "words": 1, "timestamp": int(time.time() * 1000), "kind": "user"}  # fmt: skip
+    payload = {
+        "messageId": message_id,
+        "id": message_id,
+        "roomId": room,
+        "userId": user_id,
+        "username": user_id,
+        "message": text,
+        "words": 1,
+        "timestamp": int(time.time() * 1000),
+        "kind": "user",
+    }
     async with pool.acquire() as conn, conn.transaction():
         await messages.store_many(conn, [messages.NewRow(message_id, room, user_id, 1, payload, payload["timestamp"])])
         await conn.execute(  # its applied command, as the worker's unit of work records it

@@ -42,9 +42,15 @@ async def test_a_retry_that_cannot_be_enqueued_is_dead_lettered_and_recorded(own
     user = f"retry-{time.time_ns()}"
     command_id, message_id = send_command_ids(user, None)
     poison = SendChatMessage(  # PostgreSQL refuses NUL in text: every attempt fails
-        command_id=command_id, message_id=message_id, user_id=user, username=user, room_id="room\x00",
-        message="hola", client_message_id=None, accepted_at_ms=int(time.time() * 1000),
-    )  # fmt: skip
+        command_id=command_id,
+        message_id=message_id,
+        user_id=user,
+        username=user,
+        room_id="room\x00",
+        message="hola",
+        client_message_id=None,
+        accepted_at_ms=int(time.time() * 1000),
+    )
     await publish_commands(amqp_url, CHAT_QUEUE, SEND_MESSAGE_ACTOR, [poison])
     isolation.set_permissions(own_vhost, configure=".*", write="", read=".*")  # no publishing from now on
     procs = Processes({**stack_env, "AMQP_URL": amqp_url})

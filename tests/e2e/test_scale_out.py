@@ -102,9 +102,15 @@ async def dead_count(url: str, queue: str) -> int:
 def poison(user: str) -> SendChatMessage:
     command_id, message_id = send_command_ids(user, None)
     return SendChatMessage(  # PostgreSQL refuses NUL in text: every attempt fails, retries go through .DQ
-        command_id=command_id, message_id=message_id, user_id=user, username=user, room_id="room\x00",
-        message="hola", client_message_id=None, accepted_at_ms=int(time.time() * 1000),
-    )  # fmt: skip
+        command_id=command_id,
+        message_id=message_id,
+        user_id=user,
+        username=user,
+        room_id="room\x00",
+        message="hola",
+        client_message_id=None,
+        accepted_at_ms=int(time.time() * 1000),
+    )
 
 
 async def test_quorum_queues_carry_chat_retries_and_dead_letters(
@@ -119,8 +125,10 @@ async def test_quorum_queues_carry_chat_retries_and_dead_letters(
         for name, _ in topology(queue, "quorum"):
             assert rows[name]["type"] == "quorum", rows.get(name)
     assert rows[CHAT_QUEUE]["arguments"] == {
-        "x-dead-letter-exchange": "", "x-dead-letter-routing-key": f"{CHAT_QUEUE}.XQ", "x-queue-type": "quorum",
-    }  # fmt: skip
+        "x-dead-letter-exchange": "",
+        "x-dead-letter-routing-key": f"{CHAT_QUEUE}.XQ",
+        "x-queue-type": "quorum",
+    }
     assert rows[f"{CHAT_QUEUE}.XQ"]["arguments"] == {"x-message-ttl": 7 * 86_400_000, "x-queue-type": "quorum"}
 
     bad = poison(uid("poison"))
@@ -135,9 +143,12 @@ async def test_quorum_queues_carry_chat_retries_and_dead_letters(
     listed = await asyncio.to_thread(
         subprocess.run,
         [sys.executable, "-m", "scripts.dlq", "list", "--json", "--queue", CHAT_QUEUE],
-        cwd=ROOT, capture_output=True, text=True, timeout=60,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
         env={**stack_env, "AMQP_URL": f"{node_url(own_vhost, free_port())};{live}", "AMQP_QUEUE_TYPE": "quorum"},
-    )  # fmt: skip
+    )
     assert listed.returncode == 0, listed.stderr
     assert [m["command_id"] for m in json.loads(listed.stdout)["messages"]] == [bad.command_id]
 

@@ -33,8 +33,15 @@ SENDS_EACH = 6
 def batch_stack(iso, stack_env) -> Iterator[Stack]:
     vhost = f"{iso.vhost}_batch"
     isolation.create_vhost(vhost)
-    procs = Processes({**stack_env, "AMQP_URL": f"{isolation.AMQP_BASE}/{vhost}", "RATE_LIMITS": "1000/1s",
-                       "LOG_FORMAT": "json", "LOG_LEVEL": "INFO"})  # fmt: skip
+    procs = Processes(
+        {
+            **stack_env,
+            "AMQP_URL": f"{isolation.AMQP_BASE}/{vhost}",
+            "RATE_LIMITS": "1000/1s",
+            "LOG_FORMAT": "json",
+            "LOG_LEVEL": "INFO",
+        }
+    )
     try:
         node = procs.ingress()
         workers = procs.workers("chat", processes=1, threads=4)
@@ -44,8 +51,7 @@ def batch_stack(iso, stack_env) -> Iterator[Stack]:
         isolation.delete_vhost(vhost)
 
 
-async def test_concurrent_sends_are_published_in_batches_and_delivered_exactly_once(batch_stack, http, clients,
-                                                                                       ledger):  # fmt: skip
+async def test_concurrent_sends_are_published_in_batches_and_delivered_exactly_once(batch_stack, http, clients, ledger):
     stack = batch_stack
     rooms = {uid("room"): [ChatClient(uid(f"u{r}m{m}")) for m in range(MEMBERS)] for r in range(ROOMS)}
     for members in rooms.values():
@@ -56,8 +62,9 @@ async def test_concurrent_sends_are_published_in_batches_and_delivered_exactly_o
         for client in members:
             await client.join(room)
 
-    sends = [(room, client, f"c{n}") for room, members in rooms.items() for client in members
-             for n in range(SENDS_EACH)]  # fmt: skip
+    sends = [
+        (room, client, f"c{n}") for room, members in rooms.items() for client in members for n in range(SENDS_EACH)
+    ]
     text = " ".join(["palabra"] * 20)
     acks = await asyncio.gather(*(c.send(room, text, clientMessageId=cid) for room, c, cid in sends))
     assert [a["status"] for a in acks] == ["accepted"] * len(sends), [a for a in acks if a["status"] != "accepted"]
@@ -85,8 +92,11 @@ async def test_concurrent_sends_are_published_in_batches_and_delivered_exactly_o
         assert (s["credits"], s["creditsChargedTotal"], s["wordsUsedTotal"]) == (2, 1, 20 * SENDS_EACH)
 
     # Far fewer AMQP messages than sends; each command in exactly one of them.
-    published = [line for line in having(json_lines(stack.nodes[0]), event="command.published")
-                 if capability_of(line.get("queue", "")) == CHAT_QUEUE]  # fmt: skip
+    published = [
+        line
+        for line in having(json_lines(stack.nodes[0]), event="command.published")
+        if capability_of(line.get("queue", "")) == CHAT_QUEUE
+    ]
     batches = [line for line in published if line["actor"] == SEND_BATCH_ACTOR]
     singles = [line for line in published if line["actor"] == SEND_MESSAGE_ACTOR]
     assert len(batches) + len(singles) == len(published)

@@ -49,9 +49,15 @@ async def test_a_failing_command_is_reported_scrubbed(sentry_stack, fake_sentry)
     user = f"sentry-{time.time_ns()}"
     command_id, message_id = send_command_ids(user, None)
     poison = SendChatMessage(  # PostgreSQL refuses NUL in text: the worker fails on it
-        command_id=command_id, message_id=message_id, user_id=user, username=user, room_id="room\x00",
-        message=SECRET_TEXT, client_message_id=None, accepted_at_ms=int(time.time() * 1000),
-    )  # fmt: skip
+        command_id=command_id,
+        message_id=message_id,
+        user_id=user,
+        username=user,
+        room_id="room\x00",
+        message=SECRET_TEXT,
+        client_message_id=None,
+        accepted_at_ms=int(time.time() * 1000),
+    )
     await publish_commands(sentry_stack["AMQP_URL"], CHAT_QUEUE, SEND_MESSAGE_ACTOR, [poison])
 
     event = await fake_sentry.wait_for_event(timeout=60)

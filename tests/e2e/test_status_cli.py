@@ -35,8 +35,12 @@ class StatusStack:
     def cli(self, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
             [sys.executable, "-m", "scripts.status", *args],
-            cwd=ROOT, env=self.iso.env(**env), capture_output=True, text=True, timeout=60,
-        )  # fmt: skip
+            cwd=ROOT,
+            env=self.iso.env(**env),
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
 
     def rows(self, **env: str) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
         done = self.cli("--json", **env)
@@ -120,8 +124,12 @@ async def test_rabbitmqctl_fallback_when_the_management_api_is_down(status_stack
 def test_watch_refreshes_until_interrupted(status_stack: StatusStack):
     proc = subprocess.Popen(
         [sys.executable, "-m", "scripts.status", "--watch", "0.5", "--json"],
-        cwd=ROOT, env=status_stack.iso.env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
+        cwd=ROOT,
+        env=status_stack.iso.env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert proc.stdout is not None
         documents = [json.loads(proc.stdout.readline()) for _ in range(3)]
@@ -144,8 +152,12 @@ async def test_errors_exit_non_zero_with_a_message(status_stack: StatusStack):
 def test_watch_without_a_terminal_prints_one_table_per_refresh(status_stack: StatusStack):
     proc = subprocess.Popen(
         [sys.executable, "-m", "scripts.status", "--watch", "0.5"],
-        cwd=ROOT, env=status_stack.iso.env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
+        cwd=ROOT,
+        env=status_stack.iso.env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert proc.stdout is not None
         titles = 0

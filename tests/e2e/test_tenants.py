@@ -20,14 +20,21 @@ from tests.support.processes import ROOT
 async def create_tenant(http, stack, admin_headers, credits: int = 0, **body) -> dict:
     tenant_id = uid("acme")
     number = f"+1555{uuid.uuid4().int % 10**7:07d}"
-    payload = {"tenantId": tenant_id, "name": "Acme", "channels": [{"channel": "twilio_whatsapp", "address": number}],
-               **body}  # fmt: skip
+    payload = {
+        "tenantId": tenant_id,
+        "name": "Acme",
+        "channels": [{"channel": "twilio_whatsapp", "address": number}],
+        **body,
+    }
     async with http.post(stack.url("/api/admin/tenants"), json=payload, headers=admin_headers) as r:
         assert r.status == 201, await r.text()
         tenant = await r.json()
     if credits:
-        async with http.post(stack.url(f"/api/admin/tenants/{tenant_id}/grant"), headers=admin_headers,
-                             json={"credits": credits, "reason": "t", "idempotencyKey": "seed"}) as r:  # fmt: skip
+        async with http.post(
+            stack.url(f"/api/admin/tenants/{tenant_id}/grant"),
+            headers=admin_headers,
+            json={"credits": credits, "reason": "t", "idempotencyKey": "seed"},
+        ) as r:
             assert r.status == 201
     return {**tenant, "number": number}
 
@@ -36,11 +43,13 @@ async def test_tenant_admin_api(stack, http, admin_headers):
     tenant = await create_tenant(http, stack, admin_headers, systemPrompt="Eres el asistente de Acme.")
     tid = tenant["tenantId"]
     assert tenant["channels"] == [{"channel": "twilio_whatsapp", "address": tenant["number"]}]
-    async with http.post(stack.url("/api/admin/tenants"), json={"tenantId": tid, "name": "x"},
-                         headers=admin_headers) as r:  # fmt: skip
+    async with http.post(
+        stack.url("/api/admin/tenants"), json={"tenantId": tid, "name": "x"}, headers=admin_headers
+    ) as r:
         assert r.status == 409
-    async with http.post(stack.url("/api/admin/tenants"), json={"tenantId": "bad id!", "name": "x"},
-                         headers=admin_headers) as r:  # fmt: skip
+    async with http.post(
+        stack.url("/api/admin/tenants"), json={"tenantId": "bad id!", "name": "x"}, headers=admin_headers
+    ) as r:
         assert r.status == 400
     async with http.get(stack.url("/api/admin/tenants")) as r:
         assert r.status == 403
@@ -50,8 +59,7 @@ async def test_tenant_admin_api(stack, http, admin_headers):
         assert r.status == 200 and body["autoReply"] is True and len(body["channels"]) == 2
     other = await create_tenant(http, stack, admin_headers)
     steal = {"addChannels": [{"channel": "twilio_whatsapp", "address": tenant["number"]}]}
-    async with http.patch(stack.url(f"/api/admin/tenants/{other['tenantId']}"), json=steal,
-                          headers=admin_headers) as r:  # fmt: skip
+    async with http.patch(stack.url(f"/api/admin/tenants/{other['tenantId']}"), json=steal, headers=admin_headers) as r:
         assert r.status == 409  # a number routes to exactly one tenant
     async with http.get(stack.url(f"/api/admin/tenants/{uuid.uuid4().hex}"), headers=admin_headers) as r:
         assert r.status == 404
@@ -63,8 +71,14 @@ def test_tenants_cli(stack_env):
     tid = uid("cli")
 
     def cli(*args: str) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, "-m", "scripts.tenants", *args], cwd=ROOT, env=stack_env,
-                              capture_output=True, text=True, timeout=60)  # fmt: skip
+        return subprocess.run(
+            [sys.executable, "-m", "scripts.tenants", *args],
+            cwd=ROOT,
+            env=stack_env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
 
     added = cli("add", tid, "--name", "Cli Co", "--channel", f"twilio_sms:+1999{tid[-6:]}", "--auto-reply")
     assert added.returncode == 0, added.stderr
@@ -87,10 +101,17 @@ def inbound_for(number: str, text: str, contact: str = "+34611111111") -> Inboun
     sid = f"SM{uuid.uuid4().hex}"
     command_id, message_id = inbound_ids("twilio", sid)
     return InboundChannelMessage(
-        command_id=command_id, message_id=message_id, provider="twilio", channel="twilio_whatsapp", address=number,
-        contact=contact, contact_name="Lucía", provider_message_id=sid, text=text,
+        command_id=command_id,
+        message_id=message_id,
+        provider="twilio",
+        channel="twilio_whatsapp",
+        address=number,
+        contact=contact,
+        contact_name="Lucía",
+        provider_message_id=sid,
+        text=text,
         received_at_ms=int(time.time() * 1000),
-    )  # fmt: skip
+    )
 
 
 async def test_operators_see_their_tenants_inbox_live_and_reply(stack, stack_env, http, admin_headers, clients, ledger):
@@ -123,8 +144,9 @@ async def test_operators_see_their_tenants_inbox_live_and_reply(stack, stack_env
     echo = await operator.wait_for("newMessage", lambda m: m["messageId"] == ack["messageId"])
     assert echo["kind"] == "outbound" and echo["userId"] == operator.user_id
     await asyncio.sleep(0.5)
-    row = await ledger.fetchrow("SELECT status, contact, body FROM outbound_messages WHERE message_id = $1",
-                                uuid.UUID(ack["messageId"]))  # fmt: skip
+    row = await ledger.fetchrow(
+        "SELECT status, contact, body FROM outbound_messages WHERE message_id = $1", uuid.UUID(ack["messageId"])
+    )
     assert row["contact"] == "+34611111111" and row["body"] == "Sí, enviamos a Madrid en 24 h."
     async with http.get(stack.url(f"/api/admin/tenants/{tid}"), headers=admin_headers) as r:
         assert (await r.json())["credits"] == 1  # 13 words of traffic opened one credit

@@ -95,9 +95,15 @@ async def test_a_redelivered_tip_command_moves_credits_once(stack, stack_env, bi
     bob = await connected(clients, stack, bob_id)
     command_id, tip_id = tip_ids(alice_id, "redelivered")
     cmd = SendTipCommand(
-        command_id=command_id, tip_id=tip_id, user_id=alice_id, username="Alice", to_user_id=bob_id, credits=2,
-        client_tip_id="redelivered", accepted_at_ms=int(time.time() * 1000),
-    )  # fmt: skip
+        command_id=command_id,
+        tip_id=tip_id,
+        user_id=alice_id,
+        username="Alice",
+        to_user_id=bob_id,
+        credits=2,
+        client_tip_id="redelivered",
+        accepted_at_ms=int(time.time() * 1000),
+    )
     await publish_commands(stack_env["AMQP_URL"], BILLING_QUEUE, SEND_TIP_ACTOR, [cmd] * 5)
 
     await bob.wait_for("tipReceived", lambda t: t["tipId"] == tip_id)

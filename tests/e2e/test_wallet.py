@@ -39,8 +39,14 @@ def start_watcher(procs: Processes, *args: str, **env: str) -> Proc:
 
 @pytest.fixture(scope="module")
 def chain_stack(stack_env: dict[str, str]) -> Iterator[ChainStack]:
-    env = {**stack_env, "CHAIN_RPC_PORT": str(free_port()), "CHAIN_CONFIRMATIONS": str(CONFIRMATIONS),
-           "CHAIN_BLOCK_TIME_S": "0", "CHAIN_POLL_INTERVAL_S": "0.2", "WEB3_PROVIDER_URL": ""}  # fmt: skip
+    env = {
+        **stack_env,
+        "CHAIN_RPC_PORT": str(free_port()),
+        "CHAIN_CONFIRMATIONS": str(CONFIRMATIONS),
+        "CHAIN_BLOCK_TIME_S": "0",
+        "CHAIN_POLL_INTERVAL_S": "0.2",
+        "WEB3_PROVIDER_URL": "",
+    }
     procs = Processes(env)
     try:
         watcher = start_watcher(procs)
@@ -53,9 +59,15 @@ def chain_stack(stack_env: dict[str, str]) -> Iterator[ChainStack]:
 
 async def cli(stack: ChainStack, *args: str, env: dict[str, str] | None = None) -> str:
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "scripts.chain", *args, cwd=ROOT, env=env or stack.env,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-    )  # fmt: skip
+        sys.executable,
+        "-m",
+        "scripts.chain",
+        *args,
+        cwd=ROOT,
+        env=env or stack.env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
     out, err = await proc.communicate()
     assert proc.returncode == 0, err.decode()
     return out.decode().strip()
@@ -105,8 +117,13 @@ async def test_link_wallet_with_a_signed_challenge_and_read_balances(chain_stack
     await cli(chain_stack, "mint", account.address, "12.5")
     status, body = await link(http, chain_stack, user, account)
     assert status == 201, body
-    assert body == {"userId": user, "address": account.address, "linked": True, "alreadyLinked": False,
-                    "unclaimedDeposits": 0}  # fmt: skip
+    assert body == {
+        "userId": user,
+        "address": account.address,
+        "linked": True,
+        "alreadyLinked": False,
+        "unclaimedDeposits": 0,
+    }
     async with http.get(chain_stack.url("/api/wallet"), headers=auth(user)) as r:
         wallet = await r.json()
     assert r.status == 200 and wallet["chainAvailable"] is True
@@ -136,8 +153,11 @@ async def test_link_rejects_bad_signatures_reused_and_missing_challenges(chain_s
     assert (await post({"address": account.address, "signature": other_text}))[1]["error"]["code"] == "bad_signature"
     junk = "0x" + "00" * 65
     assert (await post({"address": account.address, "signature": junk}))[1]["error"]["code"] == "bad_signature"
-    for bad in ({"address": "0x123", "signature": wrong_key}, {"address": account.address},
-                {"address": account.address, "signature": 7}):  # fmt: skip
+    for bad in (
+        {"address": "0x123", "signature": wrong_key},
+        {"address": account.address},
+        {"address": account.address, "signature": 7},
+    ):
         status, body = await post(bad)
         assert (status, body["error"]["code"]) == (400, "bad_request"), bad
     assert (await post({"address": account.address, "signature": wrong_key}, headers={}))[0] == 401
@@ -153,8 +173,9 @@ async def test_link_rejects_bad_signatures_reused_and_missing_challenges(chain_s
 async def test_expired_challenge_and_an_address_of_another_user(chain_stack, http, pool):
     alice, bob, account = uid("alice"), uid("bob"), Account.create()
     c = await challenge(http, chain_stack, bob)
-    await pool.execute("UPDATE wallet_challenges SET expires_at = now() - interval '1 second' WHERE nonce = $1",
-                       c["nonce"])  # fmt: skip
+    await pool.execute(
+        "UPDATE wallet_challenges SET expires_at = now() - interval '1 second' WHERE nonce = $1", c["nonce"]
+    )
     body = {"address": account.address, "signature": signed(c["message"], account)}
     async with http.post(chain_stack.url("/api/wallet/link"), json=body, headers=auth(bob)) as r:
         assert (r.status, (await r.json())["error"]["code"]) == (400, "challenge_expired")
@@ -198,9 +219,18 @@ async def test_deposit_through_the_cli_becomes_credits_after_confirmations(chain
     assert (await cli(chain_stack, "balance", account.address)) == "7 BEZ"
     assert [e["credits"] for e in client.events["walletDeposit"]] == [2, 1]
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "scripts.chain", "transfer", "8", "--key", key, cwd=ROOT, env=chain_stack.env,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-    )  # fmt: skip
+        sys.executable,
+        "-m",
+        "scripts.chain",
+        "transfer",
+        "8",
+        "--key",
+        key,
+        cwd=ROOT,
+        env=chain_stack.env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
     _, err = await proc.communicate()
     assert proc.returncode == 1 and "balance too low" in err.decode()  # a clear error, no traceback
 
@@ -212,8 +242,7 @@ async def test_unlinked_deposit_waits_unclaimed_and_is_credited_when_linked(chai
     await cli(chain_stack, "mine", str(CONFIRMATIONS))
 
     async def recorded():
-        return await pool.fetchval("SELECT status FROM chain_deposits WHERE from_address = $1",
-                                   account.address.lower())  # fmt: skip
+        return await pool.fetchval("SELECT status FROM chain_deposits WHERE from_address = $1", account.address.lower())
 
     assert await wait_for(recorded, what="the unclaimed deposit") == "unclaimed"
     status, body = await link(http, chain_stack, user, account)
@@ -230,8 +259,11 @@ async def test_watcher_killed_and_restarted_loses_and_doubles_nothing(chain_stac
         start_watcher(procs, "--serve-only")
         info = await cli(chain_stack, "info", env=procs.env)
         token, treasury = (line.split()[1] for line in info.splitlines()[1:3])
-        real_node = {"WEB3_PROVIDER_URL": f"http://127.0.0.1:{port}", "BEZ_CONTRACT_ADDRESS": token,
-                     "TREASURY_ADDRESS": treasury}  # fmt: skip
+        real_node = {
+            "WEB3_PROVIDER_URL": f"http://127.0.0.1:{port}",
+            "BEZ_CONTRACT_ADDRESS": token,
+            "TREASURY_ADDRESS": treasury,
+        }
         user, account = uid("restart"), Account.create()
         assert (await link(http, chain_stack, user, account))[0] == 201
         await cli(chain_stack, "mint", account.address, "20", env=procs.env)

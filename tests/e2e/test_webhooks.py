@@ -129,18 +129,35 @@ async def post_meta(
 def twilio_inbound(body: str = "Hola, ¿tienen envíos?", sid: str | None = None) -> dict[str, str]:
     sid = sid or "SM" + uuid.uuid4().hex
     return {
-        "SmsMessageSid": sid, "NumMedia": "0", "ProfileName": "Ana López", "MessageType": "text",
-        "SmsSid": sid, "WaId": "5215512345678", "SmsStatus": "received", "Body": body,
-        "To": TWILIO_NUMBER, "NumSegments": "1", "ReferralNumMedia": "0", "MessageSid": sid,
-        "AccountSid": "AC" + "0" * 32, "From": "whatsapp:+5215512345678", "ApiVersion": "2010-04-01",
-    }  # fmt: skip
+        "SmsMessageSid": sid,
+        "NumMedia": "0",
+        "ProfileName": "Ana López",
+        "MessageType": "text",
+        "SmsSid": sid,
+        "WaId": "5215512345678",
+        "SmsStatus": "received",
+        "Body": body,
+        "To": TWILIO_NUMBER,
+        "NumSegments": "1",
+        "ReferralNumMedia": "0",
+        "MessageSid": sid,
+        "AccountSid": "AC" + "0" * 32,
+        "From": "whatsapp:+5215512345678",
+        "ApiVersion": "2010-04-01",
+    }
 
 
 def twilio_status(sid: str, status: str, error_code: str | None = None) -> dict[str, str]:
     form = {
-        "SmsSid": sid, "SmsStatus": status, "MessageStatus": status, "To": "whatsapp:+5215512345678",
-        "MessageSid": sid, "AccountSid": "AC" + "0" * 32, "From": TWILIO_NUMBER, "ApiVersion": "2010-04-01",
-    }  # fmt: skip
+        "SmsSid": sid,
+        "SmsStatus": status,
+        "MessageStatus": status,
+        "To": "whatsapp:+5215512345678",
+        "MessageSid": sid,
+        "AccountSid": "AC" + "0" * 32,
+        "From": TWILIO_NUMBER,
+        "ApiVersion": "2010-04-01",
+    }
     if error_code:
         form["ErrorCode"] = error_code
     return form
@@ -223,8 +240,12 @@ async def test_twilio_inbound_is_enqueued_once_and_a_replay_is_not(empty_queue: 
     assert actor == INBOUND_MESSAGE_ACTOR
     assert command["command_id"] == command_id and command["message_id"] == message_id
     assert (command["channel"], command["address"], command["contact"], command["contact_name"], command["text"]) == (
-        "twilio_whatsapp", "+14155238886", "+5215512345678", "Ana López", "Hola, ¿tienen envíos?",
-    )  # fmt: skip
+        "twilio_whatsapp",
+        "+14155238886",
+        "+5215512345678",
+        "Ana López",
+        "Hola, ¿tienen envíos?",
+    )
 
     # Twilio retries (it did not see our answer): acknowledged again, not published again.
     assert (await post_twilio(http, empty_queue.url("/webhooks/twilio"), form))[0] == 200
@@ -327,8 +348,11 @@ async def test_a_batch_of_50_whatsapp_messages_is_enqueued_in_one_post(empty_que
     assert [c["command_id"] for a, c in got if a == STATUS_UPDATE_ACTOR] == [f"status:meta:wamid.{run}.out:delivered"]
     first = next(c for _, c in got if c["command_id"] == f"meta:wamid.{run}.0")
     assert (first["channel"], first["address"], first["contact"], first["contact_name"]) == (
-        "meta_whatsapp", PHONE_NUMBER_ID, "16505550000", "Contact 16505550000",
-    )  # fmt: skip
+        "meta_whatsapp",
+        PHONE_NUMBER_ID,
+        "16505550000",
+        "Contact 16505550000",
+    )
 
     # Meta redelivers the whole batch: nothing is published again.
     status, reply = await post_meta(http, empty_queue.url("/webhooks/meta"), body)
@@ -346,23 +370,30 @@ async def test_instagram_messages_are_enqueued_and_echoes_and_unknown_objects_sk
     assert (status, reply) == (200, {"received": 1, "duplicates": 0, "skipped": 1})
     ((actor, command),) = commands(await drain(empty_queue.amqp_url))
     assert (actor, command["command_id"], command["channel"], command["address"], command["contact"]) == (
-        INBOUND_MESSAGE_ACTOR, f"meta:aWdf.{run}.in", "instagram", IG_ACCOUNT_ID, "1254477691247389",
-    )  # fmt: skip
+        INBOUND_MESSAGE_ACTOR,
+        f"meta:aWdf.{run}.in",
+        "instagram",
+        IG_ACCOUNT_ID,
+        "1254477691247389",
+    )
     page = meta_body({"object": "page", "entry": [{"id": "1", "time": 1, "messaging": []}]})
     assert await post_meta(http, empty_queue.url("/webhooks/meta"), page) == (
-        200, {"received": 0, "duplicates": 0, "skipped": 1},
-    )  # fmt: skip
+        200,
+        {"received": 0, "duplicates": 0, "skipped": 1},
+    )
     assert await queued(empty_queue.amqp_url) == 0
 
 
 async def test_nodes_share_the_dedupe(stack, http):
     body = meta_body(whatsapp_delivery([wa_message(1, uuid.uuid4().hex)]))
     assert await post_meta(http, stack.url("/webhooks/meta", 0), body) == (
-        200, {"received": 1, "duplicates": 0, "skipped": 0},
-    )  # fmt: skip
+        200,
+        {"received": 1, "duplicates": 0, "skipped": 0},
+    )
     assert await post_meta(http, stack.url("/webhooks/meta", 1), body) == (
-        200, {"received": 0, "duplicates": 1, "skipped": 0},
-    )  # fmt: skip
+        200,
+        {"received": 0, "duplicates": 1, "skipped": 0},
+    )
 
 
 # --- configuration and failure ---------------------------------------------------------------------
@@ -411,7 +442,8 @@ async def test_broker_down_is_503_and_the_retry_is_accepted(lone: Node, stack_en
     status, _, _ = await post_twilio(http, lone.url("/webhooks/twilio"), form)
     assert status == 200
     assert await post_meta(http, lone.url("/webhooks/meta"), body) == (
-        200, {"received": 5, "duplicates": 0, "skipped": 0},
-    )  # fmt: skip
+        200,
+        {"received": 5, "duplicates": 0, "skipped": 0},
+    )
     got = sorted(c["command_id"] for _, c in commands(await drain(lone.amqp_url)))
     assert got == sorted([f"twilio:{form['MessageSid']}", *(f"meta:wamid.{run}.{i}" for i in range(5))])

@@ -63,9 +63,14 @@ def ai_env(iso, stack_env, slow_model):
 def trigger(user: str) -> AgentReply:
     command_id, reply_id = agent_reply_ids(str(uuid.uuid4()))
     return AgentReply(
-        command_id=command_id, reply_id=reply_id, trigger_message_id=command_id.removeprefix("ai:"),
-        room_id=uid("room"), asker=f"user:{user}", asker_user_id=user, requested_at_ms=int(time.time() * 1000),
-    )  # fmt: skip
+        command_id=command_id,
+        reply_id=reply_id,
+        trigger_message_id=command_id.removeprefix("ai:"),
+        room_id=uid("room"),
+        asker=f"user:{user}",
+        asker_user_id=user,
+        requested_at_ms=int(time.time() * 1000),
+    )
 
 
 async def test_sigterm_mid_call_finishes_or_requeues_and_doubles_nothing(ai_env, slow_model, ledger):
@@ -118,9 +123,7 @@ async def test_sigterm_mid_call_finishes_or_requeues_and_doubles_nothing(ai_env,
     for cmd in commands:
         replies = await ledger.fetchval("SELECT count(*) FROM messages WHERE message_id = $1", uuid.UUID(cmd.reply_id))
         usage = await ledger.fetch("SELECT status FROM ai_usage WHERE command_id = $1", cmd.command_id)
-        charges = await ledger.fetchval(
-            "SELECT count(*) FROM ledger_transactions WHERE reference = $1", cmd.command_id
-        )  # fmt: skip
+        charges = await ledger.fetchval("SELECT count(*) FROM ledger_transactions WHERE reference = $1", cmd.command_id)
         assert (replies, [u["status"] for u in usage], charges) == (1, ["ok"], 1), cmd.command_id
     charged = await ledger.fetchval(
         "SELECT sum(credits_charged_total) FROM accounts WHERE account_id = ANY($1)", [f"user:{u}" for u in users]

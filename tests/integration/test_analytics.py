@@ -16,17 +16,31 @@ async def _tenant(conn: asyncpg.Connection, tenant_id: str) -> None:
 
 
 async def _conversation(
-    conn: asyncpg.Connection, tenant_id: str, channel: str, created: datetime, last: datetime,
-    intent: str | None = None, confidence: float | None = None, lead: str | None = None,
-) -> str:  # fmt: skip
+    conn: asyncpg.Connection,
+    tenant_id: str,
+    channel: str,
+    created: datetime,
+    last: datetime,
+    intent: str | None = None,
+    confidence: float | None = None,
+    lead: str | None = None,
+) -> str:
     conversation_id = uuid.uuid4()
     await conn.execute(
         "INSERT INTO conversations (conversation_id, tenant_id, channel, address, contact, created_at,"
         " last_message_at, intent, confidence, lead, classified_at) VALUES ($1, $2, $3, 'addr', $4, $5, $6, $7, $8,"
         " $9, $10)",
-        conversation_id, tenant_id, channel, f"+34{uuid.uuid4().int % 10**9:09d}", created, last,
-        intent, confidence, lead, last if intent else None,
-    )  # fmt: skip
+        conversation_id,
+        tenant_id,
+        channel,
+        f"+34{uuid.uuid4().int % 10**9:09d}",
+        created,
+        last,
+        intent,
+        confidence,
+        lead,
+        last if intent else None,
+    )
     return conversation_room(tenant_id, str(conversation_id))
 
 
@@ -38,13 +52,18 @@ async def _message(conn: asyncpg.Connection, room_id: str, kind: str, at: dateti
     await conn.execute(
         "INSERT INTO messages (message_id, room_id, user_id, words, payload, created_at)"
         " VALUES ($1, $2, $3, 1, $4, $5)",
-        uuid.UUID(message_id), room_id, "agent" if kind == "ai" else "someone", payload, at,
-    )  # fmt: skip
+        uuid.UUID(message_id),
+        room_id,
+        "agent" if kind == "ai" else "someone",
+        payload,
+        at,
+    )
     # As a worker would: every stored message belongs to one applied command (a ledger invariant).
     await conn.execute(
         "INSERT INTO inbox (command_id, kind, status, result) VALUES ($1, 'test', 'applied', $2)",
-        f"test:{message_id}", {"message_id": message_id},
-    )  # fmt: skip
+        f"test:{message_id}",
+        {"message_id": message_id},
+    )
     return message_id
 
 

@@ -52,9 +52,12 @@ def charge(sess: dict, refunded: int | None = None) -> dict:
 
 def stripe_cmd(payload: dict[str, Any]) -> StripeEvent:
     return StripeEvent(
-        command_id=f"stripe:{payload['id']}", event_id=payload["id"], event_type=payload["type"],
-        created=payload["created"], data_object=payload["data"]["object"],
-    )  # fmt: skip
+        command_id=f"stripe:{payload['id']}",
+        event_id=payload["id"],
+        event_type=payload["type"],
+        created=payload["created"],
+        data_object=payload["data"]["object"],
+    )
 
 
 async def apply(pool, event_type: str, obj: dict):
@@ -76,9 +79,15 @@ async def purchases_of(pool, user: str) -> int:
 def chat(user: str, words: int) -> SendChatMessage:
     command_id, message_id = send_command_ids(user, None)
     return SendChatMessage(
-        command_id=command_id, message_id=message_id, user_id=user, username=user, room_id="shop",
-        message="palabra " * words, client_message_id=None, accepted_at_ms=int(time.time() * 1000),
-    )  # fmt: skip
+        command_id=command_id,
+        message_id=message_id,
+        user_id=user,
+        username=user,
+        room_id="shop",
+        message="palabra " * words,
+        client_message_id=None,
+        accepted_at_ms=int(time.time() * 1000),
+    )
 
 
 async def send(pool, user: str, words: int):
@@ -113,8 +122,9 @@ async def test_paid_checkout_grants_the_pack_once_across_replays_and_event_ids(l
     await apply(ledger, "checkout.session.async_payment_succeeded", sess)
     assert await credits(ledger, user) == 10
     assert await purchases_of(ledger, user) == 1
-    ref = await ledger.fetchval("SELECT reference FROM ledger_transactions WHERE kind = 'purchase' AND reference = $1",
-                                sess["id"])  # fmt: skip
+    ref = await ledger.fetchval(
+        "SELECT reference FROM ledger_transactions WHERE kind = 'purchase' AND reference = $1", sess["id"]
+    )
     assert ref == sess["id"]  # the ledger reference is the session id
 
 
@@ -148,8 +158,13 @@ async def test_full_refund_with_credits_left_takes_them_all_back(ledger):
     outcome = await apply(ledger, "charge.refunded", refunded)
     assert outcome.emits[0]["event"] == "creditsRefunded"
     assert outcome.emits[0]["data"] == {
-        "provider": "stripe", "purchaseRef": sess["id"], "creditsReversed": 10, "taken": 10, "owed": 0, "balance": 0,
-    }  # fmt: skip
+        "provider": "stripe",
+        "purchaseRef": sess["id"],
+        "creditsReversed": 10,
+        "taken": 10,
+        "owed": 0,
+        "balance": 0,
+    }
     await apply(ledger, "charge.refunded", refunded)  # the same refund under a new event id
     assert await credits(ledger, user) == 0
     assert await receivables.outstanding(ledger, ledger_repo.user_account(user)) == 0
@@ -234,13 +249,27 @@ async def test_a_zero_word_message_still_goes_out_while_owing(ledger):
 # --- LemonSqueezy ----------------------------------------------------------------------------------
 
 
-def order(event_name: str, order_id: str, user: str | None, *, variant: str = "222", status: str = "paid",
-          total: int = 2000, refunded: int = 0) -> LemonSqueezyOrder:  # fmt: skip
+def order(
+    event_name: str,
+    order_id: str,
+    user: str | None,
+    *,
+    variant: str = "222",
+    status: str = "paid",
+    total: int = 2000,
+    refunded: int = 0,
+) -> LemonSqueezyOrder:
     return LemonSqueezyOrder(
-        command_id=lemonsqueezy_command_id(event_name, order_id, refunded), event_name=event_name,
-        order_id=order_id, status=status, variant_id=variant, user_id=user, total=total, currency="USD",
+        command_id=lemonsqueezy_command_id(event_name, order_id, refunded),
+        event_name=event_name,
+        order_id=order_id,
+        status=status,
+        variant_id=variant,
+        user_id=user,
+        total=total,
+        currency="USD",
         amount_refunded=refunded,
-    )  # fmt: skip
+    )
 
 
 async def test_lemonsqueezy_order_grants_once_and_its_refund_takes_back(ledger):
@@ -297,9 +326,14 @@ async def test_the_ai_agent_is_not_asked_or_charged_while_its_asker_owes(ledger)
     trigger_id = trigger.emits[0]["data"]["messageId"]
     command_id, reply_id = agent_reply_ids(trigger_id)
     cmd = AgentReply(
-        command_id=command_id, reply_id=reply_id, trigger_message_id=trigger_id, room_id="shop",
-        asker=ledger_repo.user_account(user), asker_user_id=user, requested_at_ms=int(time.time() * 1000),
-    )  # fmt: skip
+        command_id=command_id,
+        reply_id=reply_id,
+        trigger_message_id=trigger_id,
+        room_id="shop",
+        asker=ledger_repo.user_account(user),
+        asker_user_id=user,
+        requested_at_ms=int(time.time() * 1000),
+    )
     inputs = await ai_service.reply_inputs(ledger, cmd, POLICY, 20, PlanCatalog.parse(""))
     assert (inputs.owed, inputs.balance.credits) == (3, 0)
     refusal = ai_service.refusal_before_call(cmd, inputs, 1, time.time(), POLICY, "/b")

@@ -23,8 +23,15 @@ def uid(tag: str) -> str:
 
 def meter(action: str, call_id: str, sender: str, at_ms: int, **parties: str) -> CallMeter:
     event = {"start": "callStart", "heartbeat": "callHeartbeat", "end": "callEnd"}[action]
-    return CallMeter(command_id=str(uuid.uuid4()), action=action, call_id=call_id, sender_id=sender,
-                     at_ms=at_ms, event=event, **parties)  # fmt: skip
+    return CallMeter(
+        command_id=str(uuid.uuid4()),
+        action=action,
+        call_id=call_id,
+        sender_id=sender,
+        at_ms=at_ms,
+        event=event,
+        **parties,
+    )
 
 
 async def apply(pool, cmd: CallMeter, terms: calls_service.Terms = TERMS):
@@ -184,8 +191,11 @@ async def test_a_call_whose_party_dropped_is_ended_at_the_drop(ledger):
     assert outcome is not None and outcome.fresh
     data = outcome.emits[0]["data"]
     assert (data["reason"], data["endedAt"], data["minutesCharged"], data["creditsCharged"]) == (
-        "disconnected", dropped, 4, 28,
-    )  # fmt: skip
+        "disconnected",
+        dropped,
+        4,
+        28,
+    )
     assert {e["room"] for e in outcome.emits} == {f"u/{caller}", f"u/{_callee}"}
     assert await credits(ledger, caller) == 1000 - 28
     assert await calls_service.end_dropped(ledger, call_id, dropped + MINUTE_MS) is None  # once
@@ -235,8 +245,9 @@ async def test_a_caller_with_an_unpaid_refund_shortfall_cannot_start_a_paid_call
     await ledger.execute(
         "INSERT INTO purchases (purchase_ref, provider, payment_ref, user_id, pack, credits, amount, currency)"
         " VALUES ($1, 'stripe', $1, $2, 'pack_10', 10, 500, 'usd')",
-        purchase, caller,
-    )  # fmt: skip
+        purchase,
+        caller,
+    )
     await ledger.execute(
         "INSERT INTO receivables (account_id, purchase_ref, reversal, amount) VALUES ($1, $2, 10, 8)", account, purchase
     )

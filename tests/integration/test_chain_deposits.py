@@ -26,8 +26,9 @@ async def devchain(settings) -> AsyncIterator[DevChain]:
     embedded = EmbeddedChain()
     port = free_port()
     runner = await embedded.serve("127.0.0.1", port)
-    s = settings.model_copy(update={"chain_rpc_port": port, "chain_confirmations": CONFIRMATIONS,
-                                    "web3_provider_url": ""})  # fmt: skip
+    s = settings.model_copy(
+        update={"chain_rpc_port": port, "chain_confirmations": CONFIRMATIONS, "web3_provider_url": ""}
+    )
     w3 = chain.connect(s)
     info = await chain.resolve(w3, s)
     yield DevChain(embedded, s, w3, info)
@@ -119,8 +120,10 @@ async def test_crash_between_publish_and_cursor_advance_neither_loses_nor_double
     outcomes = [await chain_service.apply_deposit(ledger, c) for c in commands]
     assert sorted(o.fresh for o in outcomes) == [False, False, True, True]
     assert await credits(ledger, user) == 5  # ... and credited once
-    assert await ledger.fetchval("SELECT count(*) FROM chain_deposits WHERE from_address = $1",
-                                 wallet.address.lower()) == 2  # fmt: skip
+    assert (
+        await ledger.fetchval("SELECT count(*) FROM chain_deposits WHERE from_address = $1", wallet.address.lower())
+        == 2
+    )
 
 
 async def test_stale_watcher_does_not_move_a_cursor_another_advanced(ledger, devchain, publisher, iso):
@@ -144,8 +147,9 @@ async def test_unlinked_sender_is_unclaimed_then_credited_once_linked(ledger, de
     [original] = await drain_deposits(iso.amqp_url)
     outcome = await chain_service.apply_deposit(ledger, original)
     assert outcome.emits == []
-    row = await ledger.fetchrow("SELECT status, user_id, amount FROM chain_deposits WHERE from_address = $1",
-                                wallet.address.lower())  # fmt: skip
+    row = await ledger.fetchrow(
+        "SELECT status, user_id, amount FROM chain_deposits WHERE from_address = $1", wallet.address.lower()
+    )
     assert (row["status"], row["user_id"], int(row["amount"])) == ("unclaimed", None, 4 * BEZ)
     assert await w.sweep_claims() == 0  # not linked yet: nothing to claim
 
@@ -160,8 +164,9 @@ async def test_unlinked_sender_is_unclaimed_then_credited_once_linked(ledger, de
     replayed = original.model_copy(update={"command_id": "deposit:replay-" + original.command_id})
     assert (await chain_service.apply_deposit(ledger, replayed)).emits == []
     assert await credits(ledger, user) == 4
-    row = await ledger.fetchrow("SELECT status, user_id FROM chain_deposits WHERE from_address = $1",
-                                wallet.address.lower())  # fmt: skip
+    row = await ledger.fetchrow(
+        "SELECT status, user_id FROM chain_deposits WHERE from_address = $1", wallet.address.lower()
+    )
     assert (row["status"], row["user_id"]) == ("credited", user)
 
 

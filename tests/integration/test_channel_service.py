@@ -28,10 +28,17 @@ def inbound(tenant_id: str, text: str, contact: str = "+34600000001", sid: str |
     sid = sid or f"SM{uuid.uuid4().hex}"
     command_id, message_id = inbound_ids("twilio", sid)
     return InboundChannelMessage(
-        command_id=command_id, message_id=message_id, provider="twilio", channel="twilio_whatsapp",
-        address=f"{NUMBER}-{tenant_id}", contact=contact, contact_name="Ana", provider_message_id=sid,
-        text=text, received_at_ms=int(time.time() * 1000),
-    )  # fmt: skip
+        command_id=command_id,
+        message_id=message_id,
+        provider="twilio",
+        channel="twilio_whatsapp",
+        address=f"{NUMBER}-{tenant_id}",
+        contact=contact,
+        contact_name="Ana",
+        provider_message_id=sid,
+        text=text,
+        received_at_ms=int(time.time() * 1000),
+    )
 
 
 async def tenant_balance(pool, tenant_id):
@@ -82,9 +89,15 @@ async def test_a_tenant_out_of_credit_still_receives_but_operators_are_warned(le
 async def reply(tenant_id: str, room: str, text: str) -> OperatorReply:
     command_id, message_id = send_command_ids("op-1", None)
     return OperatorReply(
-        command_id=command_id, message_id=message_id, tenant_id=tenant_id, conversation_id=room.rsplit(":", 1)[1],
-        operator_id="op-1", operator_name="Olga", text=text, accepted_at_ms=int(time.time() * 1000),
-    )  # fmt: skip
+        command_id=command_id,
+        message_id=message_id,
+        tenant_id=tenant_id,
+        conversation_id=room.rsplit(":", 1)[1],
+        operator_id="op-1",
+        operator_name="Olga",
+        text=text,
+        accepted_at_ms=int(time.time() * 1000),
+    )
 
 
 async def test_operator_reply_is_charged_stored_and_queued_for_sending(ledger):
@@ -97,8 +110,9 @@ async def test_operator_reply_is_charged_stored_and_queued_for_sending(ledger):
     assert outcome.emits[0]["data"]["kind"] == "outbound"
     (follow,) = outcome.follow_ups
     assert follow["queue"] == "outbound" and follow["command"]["message_id"] == cmd.message_id
-    row = await ledger.fetchrow("SELECT status, contact, channel FROM outbound_messages WHERE message_id = $1",
-                                uuid.UUID(cmd.message_id))  # fmt: skip
+    row = await ledger.fetchrow(
+        "SELECT status, contact, channel FROM outbound_messages WHERE message_id = $1", uuid.UUID(cmd.message_id)
+    )
     assert tuple(row) == ("queued", "+34600000001", "twilio_whatsapp")
     replayed = await channel_service.operator_reply(ledger, cmd, POLICY, "/billing")
     assert not replayed.fresh and replayed.follow_ups == outcome.follow_ups  # re-queued, dedupes downstream
@@ -120,12 +134,20 @@ async def test_delivery_reports_move_forward_only(ledger):
     cmd = await reply(tenant_id, first.emits[0]["data"]["roomId"], "hola")
     await channel_service.operator_reply(ledger, cmd, POLICY, "/billing")
     sid = f"SM{uuid.uuid4().hex}"
-    await ledger.execute("UPDATE outbound_messages SET provider_message_id = $2, status = 'sent' WHERE message_id = $1",
-                         uuid.UUID(cmd.message_id), sid)  # fmt: skip
+    await ledger.execute(
+        "UPDATE outbound_messages SET provider_message_id = $2, status = 'sent' WHERE message_id = $1",
+        uuid.UUID(cmd.message_id),
+        sid,
+    )
 
     def report(status: str) -> ChannelStatusUpdate:
-        return ChannelStatusUpdate(command_id=f"status:twilio:{sid}:{status}", provider="twilio",
-                                   provider_message_id=sid, status=status, reported_at_ms=0)  # fmt: skip
+        return ChannelStatusUpdate(
+            command_id=f"status:twilio:{sid}:{status}",
+            provider="twilio",
+            provider_message_id=sid,
+            status=status,
+            reported_at_ms=0,
+        )
 
     delivered = await channel_service.status_update(ledger, report("delivered"))
     assert delivered.emits[0]["event"] == "messageStatus" and delivered.emits[0]["data"]["status"] == "delivered"

@@ -18,9 +18,15 @@ POLICY = CreditPolicy(1000, 50, 86_400)
 def command(user: str, text: str, room: str = "room-1", client_id: str | None = None) -> SendChatMessage:
     command_id, message_id = send_command_ids(user, client_id)
     return SendChatMessage(
-        command_id=command_id, message_id=message_id, user_id=user, username=user, room_id=room,
-        message=text, client_message_id=client_id, accepted_at_ms=int(time.time() * 1000),
-    )  # fmt: skip
+        command_id=command_id,
+        message_id=message_id,
+        user_id=user,
+        username=user,
+        room_id=room,
+        message=text,
+        client_message_id=client_id,
+        accepted_at_ms=int(time.time() * 1000),
+    )
 
 
 async def apply(pool, cmd):

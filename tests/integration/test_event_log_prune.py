@@ -30,8 +30,13 @@ async def no_old_rows(pool: asyncpg.Pool) -> AsyncIterator[None]:
 def prune(stack_env: dict[str, str], *args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "scripts.event_log", "prune", *args],
-        cwd=ROOT, env=stack_env, input=stdin, capture_output=True, text=True, timeout=60,
-    )  # fmt: skip
+        cwd=ROOT,
+        env=stack_env,
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
 
 async def logged(pool: asyncpg.Pool, age: timedelta, status: event_log.Status = "applied") -> str:

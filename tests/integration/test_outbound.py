@@ -65,13 +65,25 @@ async def insert_outbound(
             "INSERT INTO conversations (conversation_id, tenant_id, channel, address, contact)"
             " VALUES ($1, $2, $3, $4, $5) ON CONFLICT (tenant_id, channel, contact)"
             " DO UPDATE SET last_message_at = now() RETURNING conversation_id",
-            uuid.uuid4(), tenant_id, str(channel), address, contact,
-        )  # fmt: skip
+            uuid.uuid4(),
+            tenant_id,
+            str(channel),
+            address,
+            contact,
+        )
         await conn.execute(
             "INSERT INTO outbound_messages (message_id, conversation_id, tenant_id, channel, address, contact, body,"
             " status, attempts) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-            uuid.UUID(message_id), conversation_id, tenant_id, str(channel), address, contact, body, status, attempts,
-        )  # fmt: skip
+            uuid.UUID(message_id),
+            conversation_id,
+            tenant_id,
+            str(channel),
+            address,
+            contact,
+            body,
+            status,
+            attempts,
+        )
     return Seeded(message_id, tenant_id, str(conversation_id), body)
 
 
@@ -239,8 +251,12 @@ async def test_meta_whatsapp_and_instagram_send_the_graph_payloads(ledger, locks
     req_wa, req_ig = meta.requests
     version = settings.meta_graph_version
     assert req_wa.path == f"/{version}/{WA_PHONE_NUMBER_ID}/messages"
-    assert req_wa.fields == {"messaging_product": "whatsapp", "to": "34600111666", "type": "text",
-                             "text": {"body": wa.body}}  # fmt: skip
+    assert req_wa.fields == {
+        "messaging_product": "whatsapp",
+        "to": "34600111666",
+        "type": "text",
+        "text": {"body": wa.body},
+    }
     assert req_ig.path == f"/{version}/{IG_ACCOUNT_ID}/messages"
     assert req_ig.fields == {"recipient": {"id": "6543210987654321"}, "message": {"text": ig.body}}
     assert req_wa.headers["Authorization"] == f"Bearer {meta.access_token}"

@@ -62,8 +62,13 @@ async def usage(pool, asker: str, tokens: tuple[int, int] = (7, 5), status: str 
     await pool.execute(
         "INSERT INTO ai_usage (call_id, command_id, purpose, asker, model, prompt_tokens, completion_tokens,"
         " latency_ms, status, created_at) VALUES ($1, 'c', 'reply', $2, 'm', $3, $4, 1, $5, $6)",
-        call_id, asker, tokens[0], tokens[1], status, at or datetime.now(UTC),
-    )  # fmt: skip
+        call_id,
+        asker,
+        tokens[0],
+        tokens[1],
+        status,
+        at or datetime.now(UTC),
+    )
     return call_id
 
 
@@ -129,8 +134,9 @@ async def test_calls_inside_a_plan_are_reported_even_after_it_lapsed_and_none_fr
     t = int(time.time())
     old_sub = await ledger.fetchval("SELECT stripe_subscription_id FROM user_plans WHERE user_id = $1", user)
     canceled = subscription(old_sub, cus, "price_pro", status="canceled", user_id=user)
-    assert (await plans_service.apply_event(ledger, event("customer.subscription.deleted", canceled, t + 1),
-                                            CATALOG)).status == "applied"  # fmt: skip
+    assert (
+        await plans_service.apply_event(ledger, event("customer.subscription.deleted", canceled, t + 1), CATALOG)
+    ).status == "applied"
     gap = await usage(ledger, f"user:{user}")
     again = subscription(f"sub_{h}", cus, "price_starter", user_id=user)
     await plans_service.apply_event(ledger, event("customer.subscription.created", again, t + 2), CATALOG)

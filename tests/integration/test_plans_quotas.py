@@ -22,9 +22,15 @@ CATALOG = PlanCatalog.parse(PLANS_JSON)  # free: 2 messages/day and 10 AI tokens
 def command(user: str, text: str, at_ms: int | None = None) -> SendChatMessage:
     command_id, message_id = send_command_ids(user, None)
     return SendChatMessage(
-        command_id=command_id, message_id=message_id, user_id=user, username=user, room_id="room-q",
-        message=text, client_message_id=None, accepted_at_ms=at_ms or int(time.time() * 1000),
-    )  # fmt: skip
+        command_id=command_id,
+        message_id=message_id,
+        user_id=user,
+        username=user,
+        room_id="room-q",
+        message=text,
+        client_message_id=None,
+        accepted_at_ms=at_ms or int(time.time() * 1000),
+    )
 
 
 async def send(pool, cmd):
@@ -41,8 +47,9 @@ async def test_free_plan_blocks_the_third_message_and_charges_nothing(ledger):
     user = await funded_user(ledger)
     first, second = await send(ledger, command(user, "hola")), await send(ledger, command(user, "hola"))
     assert first.status == second.status == "applied"
-    before = await ledger.fetchrow("SELECT credits, words_used_total FROM accounts WHERE account_id = $1",
-                                   f"user:{user}")  # fmt: skip
+    before = await ledger.fetchrow(
+        "SELECT credits, words_used_total FROM accounts WHERE account_id = $1", f"user:{user}"
+    )
     blocked_cmd = command(user, "palabra " * 1500)
     blocked = await send(ledger, blocked_cmd)
     assert blocked.status == "rejected"
@@ -51,11 +58,13 @@ async def test_free_plan_blocks_the_third_message_and_charges_nothing(ledger):
     assert (name, channel) == ("quotaExceeded", f"u/{user}")
     assert (data["kind"], data["limit"], data["used"], data["plan"]) == ("messages", 2, 2, "free")
     assert data["resetsAt"] == f"{tomorrow}T00:00:00Z" and data["messageId"] == blocked_cmd.message_id
-    after = await ledger.fetchrow("SELECT credits, words_used_total FROM accounts WHERE account_id = $1",
-                                  f"user:{user}")  # fmt: skip
+    after = await ledger.fetchrow(
+        "SELECT credits, words_used_total FROM accounts WHERE account_id = $1", f"user:{user}"
+    )
     assert after == before
-    assert not await ledger.fetchval("SELECT count(*) FROM messages WHERE message_id = $1",
-                                     uuid.UUID(blocked_cmd.message_id))  # fmt: skip
+    assert not await ledger.fetchval(
+        "SELECT count(*) FROM messages WHERE message_id = $1", uuid.UUID(blocked_cmd.message_id)
+    )
     assert (await send(ledger, blocked_cmd)).fresh is False  # a redelivery replays the block
 
 
@@ -95,8 +104,10 @@ async def test_ai_tokens_quota_counts_todays_calls_only(ledger):
     user = f"q-{uuid.uuid4().hex[:8]}"
     account = ledger_repo.user_account(user)
     assert await quotas.ai_token_block(ledger, CATALOG, user, time.time()) is None
-    insert = ("INSERT INTO ai_usage (call_id, command_id, purpose, asker, model, prompt_tokens, completion_tokens,"
-              " latency_ms, status, created_at) VALUES ($1, 'c', 'reply', $2, 'm', $3, $4, 1, 'ok', $5)")  # fmt: skip
+    insert = (
+        "INSERT INTO ai_usage (call_id, command_id, purpose, asker, model, prompt_tokens, completion_tokens,"
+        " latency_ms, status, created_at) VALUES ($1, 'c', 'reply', $2, 'm', $3, $4, 1, 'ok', $5)"
+    )
     await ledger.execute(insert, uuid.uuid4(), account, 50, 50, datetime.now(UTC) - timedelta(days=1))
     assert await quotas.ai_token_block(ledger, CATALOG, user, time.time()) is None
     await ledger.execute(insert, uuid.uuid4(), account, 6, 4, datetime.now(UTC))

@@ -40,12 +40,17 @@ async def apply(pool, cmd):
 async def test_subscription_lifecycle(ledger):
     user, cus, sub = ids()
     t = int(time.time())
-    out = await apply(ledger, event("customer.subscription.created", subscription(sub, cus, "price_starter",
-                                                                              user_id=user), t))  # fmt: skip
+    out = await apply(
+        ledger, event("customer.subscription.created", subscription(sub, cus, "price_starter", user_id=user), t)
+    )
     assert out.status == "applied"
     row = await plan_row(ledger, user)
     assert (row["plan"], row["status"], row["stripe_customer_id"], row["stripe_subscription_id"]) == (
-        "starter", "active", cus, sub)  # fmt: skip
+        "starter",
+        "active",
+        cus,
+        sub,
+    )
     assert row["current_period_end"] is not None
     assert await windows(ledger, user) == [(cus, True)]
 
@@ -64,8 +69,9 @@ async def test_subscription_lifecycle(ledger):
     )
 
     # upgrade: the new price sets the plan; the next invoice grants the new allowance
-    await apply(ledger, event("customer.subscription.updated", subscription(sub, cus, "price_pro", user_id=user),
-                              t + 3))  # fmt: skip
+    await apply(
+        ledger, event("customer.subscription.updated", subscription(sub, cus, "price_pro", user_id=user), t + 3)
+    )
     assert (await plan_row(ledger, user))["plan"] == "pro"
     await apply(ledger, event("invoice.paid", invoice(f"in_{uuid.uuid4().hex[:10]}", cus, sub, "price_pro"), t + 4))
     assert await credits(ledger, user) == 600  # found by customer id: no metadata on that invoice
@@ -78,8 +84,12 @@ async def test_subscription_lifecycle(ledger):
     assert CATALOG.effective(row["plan"], row["status"]).name == "pro"  # Stripe is still retrying
 
     # deleted: back to Free; the credits already granted stay
-    await apply(ledger, event("customer.subscription.deleted",
-                              subscription(sub, cus, "price_pro", status="canceled", user_id=user), t + 6))  # fmt: skip
+    await apply(
+        ledger,
+        event(
+            "customer.subscription.deleted", subscription(sub, cus, "price_pro", status="canceled", user_id=user), t + 6
+        ),
+    )
     row = await plan_row(ledger, user)
     assert (row["plan"], row["status"]) == ("free", "canceled") and await credits(ledger, user) == 600
     assert CATALOG.effective(row["plan"], row["status"]).name == "free"
@@ -89,8 +99,9 @@ async def test_subscription_lifecycle(ledger):
 async def test_an_older_event_never_overwrites_a_newer_state(ledger):
     user, cus, sub = ids()
     t = int(time.time())
-    deleted = event("customer.subscription.deleted",
-                    subscription(sub, cus, "price_pro", status="canceled", user_id=user), t + 10)  # fmt: skip
+    deleted = event(
+        "customer.subscription.deleted", subscription(sub, cus, "price_pro", status="canceled", user_id=user), t + 10
+    )
     updated = event("customer.subscription.updated", subscription(sub, cus, "price_pro", user_id=user), t + 5)
     created = event("customer.subscription.created", subscription(sub, cus, "price_starter", user_id=user), t)
     assert (await apply(ledger, deleted)).status == "applied"
@@ -120,8 +131,9 @@ async def test_same_second_events_order_by_their_step(ledger):
 async def test_payment_failed_before_paid_ends_active(ledger):
     user, cus, sub = ids()
     t = int(time.time())
-    await apply(ledger, event("customer.subscription.created", subscription(sub, cus, "price_starter",
-                                                                            user_id=user), t))  # fmt: skip
+    await apply(
+        ledger, event("customer.subscription.created", subscription(sub, cus, "price_starter", user_id=user), t)
+    )
     inv = invoice(f"in_{uuid.uuid4().hex[:8]}", cus, sub, "price_starter", user_id=user)
     await apply(ledger, event("invoice.paid", inv, t + 20))
     await apply(ledger, event("invoice.payment_failed", inv, t + 10))  # older: the retry that failed first
@@ -132,11 +144,13 @@ async def test_payment_failed_before_paid_ends_active(ledger):
 async def test_a_new_subscription_replaces_a_canceled_one_and_old_deletes_are_ignored(ledger):
     user, cus, sub = ids()
     t = int(time.time())
-    await apply(ledger, event("customer.subscription.created", subscription(sub, cus, "price_starter",
-                                                                            user_id=user), t))  # fmt: skip
+    await apply(
+        ledger, event("customer.subscription.created", subscription(sub, cus, "price_starter", user_id=user), t)
+    )
     new_sub = sub + "b"
-    await apply(ledger, event("customer.subscription.created", subscription(new_sub, cus, "price_pro",
-                                                                            user_id=user), t + 5))  # fmt: skip
+    await apply(
+        ledger, event("customer.subscription.created", subscription(new_sub, cus, "price_pro", user_id=user), t + 5)
+    )
     # the old subscription's deletion, newer than the new one's creation, must not drop the user to Free
     old_deleted = subscription(sub, cus, "price_starter", status="canceled", user_id=user)
     out = await apply(ledger, event("customer.subscription.deleted", old_deleted, t + 9))

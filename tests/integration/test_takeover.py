@@ -18,8 +18,9 @@ POLICY = CreditPolicy(1000, 50, 86_400)
 
 async def new_tenant(pool, *, auto_reply: bool = True) -> str:
     tenant_id = f"t{uuid.uuid4().hex[:10]}"
-    await tenants.create(pool, tenant_id, "Acme", auto_reply=auto_reply,
-                         channels=[("twilio_whatsapp", f"+1415-{tenant_id}")])  # fmt: skip
+    await tenants.create(
+        pool, tenant_id, "Acme", auto_reply=auto_reply, channels=[("twilio_whatsapp", f"+1415-{tenant_id}")]
+    )
     await grants.grant(pool, ledger.tenant_account(tenant_id), 5, "test", "seed")
     return tenant_id
 
@@ -28,18 +29,30 @@ def inbound(tenant_id: str, text: str, contact: str = "+34600000001") -> Inbound
     sid = f"SM{uuid.uuid4().hex}"
     command_id, message_id = inbound_ids("twilio", sid)
     return InboundChannelMessage(
-        command_id=command_id, message_id=message_id, provider="twilio", channel="twilio_whatsapp",
-        address=f"+1415-{tenant_id}", contact=contact, contact_name="Ana", provider_message_id=sid,
-        text=text, received_at_ms=int(time.time() * 1000),
-    )  # fmt: skip
+        command_id=command_id,
+        message_id=message_id,
+        provider="twilio",
+        channel="twilio_whatsapp",
+        address=f"+1415-{tenant_id}",
+        contact=contact,
+        contact_name="Ana",
+        provider_message_id=sid,
+        text=text,
+        received_at_ms=int(time.time() * 1000),
+    )
 
 
 def takeover(tenant_id: str, room: str, operator: str, *, release: bool = False, admin: bool = False):
     return ConversationTakeover(
-        command_id=f"takeover:{operator}:{uuid.uuid4()}", tenant_id=tenant_id, conversation_id=room.rsplit(":", 1)[1],
-        operator_id=operator, operator_name=operator.title(), release=release, admin=admin,
+        command_id=f"takeover:{operator}:{uuid.uuid4()}",
+        tenant_id=tenant_id,
+        conversation_id=room.rsplit(":", 1)[1],
+        operator_id=operator,
+        operator_name=operator.title(),
+        release=release,
+        admin=admin,
         requested_at_ms=int(time.time() * 1000),
-    )  # fmt: skip
+    )
 
 
 async def first_room(pool, tenant_id: str, text: str = "hola", contact: str = "+34600000001") -> str:
@@ -130,8 +143,9 @@ async def test_inbox_pages_newest_first_with_last_message_and_holder(ledger):
     await ledger.execute(
         "UPDATE conversations SET last_message_at = (SELECT last_message_at FROM conversations"
         " WHERE conversation_id = $1) WHERE conversation_id = $2",
-        uuid.UUID(rooms[1].rsplit(":", 1)[1]), uuid.UUID(rooms[0].rsplit(":", 1)[1]),
-    )  # fmt: skip
+        uuid.UUID(rooms[1].rsplit(":", 1)[1]),
+        uuid.UUID(rooms[0].rsplit(":", 1)[1]),
+    )
 
     seen, after = [], None
     while True:
@@ -160,11 +174,14 @@ async def test_an_agent_reply_queued_before_the_takeover_is_not_sent(ledger):
     first = await channel_service.inbound_message(ledger, inbound(tenant_id, "hola"), POLICY, "/billing")
     reply = AgentReply.model_validate(first.follow_ups[1]["command"])
     await takeover_service.take_over(ledger, takeover(tenant_id, reply.room_id, "olga"))
-    outcome = await ai_service.store_reply(ledger, reply, Completion("Hola, soy el agente", 5, 4, "m", 10), POLICY,
-                                           "AI", "/billing")  # fmt: skip
+    outcome = await ai_service.store_reply(
+        ledger, reply, Completion("Hola, soy el agente", 5, 4, "m", 10), POLICY, "AI", "/billing"
+    )
     assert outcome.status == "rejected" and outcome.emits == [] and outcome.follow_ups == []
-    assert await ledger.fetchval("SELECT count(*) FROM outbound_messages WHERE message_id = $1",
-                                 uuid.UUID(reply.reply_id)) == 0  # fmt: skip
+    assert (
+        await ledger.fetchval("SELECT count(*) FROM outbound_messages WHERE message_id = $1", uuid.UUID(reply.reply_id))
+        == 0
+    )
     assert await ledger.fetchval("SELECT count(*) FROM messages WHERE message_id = $1", uuid.UUID(reply.reply_id)) == 0
     usage = await ledger.fetchval("SELECT count(*) FROM ai_usage WHERE command_id = $1", reply.command_id)
     assert usage == 1  # the model call happened and is accounted for

@@ -21,10 +21,16 @@ def uid(prefix: str) -> str:
 def tip(sender: str, to: str, credits: int, client_id: str | None = None, room: str | None = None) -> SendTipCommand:
     command_id, tip_id = tip_ids(sender, client_id or uid("t"))
     return SendTipCommand(
-        command_id=command_id, tip_id=tip_id, user_id=sender, username=sender.upper(), to_user_id=to,
-        credits=credits, room_id=room, client_tip_id=command_id.rsplit(":", 1)[1],
+        command_id=command_id,
+        tip_id=tip_id,
+        user_id=sender,
+        username=sender.upper(),
+        to_user_id=to,
+        credits=credits,
+        room_id=room,
+        client_tip_id=command_id.rsplit(":", 1)[1],
         accepted_at_ms=int(time.time() * 1000),
-    )  # fmt: skip
+    )
 
 
 async def apply(pool, cmd):
@@ -71,8 +77,9 @@ async def test_a_tip_in_a_room_is_stored_in_its_history(ledger):
     assert message["room"] == f"r/{room}"
     assert message["data"]["kind"] == "tip" and message["data"]["messageId"] == cmd.tip_id
     assert message["data"]["tip"] == {"toUserId": bob, "credits": 2}
-    stored = await ledger.fetchrow("SELECT room_id, words, payload FROM messages WHERE message_id = $1",
-                                   uuid.UUID(cmd.tip_id))  # fmt: skip
+    stored = await ledger.fetchrow(
+        "SELECT room_id, words, payload FROM messages WHERE message_id = $1", uuid.UUID(cmd.tip_id)
+    )
     assert stored["room_id"] == room and stored["words"] == 0 and stored["payload"] == message["data"]
     await apply(ledger, cmd)
     assert await ledger.fetchval("SELECT count(*) FROM messages WHERE room_id = $1", room) == 1
@@ -141,8 +148,10 @@ async def test_concurrent_crossing_tips_neither_deadlock_nor_overspend(ledger):
     alice, bob = await funded(ledger, 20, 20)
     cmds = [tip(alice, bob, 1) for _ in range(25)] + [tip(bob, alice, 1) for _ in range(25)]
     outcomes = await asyncio.gather(*(apply(ledger, c) for c in cmds))
-    moved = {u: sum(1 for c, o in zip(cmds, outcomes, strict=True) if c.user_id == u and o.status == "applied")
-             for u in (alice, bob)}  # fmt: skip
+    moved = {
+        u: sum(1 for c, o in zip(cmds, outcomes, strict=True) if c.user_id == u and o.status == "applied")
+        for u in (alice, bob)
+    }
     assert await credits(ledger, alice) == 20 - moved[alice] + moved[bob]
     assert await credits(ledger, bob) == 20 - moved[bob] + moved[alice]
     assert moved[alice] >= 20 and moved[bob] >= 20  # each could always pay at least its first 20

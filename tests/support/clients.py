@@ -14,14 +14,36 @@ import socketio
 from tests.support.isolation import JWT_SECRET
 
 EVENTS = (
-    "roomJoined", "roomLeft", "userJoined", "userLeft", "newMessage", "creditError", "creditWarning",
-    "userTyping", "messageRead", "error", "conversationUpdated", "messageStatus", "messageDelta", "agentError",
-    "tipReceived", "tipSent",
-    "quotaExceeded", "planUpdated",
-    "creditsPurchased", "creditsRefunded",
-    "incoming-call", "accept-call", "reject-call", "end-call", "call-unavailable", "signal", "callStarted",
-    "callEnded", "serverShutdown",
-)  # fmt: skip
+    "roomJoined",
+    "roomLeft",
+    "userJoined",
+    "userLeft",
+    "newMessage",
+    "creditError",
+    "creditWarning",
+    "userTyping",
+    "messageRead",
+    "error",
+    "conversationUpdated",
+    "messageStatus",
+    "messageDelta",
+    "agentError",
+    "tipReceived",
+    "tipSent",
+    "quotaExceeded",
+    "planUpdated",
+    "creditsPurchased",
+    "creditsRefunded",
+    "incoming-call",
+    "accept-call",
+    "reject-call",
+    "end-call",
+    "call-unavailable",
+    "signal",
+    "callStarted",
+    "callEnded",
+    "serverShutdown",
+)
 
 
 def make_token(user_id: str, name: str | None = None, role: str | None = None, ttl_s: int = 3600, **claims: Any) -> str:
@@ -73,8 +95,9 @@ class ChatClient:
                 self._changed.clear()
                 await self._changed.wait()
 
-    async def wait_count(self, event: str, count: int, predicate: Callable[[Any], bool] = lambda _: True,
-                         timeout: float = 30) -> list[Any]:  # fmt: skip
+    async def wait_count(
+        self, event: str, count: int, predicate: Callable[[Any], bool] = lambda _: True, timeout: float = 30
+    ) -> list[Any]:
         async with asyncio.timeout(timeout):
             while True:
                 found = [d for d in self.events[event] if predicate(d)]

@@ -68,14 +68,19 @@ class Reply:
     @classmethod
     def rate_limited(cls, retry_after: float | str | None = None) -> Reply:
         return cls(
-            "error", 429, message="Rate limit reached for requests", error_type="requests",
-            error_code="rate_limit_exceeded", retry_after=None if retry_after is None else str(retry_after),
-        )  # fmt: skip
+            "error",
+            429,
+            message="Rate limit reached for requests",
+            error_type="requests",
+            error_code="rate_limit_exceeded",
+            retry_after=None if retry_after is None else str(retry_after),
+        )
 
     @classmethod
     def server_error(cls, status: int = 500) -> Reply:
-        return cls("error", status, message="The server had an error while processing your request.",
-                   error_type="server_error")  # fmt: skip
+        return cls(
+            "error", status, message="The server had an error while processing your request.", error_type="server_error"
+        )
 
     @classmethod
     def error(cls, status: int, message: str, error_type: str = "invalid_request_error", code: str | None = None):
@@ -139,8 +144,9 @@ class FakeOpenAI:
         app = web.Application(client_max_size=16 * 1024**2)
         app.add_routes([web.post("/v1/chat/completions", self._chat_completions)])
         # handler_cancellation: a client that gives up (timeout) stops being counted in flight at once.
-        self._runner = web.AppRunner(app, access_log=None, handle_signals=False, handler_cancellation=True,
-                                     shutdown_timeout=1.0)  # fmt: skip
+        self._runner = web.AppRunner(
+            app, access_log=None, handle_signals=False, handler_cancellation=True, shutdown_timeout=1.0
+        )
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0, backlog=4096)
         await site.start()
@@ -202,8 +208,9 @@ class FakeOpenAI:
 
     async def _respond(self, request: web.Request, rec: Recorded, reply: Reply | None) -> web.StreamResponse:
         if self.api_key is not None and request.headers.get("Authorization") != f"Bearer {self.api_key}":
-            return web.json_response(_error_body("Incorrect API key provided.", "invalid_request_error",
-                                                 "invalid_api_key"), status=401)  # fmt: skip
+            return web.json_response(
+                _error_body("Incorrect API key provided.", "invalid_request_error", "invalid_api_key"), status=401
+            )
         body = rec.body
         if not body.get("model") or not isinstance(body.get("messages"), list) or not body["messages"]:
             return web.json_response(
@@ -215,8 +222,9 @@ class FakeOpenAI:
             await asyncio.sleep(delay)
         if reply is not None and reply.kind == "error":
             headers = {"Retry-After": reply.retry_after} if reply.retry_after is not None else None
-            return web.json_response(_error_body(reply.message, reply.error_type, reply.error_code),
-                                     status=reply.status, headers=headers)  # fmt: skip
+            return web.json_response(
+                _error_body(reply.message, reply.error_type, reply.error_code), status=reply.status, headers=headers
+            )
 
         json_mode = (body.get("response_format") or {}).get("type") == "json_schema"
         if reply is not None and reply.text is not None:
@@ -229,18 +237,33 @@ class FakeOpenAI:
             content = content[: max(len(content) // 2, 1)]
 
         prompt_tokens = sum(words(_content_text(m.get("content"))) for m in body["messages"] if isinstance(m, dict))
-        usage = {"prompt_tokens": prompt_tokens, "completion_tokens": words(content),
-                 "total_tokens": prompt_tokens + words(content)}  # fmt: skip
+        usage = {
+            "prompt_tokens": prompt_tokens,
+            "completion_tokens": words(content),
+            "total_tokens": prompt_tokens + words(content),
+        }
         completion_id = "chatcmpl-" + secrets.token_hex(12)
         created = int(time.time())
         model = str(body["model"])
         if not body.get("stream"):
-            return web.json_response({
-                "id": completion_id, "object": "chat.completion", "created": created, "model": model,
-                "choices": [{"index": 0, "message": {"role": "assistant", "content": content, "refusal": None},
-                             "logprobs": None, "finish_reason": "stop"}],
-                "usage": usage, "system_fingerprint": "fp_fake",
-            })  # fmt: skip
+            return web.json_response(
+                {
+                    "id": completion_id,
+                    "object": "chat.completion",
+                    "created": created,
+                    "model": model,
+                    "choices": [
+                        {
+                            "index": 0,
+                            "message": {"role": "assistant", "content": content, "refusal": None},
+                            "logprobs": None,
+                            "finish_reason": "stop",
+                        }
+                    ],
+                    "usage": usage,
+                    "system_fingerprint": "fp_fake",
+                }
+            )
         return await self._stream(request, reply, completion_id, created, model, content, usage, body)
 
     async def _stream(
@@ -258,10 +281,16 @@ class FakeOpenAI:
         await response.prepare(request)
 
         def chunk(delta: dict[str, Any], finish_reason: str | None = None, with_usage: bool = False) -> bytes:
-            data: dict[str, Any] = {"id": completion_id, "object": "chat.completion.chunk", "created": created,
-                                    "model": model, "system_fingerprint": "fp_fake"}  # fmt: skip
-            data["choices"] = [] if with_usage else [{"index": 0, "delta": delta, "logprobs": None,
-                                                      "finish_reason": finish_reason}]  # fmt: skip
+            data: dict[str, Any] = {
+                "id": completion_id,
+                "object": "chat.completion.chunk",
+                "created": created,
+                "model": model,
+                "system_fingerprint": "fp_fake",
+            }
+            data["choices"] = (
+                [] if with_usage else [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}]
+            )
             if with_usage:
                 data["usage"] = usage
             elif (body.get("stream_options") or {}).get("include_usage"):

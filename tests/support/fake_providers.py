@@ -187,8 +187,12 @@ class FakeTwilio(_FakeServer):
 
     @staticmethod
     def _error(status: int, code: int, message: str, retry_after: str | None = None) -> web.Response:
-        body = {"code": code, "message": message, "more_info": f"https://www.twilio.com/docs/errors/{code}",
-                "status": status}  # fmt: skip
+        body = {
+            "code": code,
+            "message": message,
+            "more_info": f"https://www.twilio.com/docs/errors/{code}",
+            "status": status,
+        }
         headers = {"Retry-After": retry_after} if retry_after is not None else None
         return web.json_response(body, status=status, headers=headers)
 
@@ -225,12 +229,27 @@ class FakeTwilio(_FakeServer):
         now = formatdate(usegmt=True)
         uri = f"/2010-04-01/Accounts/{self.account_sid}/Messages/{sid}"
         resource = {
-            "account_sid": self.account_sid, "api_version": "2010-04-01", "body": body,
-            "date_created": now, "date_sent": None, "date_updated": now, "direction": "outbound-api",
-            "error_code": None, "error_message": None, "from": from_, "messaging_service_sid": None,
-            "num_media": "0", "num_segments": "1", "price": None, "price_unit": "USD", "sid": sid,
-            "status": "queued", "subresource_uris": {"media": f"{uri}/Media.json"}, "to": to, "uri": f"{uri}.json",
-        }  # fmt: skip
+            "account_sid": self.account_sid,
+            "api_version": "2010-04-01",
+            "body": body,
+            "date_created": now,
+            "date_sent": None,
+            "date_updated": now,
+            "direction": "outbound-api",
+            "error_code": None,
+            "error_message": None,
+            "from": from_,
+            "messaging_service_sid": None,
+            "num_media": "0",
+            "num_segments": "1",
+            "price": None,
+            "price_unit": "USD",
+            "sid": sid,
+            "status": "queued",
+            "subresource_uris": {"media": f"{uri}/Media.json"},
+            "to": to,
+            "uri": f"{uri}.json",
+        }
         return web.json_response(resource, status=201)
 
 
@@ -276,9 +295,13 @@ class FakeMeta(_FakeServer):
                 return self._error(400, 100, "(#100) The parameter text['body'] is required.")
             wamid = "wamid." + base64.b64encode(secrets.token_bytes(30)).decode()
             rec.provider_id = wamid
-            return web.json_response({"messaging_product": "whatsapp",
-                                      "contacts": [{"input": to, "wa_id": to.lstrip("+")}],
-                                      "messages": [{"id": wamid}]})  # fmt: skip
+            return web.json_response(
+                {
+                    "messaging_product": "whatsapp",
+                    "contacts": [{"input": to, "wa_id": to.lstrip("+")}],
+                    "messages": [{"id": wamid}],
+                }
+            )
         recipient, text = (payload.get("recipient") or {}).get("id"), (payload.get("message") or {}).get("text")
         if not recipient:
             return self._error(400, 100, "(#100) The parameter recipient is required")

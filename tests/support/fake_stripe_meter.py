@@ -90,15 +90,22 @@ class FakeStripeMeter:
         except ValueError:
             return self._error(400, "payload[value] must be an integer.", "parameter_invalid_integer")
         event = MeterEvent(
-            str(form["event_name"]), identifier, str(form["payload[stripe_customer_id]"]), value,
+            str(form["event_name"]),
+            identifier,
+            str(form["payload[stripe_customer_id]"]),
+            value,
             int(str(form.get("timestamp") or int(time.time()))),
-        )  # fmt: skip
+        )
         self.events.append(event)
         body = {
-            "object": "billing.meter_event", "created": int(time.time()), "event_name": event.event_name,
-            "identifier": identifier, "livemode": False, "timestamp": event.timestamp,
+            "object": "billing.meter_event",
+            "created": int(time.time()),
+            "event_name": event.event_name,
+            "identifier": identifier,
+            "livemode": False,
+            "timestamp": event.timestamp,
             "payload": {"stripe_customer_id": event.customer_id, "value": str(value)},
-        }  # fmt: skip
+        }
         if key:
             self._idempotent[key] = body
         if self._lose_next:

@@ -21,27 +21,51 @@ def subscription(
 ) -> dict[str, Any]:
     now = int(time.time())
     return {
-        "id": sub_id, "object": "subscription", "customer": customer, "status": status,
+        "id": sub_id,
+        "object": "subscription",
+        "customer": customer,
+        "status": status,
         "metadata": {"user_id": user_id} if user_id else {},
-        "items": {"object": "list", "data": [{
-            "id": f"si_{uuid.uuid4().hex[:10]}", "object": "subscription_item",
-            "price": {"id": price, "object": "price", "recurring": {"interval": "month"}},
-            "current_period_start": now, "current_period_end": now + 30 * 86_400,
-        }]},
-    }  # fmt: skip
+        "items": {
+            "object": "list",
+            "data": [
+                {
+                    "id": f"si_{uuid.uuid4().hex[:10]}",
+                    "object": "subscription_item",
+                    "price": {"id": price, "object": "price", "recurring": {"interval": "month"}},
+                    "current_period_start": now,
+                    "current_period_end": now + 30 * 86_400,
+                }
+            ],
+        },
+    }
 
 
 def invoice(invoice_id: str, customer: str, sub_id: str, price: str, user_id: str | None = None) -> dict[str, Any]:
     return {
-        "id": invoice_id, "object": "invoice", "customer": customer, "status": "paid",
-        "billing_reason": "subscription_cycle", "amount_paid": 1900, "currency": "usd",
-        "parent": {"type": "subscription_details", "subscription_details": {
-            "subscription": sub_id, "metadata": {"user_id": user_id} if user_id else {}}},
-        "lines": {"object": "list", "data": [{
-            "id": f"il_{uuid.uuid4().hex[:10]}", "object": "line_item", "amount": 1900,
-            "pricing": {"type": "price_details", "price_details": {"price": price, "product": "prod_x"}},
-        }]},
-    }  # fmt: skip
+        "id": invoice_id,
+        "object": "invoice",
+        "customer": customer,
+        "status": "paid",
+        "billing_reason": "subscription_cycle",
+        "amount_paid": 1900,
+        "currency": "usd",
+        "parent": {
+            "type": "subscription_details",
+            "subscription_details": {"subscription": sub_id, "metadata": {"user_id": user_id} if user_id else {}},
+        },
+        "lines": {
+            "object": "list",
+            "data": [
+                {
+                    "id": f"il_{uuid.uuid4().hex[:10]}",
+                    "object": "line_item",
+                    "amount": 1900,
+                    "pricing": {"type": "price_details", "price_details": {"price": price, "product": "prod_x"}},
+                }
+            ],
+        },
+    }
 
 
 def event(event_type: str, obj: dict[str, Any], created: int, event_id: str | None = None) -> StripeEvent:
@@ -54,7 +78,13 @@ def event(event_type: str, obj: dict[str, Any], created: int, event_id: str | No
 def event_json(event_type: str, obj: dict[str, Any], created: int, event_id: str | None = None) -> dict[str, Any]:
     """The whole webhook body Stripe would POST for this event."""
     return {
-        "id": event_id or f"evt_{uuid.uuid4().hex}", "object": "event", "api_version": "2026-10-28.endive",
-        "created": created, "livemode": False, "pending_webhooks": 1, "type": event_type,
-        "data": {"object": obj}, "request": {"id": None, "idempotency_key": None},
-    }  # fmt: skip
+        "id": event_id or f"evt_{uuid.uuid4().hex}",
+        "object": "event",
+        "api_version": "2026-10-28.endive",
+        "created": created,
+        "livemode": False,
+        "pending_webhooks": 1,
+        "type": event_type,
+        "data": {"object": obj},
+        "request": {"id": None, "idempotency_key": None},
+    }

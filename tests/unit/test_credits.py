@@ -37,8 +37,11 @@ def test_grace_covers_a_small_shortfall_and_spends_everything():
     outcome = charge_words(Balance(credits=1, words_left=10, words_expire_at=NOW + 5), 1060, NOW, P)
     assert isinstance(outcome, Charged)
     assert (outcome.credits_charged, outcome.free_words, outcome.balance.credits, outcome.balance.words_left) == (
-        1, 50, 0, 0,
-    )  # fmt: skip
+        1,
+        50,
+        0,
+        0,
+    )
 
 
 def test_beyond_grace_is_blocked_and_charges_nothing():

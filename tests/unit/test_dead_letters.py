@@ -38,14 +38,25 @@ def dead(
     actor: str = "chat_send_message", failed_at: dt.datetime | None = NOW, queue: str = "chat", **options
 ) -> DeadMessage:
     message = dramatiq.Message(
-        queue_name=f"{queue}.DQ", actor_name=actor, args=(), kwargs={"command": {"command_id": "c1"}},
-        options=options, message_id="m1",
-    )  # fmt: skip
+        queue_name=f"{queue}.DQ",
+        actor_name=actor,
+        args=(),
+        kwargs={"command": {"command_id": "c1"}},
+        options=options,
+        message_id="m1",
+    )
     return DeadMessage(
-        queue=queue, actor=actor, message_id="m1", command_id="c1", command_type=None, enqueued_at=None,
-        failed_at=failed_at, retries=int(options.get("retries", 0)), traceback=options.get("traceback"),
+        queue=queue,
+        actor=actor,
+        message_id="m1",
+        command_id="c1",
+        command_type=None,
+        enqueued_at=None,
+        failed_at=failed_at,
+        retries=int(options.get("retries", 0)),
+        traceback=options.get("traceback"),
         body=message.asdict(),
-    )  # fmt: skip
+    )
 
 
 def test_filters_match_on_actor_time_and_ids():

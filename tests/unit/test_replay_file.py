@@ -39,9 +39,11 @@ TWILIO_FORM = {"MessageSid": "SM123", "From": "whatsapp:+34600000001", "To": "wh
 STRIPE_EVENT = {"id": "evt_1", "type": "checkout.session.completed", "created": 5, "data": {"object": {"id": "cs_1"}}}
 LEMON_ORDER = {
     "meta": {"event_name": "order_created", "custom_data": {"user_id": "bob"}},
-    "data": {"id": 42, "attributes": {"status": "paid", "total": 500, "currency": "USD",
-                                      "first_order_item": {"variant_id": 111}}},
-}  # fmt: skip
+    "data": {
+        "id": 42,
+        "attributes": {"status": "paid", "total": 500, "currency": "USD", "first_order_item": {"variant_id": 111}},
+    },
+}
 
 
 def line(obj: object) -> str:
@@ -51,7 +53,11 @@ def line(obj: object) -> str:
 def test_a_command_line_is_validated_against_its_actor_model():
     (job,) = parse_line(line({"queue": CHAT_QUEUE, "actor": SEND_MESSAGE_ACTOR, "command": SEND}))
     assert (job.queue, job.actor, job.command_id, job.command_type) == (
-        CHAT_QUEUE, SEND_MESSAGE_ACTOR, "msg:alice:c1", "chat.send_message")  # fmt: skip
+        CHAT_QUEUE,
+        SEND_MESSAGE_ACTOR,
+        "msg:alice:c1",
+        "chat.send_message",
+    )
     assert job.payload["client_message_id"] is None  # the model's defaults are filled in
 
 
@@ -117,10 +123,16 @@ def test_a_meta_delivery_gives_every_command_it_holds():
 def test_payment_webhooks_go_to_their_billing_actors():
     (stripe_job,) = parse_line(line({"webhook": "stripe", "body": STRIPE_EVENT}))
     assert (stripe_job.queue, stripe_job.actor, stripe_job.command_id) == (
-        BILLING_QUEUE, STRIPE_PAYMENT_ACTOR, "stripe:evt_1")  # fmt: skip
+        BILLING_QUEUE,
+        STRIPE_PAYMENT_ACTOR,
+        "stripe:evt_1",
+    )
     (lemon_job,) = parse_line(line({"webhook": "lemonsqueezy", "body": LEMON_ORDER}))
     assert (lemon_job.actor, lemon_job.payload["user_id"], lemon_job.payload["variant_id"]) == (
-        LEMONSQUEEZY_ORDER_ACTOR, "bob", "111")  # fmt: skip
+        LEMONSQUEEZY_ORDER_ACTOR,
+        "bob",
+        "111",
+    )
 
 
 def test_bad_lines_are_numbered_and_do_not_stop_the_rest():

@@ -10,8 +10,10 @@ from domain.sanitize import sanitize_text
 
 def test_default_rate_limits_parse():
     assert parse_rate_limits("5/1s,15/10s,500/1h") == (
-        RateWindow(5, 1000), RateWindow(15, 10_000), RateWindow(500, 3_600_000),
-    )  # fmt: skip
+        RateWindow(5, 1000),
+        RateWindow(15, 10_000),
+        RateWindow(500, 3_600_000),
+    )
     assert parse_rate_limits("10/s, 2/250ms") == (RateWindow(10, 1000), RateWindow(2, 250))
     assert parse_rate_limits("") == ()
 

@@ -11,8 +11,15 @@ SECRET = "unit-test-secret-0123456789abcdef"
 
 def mint(*args: str) -> dict:
     env = {**os.environ, "JWT_SECRET": SECRET, "ADMIN_TOKEN": "unit-test-admin-token"}
-    out = subprocess.run([sys.executable, "-m", "scripts.token", *args], cwd=ROOT, env=env,
-                         capture_output=True, text=True, timeout=60, check=True).stdout.strip()  # fmt: skip
+    out = subprocess.run(
+        [sys.executable, "-m", "scripts.token", *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    ).stdout.strip()
     return jwt.decode(out, SECRET, algorithms=["HS256"])
 
 

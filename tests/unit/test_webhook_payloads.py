@@ -93,8 +93,12 @@ def test_twilio_sms_inbound_keeps_bare_numbers():
     cmd = parse_twilio_form(TWILIO_SMS_INBOUND, NOW)
     assert isinstance(cmd, InboundChannelMessage)
     assert (cmd.channel, cmd.address, cmd.contact, cmd.contact_name, cmd.text) == (
-        "twilio_sms", "+14155550100", "+14155550199", None, "STOP",
-    )  # fmt: skip
+        "twilio_sms",
+        "+14155550100",
+        "+14155550199",
+        None,
+        "STOP",
+    )
 
 
 def test_the_same_twilio_message_always_gets_the_same_ids():
@@ -104,8 +108,13 @@ def test_the_same_twilio_message_always_gets_the_same_ids():
 
 
 def test_twilio_media_only_message_gets_a_placeholder_text():
-    form = {**TWILIO_WHATSAPP_INBOUND, "Body": "", "NumMedia": "1", "MediaContentType0": "image/jpeg",
-            "MediaUrl0": "https://api.twilio.com/2010-04-01/Accounts/AC/Messages/MM/Media/ME"}  # fmt: skip
+    form = {
+        **TWILIO_WHATSAPP_INBOUND,
+        "Body": "",
+        "NumMedia": "1",
+        "MediaContentType0": "image/jpeg",
+        "MediaUrl0": "https://api.twilio.com/2010-04-01/Accounts/AC/Messages/MM/Media/ME",
+    }
     assert parse_twilio_form(form, NOW).text == "[image]"
 
 
@@ -129,8 +138,10 @@ def test_twilio_delivered_status_has_no_error():
     cmd = parse_twilio_form(form, NOW)
     assert isinstance(cmd, ChannelStatusUpdate)
     assert (cmd.status, cmd.error_code, cmd.command_id) == (
-        "delivered", None, "status:twilio:SMb7c0a2ce80504485a6f653a7110836f5:delivered",
-    )  # fmt: skip
+        "delivered",
+        None,
+        "status:twilio:SMb7c0a2ce80504485a6f653a7110836f5:delivered",
+    )
 
 
 def test_message_status_received_is_an_inbound_message():

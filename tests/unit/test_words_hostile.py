@@ -15,13 +15,57 @@ TEN = "uno dos tres cuatro cinco seis siete ocho nueve diez".split()
 
 # Zero-width and blank characters that render as nothing or as a gap but are not ASCII spaces.
 INVISIBLE = [
-    "\u200b", "\u200c", "\u200d", "\u2060", "\ufeff", "\u00ad", "\u034f", "\u180e", "\u2800", "\u3164",
-    "\uffa0", "\u115f", "\u1160", "\u17b4", "\u17b5", "\u2061", "\u2062", "\u2063", "\u2064", "\u206a",
-    "\ufe0f", "\ufe00", "\U000e0020", "\U000e0061", "\U000e0101", "\u061c", "\u200e", "\u202e", "\u2066",
-    "\U0001d173", "\U0001bca0", "\u180b",
-]  # fmt: skip
-WHITESPACE = [" ", "\t", "\n", "\r", "\u00a0", "\u1680", "\u2002", "\u2009", "\u202f", "\u205f", "\u3000",
-              "\u2028", "\u2029", "\u0085", "\x0b", "\x0c"]  # fmt: skip
+    "\u200b",
+    "\u200c",
+    "\u200d",
+    "\u2060",
+    "\ufeff",
+    "\u00ad",
+    "\u034f",
+    "\u180e",
+    "\u2800",
+    "\u3164",
+    "\uffa0",
+    "\u115f",
+    "\u1160",
+    "\u17b4",
+    "\u17b5",
+    "\u2061",
+    "\u2062",
+    "\u2063",
+    "\u2064",
+    "\u206a",
+    "\ufe0f",
+    "\ufe00",
+    "\U000e0020",
+    "\U000e0061",
+    "\U000e0101",
+    "\u061c",
+    "\u200e",
+    "\u202e",
+    "\u2066",
+    "\U0001d173",
+    "\U0001bca0",
+    "\u180b",
+]
+WHITESPACE = [
+    " ",
+    "\t",
+    "\n",
+    "\r",
+    "\u00a0",
+    "\u1680",
+    "\u2002",
+    "\u2009",
+    "\u202f",
+    "\u205f",
+    "\u3000",
+    "\u2028",
+    "\u2029",
+    "\u0085",
+    "\x0b",
+    "\x0c",
+]
 
 
 # --- the findings, exactly as reported --------------------------------------------------------------
@@ -159,8 +203,12 @@ def test_n_words_of_any_script_cost_exactly_n(words, data):
 
 
 @settings(max_examples=500)
-@given(st.lists(st.sampled_from([*"abcwxyzéñ019 .:/-_?&=#%@+😀日", "https://", "www.", ".com", ".es", "%20"]),
-                max_size=30), st.data())  # fmt: skip
+@given(
+    st.lists(
+        st.sampled_from([*"abcwxyzéñ019 .:/-_?&=#%@+😀日", "https://", "www.", ".com", ".es", "%20"]), max_size=30
+    ),
+    st.data(),
+)
 def test_inserting_invisible_characters_never_lowers_the_count(pieces, data):
     text = "".join(pieces)
     before = count_words(text)
@@ -171,8 +219,12 @@ def test_inserting_invisible_characters_never_lowers_the_count(pieces, data):
 
 
 @settings(max_examples=300)
-@given(host, st.lists(letter_words, min_size=1, max_size=12), st.sampled_from([*"/-_.+", "%20", "%2F"]),
-       st.sampled_from(["https://", "http://", ""]))  # fmt: skip
+@given(
+    host,
+    st.lists(letter_words, min_size=1, max_size=12),
+    st.sampled_from([*"/-_.+", "%20", "%2F"]),
+    st.sampled_from(["https://", "http://", ""]),
+)
 def test_url_exemptions_never_swallow_the_path(host_name, words, sep, scheme):
     if not scheme and host_name in ("10.0.0.1", "[::1]"):
         scheme = "https://"  # without a scheme these are not URLs at all

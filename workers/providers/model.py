@@ -87,8 +87,12 @@ BACKOFF_CAP_S = 10.0
 # JSON-schema keywords strict structured outputs do not accept everywhere; the bounds they carry
 # are still enforced by Classification.model_validate_json (a violation is a retried bad_response).
 _UNSTRICT_KEYWORDS = ("title", "default", "minLength", "maxLength", "minimum", "maximum", "pattern")
-_BOUND_PHRASES = {"minimum": "at least {}", "maximum": "at most {}", "minLength": "at least {} characters",
-                  "maxLength": "at most {} characters"}  # fmt: skip
+_BOUND_PHRASES = {
+    "minimum": "at least {}",
+    "maximum": "at most {}",
+    "minLength": "at least {} characters",
+    "maxLength": "at most {} characters",
+}
 
 
 @dataclass(frozen=True)
@@ -379,9 +383,12 @@ class ModelClient:
             if not text.strip():
                 raise ModelError("bad_response", "the model answered an empty reply", retryable=True)
             return Completion(
-                text, int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0), str(model),
+                text,
+                int(usage.get("prompt_tokens") or 0),
+                int(usage.get("completion_tokens") or 0),
+                str(model),
                 _elapsed_ms(started),
-            )  # fmt: skip
+            )
 
         return await self._with_retries(attempt_once)
 
