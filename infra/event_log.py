@@ -1,6 +1,6 @@
 """The event log (migration 0009): every command a worker processed, as delivered, with its outcome.
 
-Workers write one row per command (``workers/event_log.py``); ``python -m scripts.replay`` reads
+Workers write one row per command (``workers/middleware/event_log.py``); ``python -m scripts.replay`` reads
 it to re-enqueue a range, then compares each replayed row before and after to say what the replay
 did. The idempotency inbox remains what makes a replay harmless; this is the operator's view.
 """

@@ -12,30 +12,30 @@ from infra.json_limits import JsonLimits
 from infra.publisher import CommandPublisher
 from infra.redis_clients import redis_client, socketio_manager
 from infra.settings import Settings
-from ingress import admin_api
-from ingress.admin_throttle import admin_auth_throttle_middleware
-from ingress.analytics_api import analytics_routes
-from ingress.billing_api import billing_routes, stripe_client_context
-from ingress.billing_webhooks import billing_webhook_routes
-from ingress.conversations_api import conversation_routes
 from ingress.correlation import log_context_middleware
-from ingress.dev_tokens import dev_token_routes
-from ingress.edges import json_api_headers, refuse_unstorable_middleware
-from ingress.history_api import history_routes
-from ingress.http_api import routes
+from ingress.http import admin_api
+from ingress.http.admin_throttle import admin_auth_throttle_middleware
+from ingress.http.analytics_api import analytics_routes
+from ingress.http.billing_api import billing_routes, stripe_client_context
+from ingress.http.conversations_api import conversation_routes
+from ingress.http.dev_tokens import dev_token_routes
+from ingress.http.edges import json_api_headers, refuse_unstorable_middleware
+from ingress.http.history_api import history_routes
+from ingress.http.http_api import routes
+from ingress.http.plans_api import plans_routes
+from ingress.http.room_messages_api import room_message_routes
+from ingress.http.tenant_api import tenant_routes
+from ingress.http.wallet_api import chain_client_context, wallet_routes
+from ingress.http.web_routes import socket_origins, web_routes
 from ingress.metrics import METRICS, IngressMetrics, metrics_listener_context, metrics_middleware, metrics_routes
-from ingress.plans_api import plans_routes
 from ingress.presence import Presence
 from ingress.rate_limiter import RateLimiter
-from ingress.room_messages_api import room_message_routes
 from ingress.shutdown import DRAIN, Drain, drain_middleware
 from ingress.socket_server import AckAwareServer, bounded_packets
 from ingress.sockets import ChatSockets
 from ingress.state import APP_STATE, IngressState
-from ingress.tenant_api import tenant_routes
-from ingress.wallet_api import chain_client_context, wallet_routes
-from ingress.web_routes import socket_origins, web_routes
-from ingress.webhooks import webhook_routes
+from ingress.webhooks.billing import billing_webhook_routes
+from ingress.webhooks.channels import webhook_routes
 from schemas.queues import WORK_QUEUES
 
 log = structlog.get_logger(__name__)
@@ -54,7 +54,7 @@ def init_app(settings: Settings) -> web.Application:
             drain_middleware,
         ],
     )
-    app.on_response_prepare.append(json_api_headers)  # nosniff + no-store on JSON APIs (ingress/edges.py)
+    app.on_response_prepare.append(json_api_headers)  # nosniff + no-store on JSON APIs (ingress/http/edges.py)
     metrics = app[METRICS] = IngressMetrics()  # this node's own registry, served at /metrics
     sio = AckAwareServer(
         async_mode="aiohttp",

@@ -25,7 +25,7 @@ from infra import json_limits
 from infra.redis_clients import BATCH_EVENT, BATCH_ROOM
 from infra.settings import Settings
 from ingress.auth import bearer_token
-from ingress.http_api import json_error
+from ingress.http.http_api import json_error
 from ingress.state import APP_STATE
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)

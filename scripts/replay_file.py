@@ -24,7 +24,7 @@ from urllib.parse import parse_qsl
 
 from pydantic import ValidationError
 
-from ingress.billing_webhooks import lemonsqueezy_command, stripe_actor, stripe_command
+from ingress.webhooks.billing import lemonsqueezy_command, stripe_actor, stripe_command
 from schemas.actors import UnknownActor, validate_command
 from schemas.base import Command
 from schemas.queues import BILLING_QUEUE, CHAT_QUEUE, LEMONSQUEEZY_ORDER_ACTOR, capability_of

@@ -17,7 +17,7 @@ from infra.logging import configure_logging
 from infra.recursion_limit import pin_recursion_limit
 from infra.settings import Settings
 from schemas.queues import WORK_QUEUES, queues_of
-from workers.metrics import prepare_pool_dir, remove_pool_dir
+from workers.middleware.metrics import prepare_pool_dir, remove_pool_dir
 from workers.pool_slot import POOL_SIZE_ENV
 
 

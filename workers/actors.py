@@ -4,7 +4,7 @@ handlers of the worker modules.
 Each actor does the same steps around its handler: validate the command, get the process's
 resources, run the handler, carry out the outcome's effects (follow-up commands, then socket
 emits), log ``command.done``, and return the status the event log records. Failure handling is
-declared as actor options that :class:`workers.fail_closed.FailClosed` reads.
+declared as actor options that :class:`workers.middleware.fail_closed.FailClosed` reads.
 """
 
 from __future__ import annotations
@@ -46,7 +46,7 @@ def build_actor(broker: dramatiq.Broker, spec: ActorSpec, handler: Handler, hold
         outcome = await handler.handle(res, cmd)
         await carry_out(res.emitter, res.publisher, outcome, res.pool)
         log.info("command.done", command_id=cmd.command_id, status=outcome.status, duplicate=not outcome.fresh)
-        return outcome.log_status  # for the event log (workers/event_log.py)
+        return outcome.log_status  # for the event log (workers/middleware/event_log.py)
 
     run.__name__ = run.__qualname__ = spec.name
     return dramatiq.actor(

@@ -20,16 +20,16 @@ from infra.settings import Settings
 from schemas.queues import CHAT_PARTITION_QUEUES
 from workers.actors import declare_actors
 from workers.calls import CallSweeper
-from workers.correlation import LogContext
-from workers.event_log import EventLog
-from workers.fail_closed import FailClosed
-from workers.lifetime import CloseOnShutdown
-from workers.metrics import install as install_metrics
+from workers.middleware.correlation import LogContext
+from workers.middleware.event_log import EventLog
+from workers.middleware.fail_closed import FailClosed
+from workers.middleware.lifetime import CloseOnShutdown
+from workers.middleware.metrics import install as install_metrics
+from workers.middleware.safe_retries import SafeRetries
 from workers.partition_consumer import PARTITION_PREFETCH, PartitionConsumer
 from workers.plans import MeterTicker
 from workers.pool_slot import current_slot
 from workers.resources import ResourceHolder
-from workers.safe_retries import SafeRetries
 
 settings = Settings()
 configure_logging(settings.log_level, settings.log_format, service="workers")
@@ -39,7 +39,7 @@ event_loop.install(settings.event_loop)  # before the AsyncIO middleware makes i
 resources = ResourceHolder(settings)
 
 # dramatiq's default middleware, with Retries replaced by one that never loses a message whose
-# re-enqueue fails (workers/safe_retries.py).
+# re-enqueue fails (workers/middleware/safe_retries.py).
 # Queues are declared as AMQP_QUEUE_TYPE says (classic or quorum), exactly as ingress declares them;
 # pika tries the nodes of a multi-node AMQP_URL in order on every (re)connect.
 broker = TopologyBroker(

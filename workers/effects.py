@@ -47,7 +47,7 @@ class Outcome:
 
     @property
     def log_status(self) -> event_log.Status:
-        """What an actor returns for the event log (workers/event_log.py): a duplicate changed nothing."""
+        """What an actor returns for the event log (workers/middleware/event_log.py): a duplicate changed nothing."""
         return self.status if self.fresh else "duplicate"
 
     def stored_result(self, **extra: Any) -> dict[str, Any]:

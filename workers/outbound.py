@@ -86,7 +86,7 @@ handlers = Handlers()
 
 
 def _outcome(delivery: outbound_service.Outcome) -> Outcome:
-    """What a delivery did, for the event log (workers/event_log.py): a provider's refusal is final
+    """What a delivery did, for the event log (workers/middleware/event_log.py): a provider's refusal is final
     (rejected); a message already settled, or being sent by another delivery, makes this one a
     no-op (duplicate). Its ``messageStatus`` emits go out either way."""
     match delivery.status:

@@ -20,7 +20,7 @@ from infra.redis_clients import BatchingRedisManager, redis_client, socketio_man
 from infra.settings import Settings
 from infra.stats_counter import StatsCounter
 from schemas.queues import WORK_QUEUES
-from workers.correlation import detached
+from workers.middleware.correlation import detached
 
 T = TypeVar("T")
 

@@ -19,7 +19,7 @@ import pytest
 
 from infra import ledger as ledger_repo
 from infra import receivables
-from ingress.billing_webhooks import stripe_command
+from ingress.webhooks.billing import stripe_command
 from schemas.queues import BILLING_QUEUE, STRIPE_PAYMENT_ACTOR
 from tests.support import isolation
 from tests.support.amqp import publish_commands

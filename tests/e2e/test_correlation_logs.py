@@ -186,7 +186,7 @@ async def test_the_worker_thread_lines_of_a_failing_command_carry_its_id(logged_
 
     lines = await until(stack.workers, lambda ls: bool(having(ls, event="command.failed")), "command.failed")
     (failed,) = having(lines, event="command.failed")
-    assert failed["command_id"] == bad["command_id"] and failed["logger"] == "workers.fail_closed"
+    assert failed["command_id"] == bad["command_id"] and failed["logger"] == "workers.middleware.fail_closed"
     dramatiq_lines = [
         line
         for line in lines

@@ -8,7 +8,7 @@ import pytest
 
 from infra.queue_stats import QueueStatsUnavailable
 from infra.settings import Settings
-from ingress.admin_api import QueueStatsCache
+from ingress.http.admin_api import QueueStatsCache
 from schemas.queues import ALL_QUEUES
 
 

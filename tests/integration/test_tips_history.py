@@ -8,7 +8,7 @@ import pytest
 
 from infra import grants, history
 from infra import ledger as ledger_repo
-from ingress.history_api import BadRequest, decode_cursor, encode_cursor
+from ingress.http.history_api import BadRequest, decode_cursor, encode_cursor
 
 
 async def pages(pool, account: str, limit: int) -> list[list[history.Entry]]:

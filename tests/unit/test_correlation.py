@@ -17,7 +17,7 @@ from structlog.contextvars import bind_contextvars, clear_contextvars, get_conte
 
 from infra.logging import log_scope
 from infra.publisher import _log_ids
-from workers.correlation import LogContext, detached, message_fields
+from workers.middleware.correlation import LogContext, detached, message_fields
 
 Seen = list[tuple[str, dict[str, Any]]]
 

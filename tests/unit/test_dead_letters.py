@@ -110,8 +110,8 @@ def test_a_selection_covers_a_capability_with_its_partitions(queue, expected):
 
 
 def test_the_tools_accept_a_capability_or_a_partition():
-    from ingress.admin_api import BadRequest
-    from ingress.admin_api import _queue as admin_queue
+    from ingress.http.admin_api import BadRequest
+    from ingress.http.admin_api import _queue as admin_queue
     from scripts.dlq import _parser
 
     assert _parser().parse_args(["list", "--queue", "chat.p2.XQ"]).queue == "chat.p2"

@@ -37,7 +37,7 @@ THIRD_PARTY = (
 )
 
 SCRIPT = f"""
-import importlib, json, os, pkgutil, sys
+import importlib, json, os, sys
 for name in {THIRD_PARTY!r}:
     importlib.import_module(name)
 ours = {PACKAGES!r}
@@ -45,8 +45,13 @@ assert not any(m.split(".")[0] in ours for m in sys.modules), "the parent must n
 modules = []
 for package in ours:
     modules.append(package)
-    path = [os.path.join(os.getcwd(), package)]
-    modules += [f"{{package}}.{{m.name}}" for m in pkgutil.walk_packages(path, "") if not m.name.startswith("_")]
+    # Listed from the files, not pkgutil.walk_packages: that imports each subpackage to walk it.
+    for folder, dirs, files in os.walk(package):
+        dirs[:] = sorted(d for d in dirs if os.path.exists(os.path.join(folder, d, "__init__.py")))
+        prefix = folder.replace(os.sep, ".")
+        if folder != package:
+            modules.append(prefix)
+        modules += [f"{{prefix}}.{{f[:-3]}}" for f in sorted(files) if f.endswith(".py") and not f.startswith("_")]
 failures = {{}}
 for name in modules:
     read, write = os.pipe()

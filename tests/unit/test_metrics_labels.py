@@ -2,7 +2,7 @@
 
 from dramatiq import Message
 
-from workers.metrics import _labels, queue_names, reported_as
+from workers.middleware.metrics import _labels, queue_names, reported_as
 
 
 def test_a_partitions_queues_are_reported_as_chats():

@@ -48,7 +48,7 @@ def _route(fn: ast.AsyncFunctionDef | ast.FunctionDef) -> tuple[str, str] | None
 
 def test_only_listed_get_endpoints_read_from_the_read_pool():
     users: dict[tuple[str, str], tuple[str, str] | None] = {}
-    for path in sorted((ROOT / "ingress").glob("*.py")):
+    for path in sorted((ROOT / "ingress").rglob("*.py")):
         if path.name == "state.py":
             continue
         for fn in _functions(path):
@@ -61,7 +61,7 @@ def test_only_listed_get_endpoints_read_from_the_read_pool():
 
 def test_ledger_writes_in_ingress_take_the_primary_pool():
     calls = 0
-    for path in sorted((ROOT / "ingress").glob("*.py")):
+    for path in sorted((ROOT / "ingress").rglob("*.py")):
         for node in ast.walk(ast.parse(path.read_text())):
             if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.args):
                 continue

@@ -8,7 +8,7 @@ from typing import Any
 from aiohttp.test_utils import make_mocked_request
 from engineio.async_drivers.aiohttp import translate_request
 
-from ingress.web_routes import socket_origins
+from ingress.http.web_routes import socket_origins
 
 ALLOWED = ("http://localhost:5173",)
 PROXY = "10.0.0.5"

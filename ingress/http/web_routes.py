@@ -16,7 +16,7 @@ from aiohttp import web
 
 from ingress.proxies import Network, forwarded_host, request_scheme
 
-WEB_ROOT = Path(__file__).resolve().parent / "web"
+WEB_ROOT = Path(__file__).resolve().parents[1] / "web"
 CSP = (
     "default-src 'self'; connect-src 'self' ws: wss:; script-src 'self'; style-src 'self'; "
     "img-src 'self' data:; base-uri 'none'; form-action 'self'; frame-ancestors 'none'; object-src 'none'"

@@ -15,7 +15,7 @@ from aiohttp import web
 
 from infra import history, ledger
 from ingress.auth import Unauthorized, bearer_token
-from ingress.http_api import bearer_identity, json_error
+from ingress.http.http_api import bearer_identity, json_error
 from ingress.state import APP_STATE
 from schemas.history import Counterparty, HistoryEntry, HistoryPage
 

@@ -17,7 +17,7 @@ import structlog
 from aiohttp import web
 from redis.exceptions import RedisError
 
-from ingress.http_api import rate_limited
+from ingress.http.http_api import rate_limited
 from ingress.proxies import client_ip
 from ingress.state import APP_STATE
 

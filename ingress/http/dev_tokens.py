@@ -13,7 +13,7 @@ from aiohttp import web
 from pydantic import Field, field_validator, model_validator
 
 from ingress.auth import mint_token
-from ingress.http_api import json_error, parse_body
+from ingress.http.http_api import json_error, parse_body
 from ingress.state import APP_STATE
 from schemas.base import Inbound
 

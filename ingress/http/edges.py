@@ -5,7 +5,7 @@ caches and content sniffing.
   before any handler runs; JSON bodies get the same check in their schemas (schemas.base.Storable).
 * Every JSON response and everything under ``/api/`` carries ``X-Content-Type-Options: nosniff``
   and ``Cache-Control: no-store``: they carry balances and tokens. Static files and pages keep
-  their own caching (ingress.web_routes: ETag revalidation).
+  their own caching (ingress.http.web_routes: ETag revalidation).
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
-from ingress.http_api import json_error
+from ingress.http.http_api import json_error
 from schemas.storable import unstorable_text
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from infra import grants, ledger, tenants
-from ingress.http_api import grant_conflict, json_error, parse_body, require_admin
+from ingress.http.http_api import grant_conflict, json_error, parse_body, require_admin
 from ingress.state import APP_STATE
 from schemas.http import GrantCredits
 from schemas.tenants import ChannelRef, CreateTenant, UpdateTenant

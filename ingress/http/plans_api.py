@@ -8,7 +8,7 @@ from aiohttp import web
 
 from domain.plans import Plan, quota_day, resets_at
 from infra import plan_usage
-from ingress.http_api import _caller_may_read, _user_id, json_error
+from ingress.http.http_api import _caller_may_read, _user_id, json_error
 from ingress.state import APP_STATE
 
 plans_routes = web.RouteTableDef()

@@ -27,7 +27,7 @@ from infra import chain, wallets
 from infra.chain import ChainInfo, ChainUnavailable
 from infra.settings import Settings
 from ingress.auth import Identity, Unauthorized
-from ingress.http_api import bearer_identity, json_error, parse_body, rate_limited
+from ingress.http.http_api import bearer_identity, json_error, parse_body, rate_limited
 from ingress.state import APP_STATE
 from schemas.chain import LinkWallet
 

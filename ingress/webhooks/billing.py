@@ -1,6 +1,6 @@
 """Payment webhooks (Stripe, LemonSqueezy): verify the signature, dedupe, publish to ``billing``.
 
-As for the channel webhooks (ingress.webhooks): a 2xx only once RabbitMQ confirmed the command,
+As for the channel webhooks (ingress.webhooks.channels): a 2xx only once RabbitMQ confirmed the command,
 otherwise 503 so the provider retries; the event id is remembered in Redis only after the
 confirm, so a retry after a 503 is published, and a redelivery of an accepted event is not.
 The worker's inbox dedupes whatever is published twice.
@@ -18,9 +18,9 @@ from pydantic import ValidationError
 from infra import json_limits
 from infra.json_limits import JsonLimitError
 from infra.publisher import PublishFailed
-from ingress.http_api import json_body_limits, json_error, json_refused
+from ingress.http.http_api import json_body_limits, json_error, json_refused
 from ingress.state import APP_STATE, IngressState
-from ingress.webhooks import accept_routed, hmac_sha256_hex_ok, unavailable
+from ingress.webhooks.channels import accept_routed, hmac_sha256_hex_ok, unavailable
 from schemas.base import Command
 from schemas.billing import StripeEvent
 from schemas.lemonsqueezy import ORDER_EVENTS, LemonSqueezyOrder, lemonsqueezy_command_id

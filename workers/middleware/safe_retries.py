@@ -4,7 +4,7 @@ When a command fails and has retries left, ``Retries`` re-enqueues a copy (throu
 queue) and lets the original be acked. If that re-enqueue raises (the connection or channel is
 gone, publishing is refused), dramatiq logs the error and still acks the original: the command
 is silently gone (dramatiq PR #545). Here a failed re-enqueue fails the message instead, so it
-is nacked into the dead-letter queue and :class:`workers.fail_closed.FailClosed` (whose hook
+is nacked into the dead-letter queue and :class:`workers.middleware.fail_closed.FailClosed` (whose hook
 runs after this one) records it as ``failed`` in the inbox and tells its sender. A message is
 retried, dead-lettered, or recorded as failed; never nothing.
 """

@@ -17,8 +17,8 @@ from aiohttp import web
 
 from infra import analytics, conversations
 from ingress.auth import Unauthorized, bearer_token, is_admin_request
-from ingress.history_api import BadRequest, parse_limit
-from ingress.http_api import bearer_identity, json_error
+from ingress.http.history_api import BadRequest, parse_limit
+from ingress.http.http_api import bearer_identity, json_error
 from ingress.state import APP_STATE
 
 conversation_routes = web.RouteTableDef()

@@ -9,7 +9,7 @@ from aiohttp import web
 
 from infra import analytics
 from ingress.auth import Unauthorized, bearer_token, is_admin_request
-from ingress.http_api import bearer_identity, json_error
+from ingress.http.http_api import bearer_identity, json_error
 from ingress.state import APP_STATE
 
 analytics_routes = web.RouteTableDef()

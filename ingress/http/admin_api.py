@@ -32,7 +32,7 @@ from infra import admin_series, dead_letters
 from infra.dead_letters import DeadMessage, Filters
 from infra.queue_stats import QueueStats, QueueStatsUnavailable, collect
 from infra.settings import Settings
-from ingress.http_api import json_error, parse_body, require_admin
+from ingress.http.http_api import json_error, parse_body, require_admin
 from ingress.state import APP_STATE
 from schemas.admin import MAX_SELECTION, DeadLetterPurge, DeadLetterSelection
 from schemas.queues import ALL_QUEUES, WORK_QUEUES

@@ -14,7 +14,7 @@ from domain.errors import InvalidRoom, RoomForbidden
 from domain.rooms import resolve_join
 from infra import messages
 from ingress.auth import Unauthorized
-from ingress.http_api import bearer_identity, json_error
+from ingress.http.http_api import bearer_identity, json_error
 from ingress.state import APP_STATE
 from schemas.socket_events import MAX_SEQ
 

@@ -26,7 +26,7 @@ from infra import json_limits
 from infra.json_limits import JsonLimitError
 from infra.publisher import PublishFailed
 from ingress.correlation import bind_command
-from ingress.http_api import json_body_limits, json_error, json_refused
+from ingress.http.http_api import json_body_limits, json_error, json_refused
 from ingress.state import APP_STATE, IngressState
 from schemas.base import Command
 from schemas.queues import CHAT_QUEUE

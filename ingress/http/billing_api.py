@@ -12,7 +12,7 @@ from aiohttp import web
 
 from infra.settings import Settings
 from ingress.auth import Unauthorized
-from ingress.http_api import bearer_identity, json_error, parse_body
+from ingress.http.http_api import bearer_identity, json_error, parse_body
 from ingress.state import APP_STATE
 from schemas.purchases import CheckoutRequest
 

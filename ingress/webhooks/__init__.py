@@ -1,0 +1,1 @@
+"""Signed webhooks from providers: messaging channels and billing."""

@@ -1,0 +1,1 @@
+"""dramatiq middleware every worker pool runs: logs, metrics, retries, failing closed."""
