@@ -18,10 +18,9 @@ import uuid
 from playwright.async_api import expect
 
 from schemas.queues import CHAT_QUEUE, SEND_MESSAGE_ACTOR
-from tests.browser.conftest import WebStack
-from tests.e2e.test_admin_api import Fault, wait_listed
-from tests.e2e.test_dlq import DlqStack, send
+from tests.support.dead_letters import DlqStack, Fault, send, wait_listed
 from tests.support.isolation import ADMIN_TOKEN
+from tests.support.web_stack import WebStack
 
 ADMIN = {"x-admin-token": ADMIN_TOKEN}
 
@@ -43,7 +42,7 @@ async def test_an_admin_requeues_a_dead_letter_and_it_is_applied_once(
         assert web_stack.workers is not None
         command = send(user, room, words=10)
         message_id = await DlqStack(iso, pool, web_stack.workers).publish(SEND_MESSAGE_ACTOR, command)
-        await wait_listed(http, web_stack, ADMIN, {message_id})  # type: ignore[arg-type]
+        await wait_listed(http, web_stack, ADMIN, {message_id})
 
         # The admin signs in with a dev token.
         page = await new_page()

@@ -9,10 +9,11 @@ from collections.abc import AsyncIterator
 import pytest
 from playwright.async_api import expect
 
-from tests.browser.conftest import WebStack, WebStackOptions
-from tests.browser.test_chat_page import join, message, sign_in, uid
-from tests.e2e.conftest import grant
+from tests.support.admin_api import grant
 from tests.support.fake_openai import FakeOpenAI
+from tests.support.ids import uid
+from tests.support.pages import join, message, sign_in
+from tests.support.web_stack import WebStack, WebStackOptions
 
 API_KEY = "sk-test-" + uuid.uuid4().hex
 REPLY = "Atendemos de lunes a viernes, de nueve a seis, y los sábados por la mañana."

@@ -15,11 +15,12 @@ from collections.abc import AsyncIterator
 import pytest
 from playwright.async_api import Route, expect
 
-from tests.browser.conftest import WebStack, WebStackOptions
-from tests.browser.test_chat_page import sign_in, uid
-from tests.e2e.conftest import grant, stats
+from tests.support.admin_api import grant, stats
 from tests.support.fake_stripe import FakeStripe
+from tests.support.ids import uid
+from tests.support.pages import sign_in
 from tests.support.stripe_signing import body_of, stripe_signature
+from tests.support.web_stack import WebStack, WebStackOptions
 
 STRIPE_WEBHOOK_SECRET = "whsec_test_" + secrets.token_hex(12)
 PACKS = "pack_10:10:500:usd,pack_50:50:2000:usd,pack_200:200:6000:usd"

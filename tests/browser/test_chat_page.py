@@ -5,14 +5,15 @@ from __future__ import annotations
 
 import asyncio
 import re
-import uuid
 
 import pytest
-from playwright.async_api import Page, expect
+from playwright.async_api import expect
 
-from tests.browser.conftest import WebStack, WebStackOptions
-from tests.e2e.conftest import grant, stats
+from tests.support.admin_api import grant, stats
 from tests.support.clients import ChatClient
+from tests.support.ids import uid
+from tests.support.pages import join, message, sign_in
+from tests.support.web_stack import WebStack, WebStackOptions
 
 MISSED = 230  # messages sent while a page is away: more than roomJoined's first page (HISTORY_PAGE_MAX)
 
@@ -20,31 +21,6 @@ MISSED = 230  # messages sent while a page is away: more than roomJoined's first
 @pytest.fixture(scope="module")
 def web_stack_options() -> WebStackOptions:
     return WebStackOptions(queues="chat billing")  # billing: tips
-
-
-def uid(prefix: str) -> str:
-    return f"{prefix}-{uuid.uuid4().hex[:8]}"
-
-
-async def sign_in(page: Page, url: str, user_id: str, name: str) -> None:
-    """Through the page's own form: mint a dev token."""
-    await page.goto(url)
-    await page.get_by_label("User id", exact=True).fill(user_id)
-    await page.get_by_label("Display name", exact=True).fill(name)
-    await page.get_by_role("button", name="Sign in").click()
-    await expect(page.locator("#who")).to_have_text(f"{name} ({user_id})")
-    await expect(page.locator("#connection")).to_have_text("connected")
-
-
-async def join(page: Page, room: str) -> None:
-    await page.get_by_label("Room", exact=True).fill(room)
-    await page.get_by_role("button", name="Join").click()
-    await expect(page.locator("#room-title")).to_have_text(f"Room {room}")
-    await expect(page.locator("#message")).to_be_enabled()
-
-
-def message(page: Page, text: str):
-    return page.locator("#messages li.msg", has_text=text)
 
 
 async def test_two_browsers_talk_and_the_balance_goes_down(web_stack: WebStack, http, new_page, screenshot):

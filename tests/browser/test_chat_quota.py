@@ -10,9 +10,10 @@ from zoneinfo import ZoneInfo
 import pytest
 from playwright.async_api import expect
 
-from tests.browser.conftest import WebStack, WebStackOptions
-from tests.browser.test_chat_page import join, message, sign_in, uid
-from tests.e2e.conftest import grant, stats
+from tests.support.admin_api import grant, stats
+from tests.support.ids import uid
+from tests.support.pages import join, message, sign_in
+from tests.support.web_stack import WebStack, WebStackOptions
 
 
 @pytest.fixture(scope="module")

@@ -11,12 +11,13 @@ from collections.abc import AsyncIterator, Iterator
 import pytest
 from playwright.async_api import expect
 
-from tests.browser.conftest import WebStackOptions, dev_token, sign_in_with_token, start_web_stack
-from tests.e2e.test_webhooks import post_twilio
 from tests.support import isolation
 from tests.support.fake_openai import FakeOpenAI
 from tests.support.fake_providers import FakeTwilio
 from tests.support.isolation import ADMIN_TOKEN
+from tests.support.pages import sign_in_with_token
+from tests.support.twilio_webhooks import post_twilio
+from tests.support.web_stack import WebStackOptions, dev_token, start_web_stack
 
 ADMIN = {"x-admin-token": ADMIN_TOKEN}
 MODEL_KEY = "sk-test-" + uuid.uuid4().hex

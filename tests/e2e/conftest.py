@@ -1,32 +1,22 @@
-"""The running system: two ingress nodes and a chat worker pool, as real processes."""
+"""The running system: two ingress nodes and a chat worker pool, as real processes; the fake Twilio
+and OpenAI servers and the AI agent's stack of its own. Helpers live in tests/support."""
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass
 
 import aiohttp
 import pytest
 
 from tests.support import isolation
 from tests.support.clients import ChatClient
+from tests.support.fake_openai import FakeOpenAI
 from tests.support.fake_providers import FakeTwilio
 from tests.support.isolation import ADMIN_TOKEN
-from tests.support.processes import Proc, Processes
-
-
-@dataclass
-class Stack:
-    processes: Processes
-    nodes: list[Proc]
-    workers: Proc
-
-    @property
-    def ports(self) -> list[int]:
-        return [n.port for n in self.nodes]
-
-    def url(self, path: str, node: int = 0) -> str:
-        return f"http://127.0.0.1:{self.ports[node]}{path}"
+from tests.support.processes import Processes
+from tests.support.stacks import Stack
+from tests.support.twilio_webhooks import twilio_env
 
 
 @pytest.fixture(scope="session")
@@ -58,14 +48,40 @@ async def fake_twilio():
     await fake.close()
 
 
-def twilio_env(fake: FakeTwilio) -> dict[str, str]:
-    """Settings that point a process's Twilio traffic at ``fake`` and its webhooks at the public URL."""
-    return {
-        "TWILIO_ACCOUNT_SID": fake.account_sid,
-        "TWILIO_AUTH_TOKEN": isolation.TWILIO_AUTH_TOKEN,
-        "TWILIO_API_BASE_URL": fake.url,
-        "PUBLIC_BASE_URL": isolation.PUBLIC_BASE_URL,
+@pytest.fixture
+async def fake_model() -> AsyncIterator[FakeOpenAI]:
+    """A local OpenAI-compatible server that checks its API key (a module may override it)."""
+    fake = FakeOpenAI(api_key="sk-test-" + uuid.uuid4().hex)
+    await fake.start()
+    yield fake
+    await fake.close()
+
+
+@pytest.fixture
+def ai_stack(iso, stack_env, fake_model, fake_twilio):
+    """Ingress + chat, ai and outbound pools in a vhost of their own, talking to the fakes."""
+    vhost = f"{iso.vhost}_ai"
+    isolation.create_vhost(vhost)
+    env = {
+        **stack_env,
+        "AMQP_URL": f"{isolation.AMQP_BASE}/{vhost}",
+        "OPENAI_BASE_URL": fake_model.url,
+        "OPENAI_API_KEY": fake_model.api_key,
+        "AI_MODEL": "fake-model",
+        "AI_MAX_ATTEMPTS": "3",
+        "AI_TIMEOUT_S": "5",
+        **twilio_env(fake_twilio),
     }
+    procs = Processes(env)
+    try:
+        node = procs.ingress()
+        procs.workers("chat", processes=1, threads=4)
+        procs.workers("ai", processes=1, threads=16)
+        procs.workers("outbound", processes=1, threads=4)
+        yield node, env
+    finally:
+        procs.stop_all()
+        isolation.delete_vhost(vhost)
 
 
 @pytest.fixture(autouse=True)
@@ -92,19 +108,3 @@ async def clients() -> AsyncIterator[list[ChatClient]]:
     for client in made:
         if client.sio.connected:
             await client.close()
-
-
-async def grant(http: aiohttp.ClientSession, stack: Stack, user_id: str, credits: int, key: str) -> dict:
-    async with http.post(
-        stack.url(f"/api/credits/grant/{user_id}"),
-        json={"credits": credits, "reason": "test", "idempotencyKey": key},
-        headers={"x-admin-token": ADMIN_TOKEN},
-    ) as resp:
-        assert resp.status in (200, 201), await resp.text()
-        return await resp.json()
-
-
-async def stats(http: aiohttp.ClientSession, stack: Stack, user_id: str) -> dict:
-    async with http.get(stack.url(f"/api/credits/stats/{user_id}"), headers={"x-admin-token": ADMIN_TOKEN}) as resp:
-        assert resp.status == 200, await resp.text()
-        return await resp.json()

@@ -16,18 +16,18 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
-import aiohttp
 import asyncpg
 import jwt
 import pytest
 
 from infra import db, grants, ledger
 from schemas.queues import ALL_QUEUES, CHAT_QUEUE, MARK_READ_ACTOR, SEND_MESSAGE_ACTOR
-from tests.e2e.conftest import Stack, grant
-from tests.e2e.test_dlq import DlqStack, invalid_mark_read, send
 from tests.support import isolation
+from tests.support.admin_api import call, grant
 from tests.support.clients import make_token
+from tests.support.dead_letters import DlqStack, Fault, invalid_mark_read, send, wait_listed
 from tests.support.processes import Proc, Processes
+from tests.support.stacks import Stack
 
 DEADLINE_S = 120
 REQUEUE = "/api/admin/dead-letters/requeue"
@@ -36,14 +36,6 @@ PURGE = "/api/admin/dead-letters/purge"
 
 def bearer(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
-
-
-async def call(
-    http: aiohttp.ClientSession, url: str, headers: dict[str, str], body: Any = None
-) -> tuple[int, dict[str, Any]]:
-    method = "GET" if body is None else "POST"
-    async with http.request(method, url, headers=headers, json=body) as resp:
-        return resp.status, await resp.json(content_type=None)
 
 
 async def test_admin_apis_refuse_anyone_but_an_admin(stack: Stack, http, admin_headers):
@@ -97,46 +89,6 @@ async def test_queues_show_one_row_per_queue_with_the_chat_pool_consuming(stack:
         assert key in chat
     if doc["source"] == "management":
         assert isinstance(chat["in_rate"], float) and doc["rate_window_s"] == 60
-
-
-@dataclass
-class Fault:
-    """A room whose messages PostgreSQL refuses until ``fix``."""
-
-    pool: asyncpg.Pool
-    room: str
-    name: str = ""
-
-    async def start(self) -> None:
-        self.name = f"admin_test_refuse_{uuid.uuid4().hex[:8]}"
-        await self.pool.execute(
-            f"CREATE FUNCTION {self.name}() RETURNS trigger LANGUAGE plpgsql AS"
-            " $$ BEGIN RAISE EXCEPTION 'test fault: room % refused', NEW.room_id; END $$"
-        )
-        await self.pool.execute(
-            f"CREATE TRIGGER {self.name} BEFORE INSERT ON messages FOR EACH ROW"
-            f" WHEN (NEW.room_id = '{self.room}') EXECUTE FUNCTION {self.name}()"
-        )
-
-    async def fix(self) -> None:
-        if self.name:
-            await self.pool.execute(f"DROP TRIGGER IF EXISTS {self.name} ON messages")
-            await self.pool.execute(f"DROP FUNCTION IF EXISTS {self.name}()")
-            self.name = ""
-
-
-async def wait_listed(
-    http, stack: Stack, headers, message_ids: set[str], actor: str = SEND_MESSAGE_ACTOR
-) -> dict[str, dict[str, Any]]:
-    deadline = time.monotonic() + DEADLINE_S
-    while True:
-        status, doc = await call(http, stack.url(f"/api/admin/dead-letters?actor={actor}&limit=500"), headers)
-        assert status == 200, doc
-        mine = {m["message_id"]: m for m in doc["messages"] if m["message_id"] in message_ids}
-        if len(mine) == len(message_ids):
-            return mine
-        assert time.monotonic() < deadline, f"dead letters never listed: {message_ids - set(mine)}"
-        await asyncio.sleep(0.5)
 
 
 async def test_dead_letters_are_listed_and_only_the_selected_one_is_requeued(

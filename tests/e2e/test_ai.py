@@ -7,64 +7,18 @@ import asyncio
 import time
 import uuid
 
-import pytest
-
 from domain.words import count_words
 from schemas.commands import AgentReply, agent_reply_ids
 from schemas.queues import AGENT_REPLY_ACTOR, AI_QUEUE
-from tests.e2e.conftest import grant, stats, twilio_env
-from tests.e2e.test_chat import uid
-from tests.e2e.test_webhooks import post_twilio
 from tests.support import isolation
+from tests.support.admin_api import grant, stats
 from tests.support.amqp import publish_commands
 from tests.support.clients import ChatClient, make_token
-from tests.support.fake_openai import FakeOpenAI, Reply
+from tests.support.fake_openai import Reply
+from tests.support.ids import uid
 from tests.support.processes import Processes
-
-API_KEY = "sk-test-" + uuid.uuid4().hex
-
-
-@pytest.fixture
-async def fake_model():
-    fake = FakeOpenAI(api_key=API_KEY)
-    await fake.start()
-    yield fake
-    await fake.close()
-
-
-@pytest.fixture
-def ai_stack(iso, stack_env, fake_model, fake_twilio):
-    """Ingress + chat, ai and outbound pools in a vhost of their own, talking to the fakes."""
-    vhost = f"{iso.vhost}_ai"
-    isolation.create_vhost(vhost)
-    env = {
-        **stack_env,
-        "AMQP_URL": f"{isolation.AMQP_BASE}/{vhost}",
-        "OPENAI_BASE_URL": fake_model.url,
-        "OPENAI_API_KEY": API_KEY,
-        "AI_MODEL": "fake-model",
-        "AI_MAX_ATTEMPTS": "3",
-        "AI_TIMEOUT_S": "5",
-        **twilio_env(fake_twilio),
-    }
-    procs = Processes(env)
-    try:
-        node = procs.ingress()
-        procs.workers("chat", processes=1, threads=4)
-        procs.workers("ai", processes=1, threads=16)
-        procs.workers("outbound", processes=1, threads=4)
-        yield node, env
-    finally:
-        procs.stop_all()
-        isolation.delete_vhost(vhost)
-
-
-class Base:
-    def __init__(self, port: int) -> None:
-        self.port = port
-
-    def url(self, path: str, node: int = 0) -> str:
-        return f"http://127.0.0.1:{self.port}{path}"
+from tests.support.stacks import OneNode
+from tests.support.twilio_webhooks import post_twilio
 
 
 async def chat_user(ai_stack, http, clients, credits: int) -> tuple[ChatClient, str]:
@@ -72,7 +26,7 @@ async def chat_user(ai_stack, http, clients, credits: int) -> tuple[ChatClient, 
     user = ChatClient(uid("asker"), "Asker")
     clients.append(user)
     if credits:
-        await grant(http, Base(node.port), user.user_id, credits, "g")
+        await grant(http, OneNode(node.port), user.user_id, credits, "g")
     await user.connect(node.port)
     room = uid("room")
     await user.join(room)
@@ -87,7 +41,7 @@ async def test_a_mention_gets_a_streamed_reply_that_is_charged(ai_stack, fake_mo
     assert reply["replyTo"] == ack["messageId"] and reply["userId"] == "agent" and reply["username"] == "AgenteIA"
     deltas = [d for d in user.events["messageDelta"] if d["messageId"] == reply["messageId"]]
     assert len(deltas) > 1 and "".join(d["delta"] for d in deltas) == reply["message"]
-    s = await stats(http, Base(ai_stack[0].port), user.user_id)
+    s = await stats(http, OneNode(ai_stack[0].port), user.user_id)
     assert s["wordsUsedTotal"] == count_words(question) + reply["words"] and s["creditsChargedTotal"] == 1
     usage = await ledger.fetchrow(
         "SELECT purpose, status, prompt_tokens, completion_tokens FROM ai_usage WHERE command_id = $1",
@@ -105,7 +59,7 @@ async def test_a_429_then_success_is_one_reply_and_one_charge(ai_stack, fake_mod
     assert reply["replyTo"] == ack["messageId"]
     calls = await ledger.fetchval("SELECT count(*) FROM ai_usage WHERE command_id = $1", f"ai:{ack['messageId']}")
     assert calls == 1
-    assert (await stats(http, Base(ai_stack[0].port), user.user_id))["creditsChargedTotal"] == 1
+    assert (await stats(http, OneNode(ai_stack[0].port), user.user_id))["creditsChargedTotal"] == 1
 
 
 async def test_exhausted_attempts_end_in_agent_error(ai_stack, fake_model, http, clients, ledger):
@@ -141,7 +95,7 @@ async def test_a_redelivered_ai_command_makes_no_second_call(ai_stack, fake_mode
     # Its reply was published once already: not again, and the room sees it once.
     assert len([m for m in user.events["newMessage"] if m.get("kind") == "ai"]) == 1
     assert len(fake_model.requests) == calls_before
-    assert (await stats(http, Base(ai_stack[0].port), user.user_id))["creditsChargedTotal"] == 1
+    assert (await stats(http, OneNode(ai_stack[0].port), user.user_id))["creditsChargedTotal"] == 1
     assert await ledger.fetchval("SELECT count(*) FROM messages WHERE message_id = $1", uuid.UUID(reply_id)) == 1
 
 

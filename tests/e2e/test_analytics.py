@@ -6,9 +6,10 @@ import asyncio
 import time
 import uuid
 
-from tests.e2e.test_chat import uid
-from tests.e2e.test_tenants import create_tenant, inbound_for, publish_inbound
 from tests.support.clients import make_token
+from tests.support.commands import inbound_for, publish_inbound
+from tests.support.ids import uid
+from tests.support.tenants import create_tenant
 
 CONVERSATIONS = "/api/analytics/conversations"
 INTENTS = "/api/analytics/intents"

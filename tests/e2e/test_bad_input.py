@@ -8,8 +8,8 @@ import uuid
 import pytest
 import socketio
 
-from tests.e2e.test_chat import uid
 from tests.support.clients import ChatClient, make_token
+from tests.support.ids import uid
 from tests.support.processes import Processes
 
 

@@ -11,12 +11,11 @@ import uuid
 
 import pytest
 
-from tests.e2e.conftest import twilio_env
-from tests.e2e.test_chat import uid
-from tests.e2e.test_webhooks import post_twilio
 from tests.support import isolation
 from tests.support.clients import ChatClient, make_token
+from tests.support.ids import uid
 from tests.support.processes import Processes
+from tests.support.twilio_webhooks import post_twilio, twilio_env
 
 
 @pytest.fixture

@@ -3,14 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-import uuid
 
-from tests.e2e.conftest import grant, stats
+from tests.support.admin_api import grant, stats
 from tests.support.clients import ChatClient
-
-
-def uid(prefix: str) -> str:
-    return f"{prefix}-{uuid.uuid4().hex[:8]}"
+from tests.support.ids import uid
 
 
 async def test_clients_on_different_nodes_talk_in_one_room(stack, http, clients):

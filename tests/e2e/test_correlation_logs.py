@@ -9,26 +9,22 @@ worker runs one thread, so consecutive commands share the thread and event loop 
 from __future__ import annotations
 
 import asyncio
-import json
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any
 
 import pytest
 
 from infra.publisher import CommandPublisher
 from schemas.commands import inbound_ids, send_command_ids
 from schemas.queues import ALL_QUEUES, CHAT_QUEUE, CLASSIFY_ACTOR, MARK_READ_ACTOR, capability_of
-from tests.e2e.conftest import twilio_env
-from tests.e2e.test_chat import uid
-from tests.e2e.test_dlq import invalid_mark_read
-from tests.e2e.test_webhooks import post_twilio
 from tests.support import isolation
 from tests.support.clients import ChatClient
+from tests.support.dead_letters import invalid_mark_read
+from tests.support.ids import uid
+from tests.support.json_logs import Line, having, json_lines
 from tests.support.processes import Proc, Processes
-
-Line = dict[str, Any]
+from tests.support.twilio_webhooks import post_twilio, twilio_env
 
 
 @dataclass
@@ -60,17 +56,6 @@ def logged_stack(iso, stack_env, fake_twilio) -> Iterator[LoggedStack]:
         isolation.delete_vhost(vhost)
 
 
-def json_lines(proc: Proc) -> list[Line]:
-    lines = []
-    for raw in proc.log().splitlines():
-        if raw.startswith("{"):
-            try:
-                lines.append(json.loads(raw))
-            except json.JSONDecodeError:
-                continue  # a line still being written
-    return lines
-
-
 async def until(proc: Proc, found: Callable[[list[Line]], bool], what: str, timeout: float = 60) -> list[Line]:
     deadline = asyncio.get_running_loop().time() + timeout
     while asyncio.get_running_loop().time() < deadline:
@@ -79,10 +64,6 @@ async def until(proc: Proc, found: Callable[[list[Line]], bool], what: str, time
             return lines
         await asyncio.sleep(0.2)
     raise TimeoutError(f"{proc.name}: no {what} in {timeout}s:\n{proc.log()[-3000:]}")
-
-
-def having(lines: list[Line], **fields: Any) -> list[Line]:
-    return [line for line in lines if all(line.get(key) == value for key, value in fields.items())]
 
 
 async def test_one_command_id_from_socket_and_webhook_to_worker_and_result(

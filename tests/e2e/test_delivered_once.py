@@ -15,33 +15,11 @@ import sys
 
 import redis.asyncio
 
-from tests.e2e.conftest import grant
-from tests.e2e.test_chat import uid
 from tests.support import isolation
-from tests.support.clients import ChatClient
 from tests.support.processes import ROOT
+from tests.support.rooms import counts, room_of_two
 
 SETTLE_S = 1.5  # long enough for a re-broadcast to arrive, were there one
-
-
-async def room_of_two(http, stack, clients, credits: int = 5) -> tuple[str, ChatClient, ChatClient]:
-    """A sender on the first node and a watcher on the second, both in a new room."""
-    sender, watcher = ChatClient(uid("sender")), ChatClient(uid("watcher"))
-    clients += [sender, watcher]
-    room = uid("room")
-    await grant(http, stack, sender.user_id, credits, "g1")
-    await sender.connect(stack.ports[0])
-    await watcher.connect(stack.ports[1])
-    await sender.join(room)
-    await watcher.join(room)
-    return room, sender, watcher
-
-
-def counts(client: ChatClient) -> dict[str, int]:
-    found: dict[str, int] = {}
-    for m in client.events["newMessage"]:
-        found[m["messageId"]] = found.get(m["messageId"], 0) + 1
-    return found
 
 
 async def replay_user(stack, user_id: str) -> dict:

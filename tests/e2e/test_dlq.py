@@ -8,93 +8,18 @@ own messages. The fault is real: a PostgreSQL trigger refuses the room's message
 from __future__ import annotations
 
 import asyncio
-import json
-import subprocess
-import sys
 import time
 import uuid
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
-from typing import Any
 
-import aio_pika
-import asyncpg
 import pytest
 
 from infra import db, grants, ledger
-from infra.amqp import encode_actor_message, topology
 from schemas.queues import CHAT_QUEUE, MARK_READ_ACTOR, SEND_BATCH_ACTOR, SEND_MESSAGE_ACTOR
-from tests.e2e.test_exactly_once import chat_command
 from tests.support import isolation
+from tests.support.dead_letters import DlqStack, invalid_mark_read, send
 from tests.support.ledger_checks import assert_ledger_invariants
-from tests.support.processes import ROOT, Proc, Processes, wait_for_log
-
-DEAD_QUEUE = CHAT_QUEUE + ".XQ"
-
-
-@dataclass
-class DlqStack:
-    iso: isolation.Isolation
-    pool: asyncpg.Pool
-    workers: Proc
-
-    def cli(self, *args: str, stdin: str = "", **env: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-m", "scripts.dlq", *args],
-            cwd=ROOT,
-            env=self.iso.env(**env),
-            input=stdin,
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
-
-    def listed(self, *filters: str) -> list[dict[str, Any]]:
-        done = self.cli("list", "--json", *filters)
-        assert done.returncode == 0, done.stderr
-        return json.loads(done.stdout)["messages"]
-
-    async def publish(self, actor: str, command: dict[str, Any]) -> str:
-        connection = await aio_pika.connect(self.iso.amqp_url)
-        async with connection:
-            channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
-            for name, arguments in topology(CHAT_QUEUE):
-                await channel.declare_queue(name, durable=True, arguments=arguments)
-            message_id = str(uuid.uuid4())
-            body = encode_actor_message(CHAT_QUEUE, actor, {"command": command}, message_id)
-            await channel.default_exchange.publish(
-                aio_pika.Message(body, delivery_mode=aio_pika.DeliveryMode.PERSISTENT, message_id=message_id),
-                routing_key=CHAT_QUEUE,
-                mandatory=True,
-            )
-        return message_id
-
-    async def dead_count(self) -> int:
-        connection = await aio_pika.connect(self.iso.amqp_url)
-        async with connection:
-            channel = await connection.channel()
-            queue = await channel.declare_queue(DEAD_QUEUE, passive=True)
-            return queue.declaration_result.message_count or 0
-
-    async def wait_dead(self, expected: int, timeout: float = 90) -> None:
-        deadline = time.monotonic() + timeout
-        while (count := await self.dead_count()) != expected:
-            assert time.monotonic() < deadline, f"{count} dead messages, expected {expected}"
-            await asyncio.sleep(0.3)
-
-    async def refuse_room(self, room: str) -> None:
-        """A real fault: PostgreSQL refuses this room's messages (after the charge, so it also rolls back)."""
-        await self.pool.execute(
-            "CREATE OR REPLACE FUNCTION dlq_test_refuse() RETURNS trigger LANGUAGE plpgsql AS"
-            " $$ BEGIN RAISE EXCEPTION 'test fault: room % refused', NEW.room_id; END $$"
-        )
-        await self.pool.execute(
-            f"CREATE TRIGGER dlq_test_refuse BEFORE INSERT ON messages FOR EACH ROW"
-            f" WHEN (NEW.room_id = '{room}') EXECUTE FUNCTION dlq_test_refuse()"
-        )
-
-    async def fix(self) -> None:
-        await self.pool.execute("DROP TRIGGER dlq_test_refuse ON messages")
+from tests.support.processes import Processes, wait_for_log
 
 
 @pytest.fixture
@@ -116,15 +41,6 @@ async def dlq() -> AsyncIterator[DlqStack]:
             await pool.close()
         isolation.delete_vhost(run.vhost)
         await isolation.drop_database(run.database)
-
-
-def send(user: str, room: str, words: int = 1500) -> dict[str, Any]:
-    return chat_command(user, room, words).model_dump(mode="json")
-
-
-def invalid_mark_read(user: str) -> dict[str, Any]:
-    """Fails validation (no room or message id): dramatiq gives up at once, without retries."""
-    return {"type": "chat.mark_read", "command_id": f"read:{uuid.uuid4()}", "user_id": user}
 
 
 async def test_poison_commands_are_listed_then_requeued_after_a_fix_and_applied_once(dlq: DlqStack):

@@ -3,34 +3,21 @@
 from __future__ import annotations
 
 import asyncio
-import subprocess
 import time
 import uuid
 
 import pytest
 
-from schemas.commands import SendChatBatch, SendChatMessage, send_command_ids
+from schemas.commands import SendChatBatch, SendChatMessage
 from schemas.queues import CHAT_QUEUE, SEND_BATCH_ACTOR, SEND_MESSAGE_ACTOR
-from tests.e2e.conftest import grant, stats
-from tests.e2e.test_chat import uid
 from tests.support import isolation
-from tests.support.amqp import publish_commands
+from tests.support.admin_api import grant, stats
+from tests.support.amqp import publish_commands, queue_counts
 from tests.support.clients import ChatClient
+from tests.support.commands import chat_command
+from tests.support.ids import uid
 from tests.support.processes import Processes
-
-
-def chat_command(user: str, room: str, words: int, client_id: str | None = None) -> SendChatMessage:
-    command_id, message_id = send_command_ids(user, client_id)
-    return SendChatMessage(
-        command_id=command_id,
-        message_id=message_id,
-        user_id=user,
-        username=user,
-        room_id=room,
-        message="w " * words,
-        client_message_id=client_id,
-        accepted_at_ms=int(time.time() * 1000),
-    )
+from tests.support.waiting import wait_until
 
 
 async def publish_raw(amqp_url: str, commands: list[SendChatMessage]) -> None:
@@ -57,31 +44,6 @@ async def test_the_same_command_published_five_times_charges_once(stack, stack_e
     assert await ledger.fetchval("SELECT count(*) FROM ledger_transactions WHERE reference = $1", cmd.command_id) == 1
     # Duplicates find the result marked published and send nothing again: the room sees it once.
     assert [m["messageId"] for m in watcher.events["newMessage"]] == [cmd.message_id]
-
-
-async def wait_until(probe, expected, timeout: float = 60):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = await probe()
-        if value == expected:
-            return value
-        await asyncio.sleep(0.2)
-    raise TimeoutError(f"still {value!r}, expected {expected!r}")
-
-
-def queue_counts(vhost: str, queue: str) -> tuple[int, int]:
-    out = subprocess.run(
-        ["rabbitmqctl", "list_queues", "-q", "-p", vhost, "name", "messages_ready", "messages_unacknowledged"],
-        check=True,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    ).stdout
-    for line in out.splitlines():
-        parts = line.split()
-        if parts and parts[0] == queue:
-            return int(parts[1]), int(parts[2])
-    return 0, 0
 
 
 @pytest.fixture

@@ -24,13 +24,13 @@ from redis.asyncio import Redis
 
 from ingress.app import init_app
 from ingress.shutdown import DRAIN
-from tests.e2e.conftest import grant, stats
-from tests.e2e.test_ai import Base
-from tests.e2e.test_chat import uid
-from tests.e2e.test_js_client import node_or_fail
 from tests.support import isolation
+from tests.support.admin_api import grant, stats
 from tests.support.clients import ChatClient, make_token
+from tests.support.ids import uid
+from tests.support.node_js import node_or_fail
 from tests.support.processes import Processes
+from tests.support.stacks import OneNode
 from tests.support.tcp_balancer import TcpBalancer
 
 SHUTDOWN_TIMEOUT_S = 8
@@ -149,7 +149,7 @@ async def test_sigterm_moves_clients_to_the_other_node_and_loses_nothing(
     two_nodes, balancer, settings, http, clients, ledger
 ):
     node_a, node_b = two_nodes
-    b = Base(node_b.port)
+    b = OneNode(node_b.port)
     room = uid("room")
     sender = ChatClient(uid("sender"), reconnection=True)
     watcher = ChatClient(uid("watch"))  # connected to B directly: sees every delivery

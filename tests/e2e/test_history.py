@@ -6,12 +6,12 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.e2e.conftest import grant, stats
-from tests.e2e.test_chat import uid
-from tests.e2e.test_tips import connected, send_tip, start_billing_worker
-from tests.support.clients import make_token
+from tests.support.admin_api import grant, stats
+from tests.support.clients import connected, make_token, send_tip
+from tests.support.ids import uid
 from tests.support.isolation import ADMIN_TOKEN
 from tests.support.processes import Proc
+from tests.support.stacks import start_billing_worker
 
 
 @pytest.fixture(scope="module")

@@ -34,11 +34,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from twilio.request_validator import RequestValidator
 
-from tests.e2e.conftest import Stack
 from tests.support import isolation
 from tests.support.clients import ChatClient, make_token
 from tests.support.isolation import META_APP_SECRET, PUBLIC_BASE_URL, TWILIO_AUTH_TOKEN
 from tests.support.processes import Proc, Processes
+from tests.support.stacks import Stack
 from tests.support.stripe_signing import lemonsqueezy_signature, stripe_signature
 
 SOCKET_PATH = "/socket.io/?EIO=4"

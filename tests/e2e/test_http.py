@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import asyncio
 
-from tests.e2e.conftest import grant
-from tests.e2e.test_chat import uid
+from tests.support.admin_api import grant
 from tests.support.clients import ChatClient, make_token
+from tests.support.ids import uid
 from tests.support.processes import Processes
 
 

@@ -29,14 +29,15 @@ import socketio
 from domain.credits import Balance, Blocked, CreditPolicy, charge_words
 from schemas.commands import send_command_ids
 from schemas.queues import CHAT_QUEUE, SEND_BATCH_ACTOR, capability_of
-from tests.e2e.conftest import grant
-from tests.e2e.test_ai import Base
-from tests.e2e.test_chat import uid
-from tests.e2e.test_correlation_logs import having, json_lines
-from tests.e2e.test_exactly_once import queue_counts, wait_until
 from tests.support import isolation
+from tests.support.admin_api import grant
+from tests.support.amqp import queue_counts
 from tests.support.clients import ChatClient
+from tests.support.ids import uid
+from tests.support.json_logs import having, json_lines
 from tests.support.processes import Proc, Processes
+from tests.support.stacks import OneNode
+from tests.support.waiting import wait_until
 
 ROOMS = 6
 MEMBERS = 5  # senders per room, all on node A
@@ -144,7 +145,7 @@ async def test_kill_minus_9_of_an_ingress_node_under_load_loses_and_doubles_noth
     senders = [(room, client) for room, members in rooms.items() for client in members]
     watchers = {room: ChatClient(uid("watch")) for room in rooms}
     clients.extend([c for _, c in senders] + list(watchers.values()))
-    await asyncio.gather(*(grant(http, Base(node_b.port), c.user_id, GRANTED, "g") for _, c in senders))
+    await asyncio.gather(*(grant(http, OneNode(node_b.port), c.user_id, GRANTED, "g") for _, c in senders))
     await asyncio.gather(*(w.connect(node_b.port) for w in watchers.values()))
     await asyncio.gather(*(w.join(room) for room, w in watchers.items()))
     await asyncio.gather(*(c.connect(node_a.port) for _, c in senders))

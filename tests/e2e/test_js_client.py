@@ -10,31 +10,20 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import shutil
 import subprocess
 import uuid
-from pathlib import Path
 
 import pytest
 
-from tests.e2e.conftest import grant
+from tests.support.admin_api import grant
 from tests.support.clients import make_token
+from tests.support.node_js import JS_DIR, node_or_fail
 
-JS_DIR = Path(__file__).resolve().parents[1] / "js"
 SCRIPT = JS_DIR / "seed_client.mjs"
 
 
 def uid(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:8]}"
-
-
-def node_or_fail() -> str:
-    node = shutil.which("node")
-    if node is None:
-        pytest.fail("`node` is not on PATH: install Node.js >= 18 to run the socket.io-client compatibility test")
-    if not (JS_DIR / "node_modules" / "socket.io-client").is_dir():
-        pytest.fail(f"{JS_DIR / 'node_modules'} is missing: run `npm ci --prefix tests/js` before pytest")
-    return node
 
 
 async def test_original_socket_io_client_works_unchanged(stack, http, ledger):

@@ -11,12 +11,12 @@ import pytest
 
 from schemas.billing import ReportUsage
 from schemas.queues import BILLING_QUEUE, REPORT_USAGE_ACTOR
-from tests.e2e.conftest import grant
-from tests.e2e.test_chat import uid
+from tests.support.admin_api import grant
 from tests.support.amqp import publish_commands
 from tests.support.clients import ChatClient
 from tests.support.fake_openai import FakeOpenAI
 from tests.support.fake_stripe_meter import FakeStripeMeter
+from tests.support.ids import uid
 from tests.support.plans_stack import METER_EVENT, STRIPE_KEY, plans_stack, post_stripe
 from tests.support.stripe_objects import event_json, subscription
 

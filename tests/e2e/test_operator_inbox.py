@@ -10,14 +10,9 @@ import uuid
 import aiohttp
 
 from schemas.commands import inbound_ids, takeover_command_id
-from tests.e2e import test_ai
-from tests.e2e.test_chat import uid
-from tests.e2e.test_webhooks import post_twilio
 from tests.support.clients import ChatClient, make_token
-
-# Ingress + chat, ai and outbound pools talking to the fake model and the fake Twilio.
-fake_model = test_ai.fake_model
-ai_stack = test_ai.ai_stack
+from tests.support.ids import uid
+from tests.support.twilio_webhooks import post_twilio
 
 
 async def new_tenant(http: aiohttp.ClientSession, base: str, headers: dict, *, auto_reply: bool) -> tuple[str, str]:

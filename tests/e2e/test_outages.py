@@ -18,12 +18,13 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from tests.e2e.conftest import Stack, grant, stats
-from tests.e2e.test_chat import uid
-from tests.e2e.test_delivered_once import counts
 from tests.support import isolation
+from tests.support.admin_api import grant, stats
 from tests.support.clients import ChatClient
+from tests.support.ids import uid
 from tests.support.processes import Processes
+from tests.support.rooms import counts
+from tests.support.stacks import Stack
 from tests.support.tcp_balancer import TcpBalancer
 
 ANSWER_WITHIN_S = 1.5  # "within about a second" (the node waits 1 s for a failover), plus slack

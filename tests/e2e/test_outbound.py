@@ -18,12 +18,12 @@ from redis.asyncio import Redis
 from domain.channels import Channel
 from schemas.commands import SendOutbound
 from schemas.queues import OUTBOUND_QUEUE, SEND_OUTBOUND_ACTOR
-from tests.e2e.test_exactly_once import queue_counts, wait_until
-from tests.integration.test_outbound import IG_ACCOUNT_ID, TWILIO_NUMBER, WA_PHONE_NUMBER_ID, insert_outbound
 from tests.support import isolation
-from tests.support.amqp import publish_commands
+from tests.support.amqp import publish_commands, queue_counts
 from tests.support.fake_providers import FakeMeta, FakeTwilio
+from tests.support.outbound_rows import IG_ACCOUNT_ID, TWILIO_NUMBER, WA_PHONE_NUMBER_ID, insert_outbound
 from tests.support.processes import Processes
+from tests.support.waiting import wait_until
 
 
 def send_command(message_id: str) -> SendOutbound:

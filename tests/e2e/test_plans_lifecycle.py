@@ -8,7 +8,7 @@ import uuid
 
 import pytest
 
-from tests.e2e.conftest import stats
+from tests.support.admin_api import stats
 from tests.support.clients import ChatClient, make_token
 from tests.support.plans_stack import plans_stack, post_stripe
 from tests.support.stripe_objects import event_json, invoice, subscription

@@ -15,10 +15,10 @@ import pytest
 
 from domain.words import count_words
 from schemas.commands import agent_reply_ids
-from tests.e2e.conftest import grant, stats
-from tests.e2e.test_chat import uid
+from tests.support.admin_api import grant, stats
 from tests.support.clients import ChatClient
 from tests.support.fake_openai import FakeOpenAI
+from tests.support.ids import uid
 from tests.support.plans_stack import plans_stack, post_stripe
 from tests.support.stripe_objects import event_json, subscription
 

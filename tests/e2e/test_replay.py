@@ -31,16 +31,15 @@ from schemas.chain import ChainDeposit, deposit_command_id
 from schemas.commands import SendChatMessage, SendOutbound
 from schemas.queues import CHAIN_DEPOSIT_ACTOR, CHAIN_QUEUE, CHAT_QUEUE, OUTBOUND_QUEUE, SEND_OUTBOUND_ACTOR
 from scripts.replay_file import Job
-from tests.e2e.conftest import twilio_env
-from tests.e2e.test_chat import uid
-from tests.e2e.test_webhooks import post_twilio
 from tests.support import isolation
 from tests.support.clients import ChatClient, make_token
 from tests.support.fake_openai import FakeOpenAI
 from tests.support.fake_providers import FakeTwilio
+from tests.support.ids import uid
 from tests.support.ledger_checks import assert_ledger_invariants
 from tests.support.processes import ROOT, Processes
 from tests.support.stripe_signing import body_of, lemonsqueezy_signature
+from tests.support.twilio_webhooks import post_twilio, twilio_env
 
 API_KEY = "sk-test-" + uuid.uuid4().hex
 LEMONSQUEEZY_SECRET = "ls-replay-secret-" + uuid.uuid4().hex[:8]

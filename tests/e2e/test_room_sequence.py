@@ -14,9 +14,9 @@ import redis.asyncio
 from infra import messages
 from infra.redis_clients import socketio_manager
 from schemas.channels import room_channel
-from tests.e2e.test_delivered_once import room_of_two
 from tests.support import isolation
 from tests.support.clients import ChatClient
+from tests.support.rooms import room_of_two
 
 SETTLE_S = 1.0
 

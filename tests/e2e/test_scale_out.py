@@ -22,15 +22,16 @@ import pytest
 from infra.amqp import connect_first, topology
 from schemas.commands import SendChatMessage, send_command_ids
 from schemas.queues import ALL_QUEUES, CHAT_QUEUE, SEND_MESSAGE_ACTOR
-from tests.e2e.conftest import Stack, grant, stats
-from tests.e2e.test_chat import uid
-from tests.e2e.test_tenants import create_tenant
 from tests.support import isolation
+from tests.support.admin_api import grant, stats
 from tests.support.amqp import publish_commands
 from tests.support.clients import ChatClient
+from tests.support.ids import uid
 from tests.support.isolation import ADMIN_TOKEN
 from tests.support.processes import ROOT, Processes, free_port
 from tests.support.sentinel import sentinel
+from tests.support.stacks import Stack
+from tests.support.tenants import create_tenant
 
 
 def node_url(vhost: str, port: int = 5672) -> str:

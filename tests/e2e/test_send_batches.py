@@ -17,12 +17,13 @@ import pytest
 
 from schemas.commands import send_command_ids
 from schemas.queues import CHAT_QUEUE, SEND_BATCH_ACTOR, SEND_MESSAGE_ACTOR, capability_of
-from tests.e2e.conftest import Stack, grant, stats
-from tests.e2e.test_chat import uid
-from tests.e2e.test_correlation_logs import having, json_lines
 from tests.support import isolation
+from tests.support.admin_api import grant, stats
 from tests.support.clients import ChatClient
+from tests.support.ids import uid
+from tests.support.json_logs import having, json_lines
 from tests.support.processes import Processes
+from tests.support.stacks import Stack
 
 ROOMS = 6
 MEMBERS = 5  # per room, each sending SENDS_EACH messages at once

@@ -17,11 +17,12 @@ from collections.abc import Iterator
 import asyncpg
 import pytest
 
-from tests.e2e.conftest import Stack, grant, stats
-from tests.e2e.test_chat import uid
 from tests.support import isolation
+from tests.support.admin_api import grant, stats
 from tests.support.clients import ChatClient
+from tests.support.ids import uid
 from tests.support.processes import Processes
+from tests.support.stacks import Stack
 
 ROOMS = 6
 MEMBERS = 3  # per room; every member sends

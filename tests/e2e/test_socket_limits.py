@@ -19,10 +19,11 @@ import aiohttp
 import pytest
 import socketio
 
-from tests.e2e.conftest import Stack, grant
-from tests.e2e.test_chat import uid
+from tests.support.admin_api import grant
 from tests.support.clients import ChatClient, make_token
+from tests.support.ids import uid
 from tests.support.processes import Proc
+from tests.support.stacks import Stack
 
 TYPING_INTERVAL_S = 2.0  # TYPING_INTERVAL_MS and READ_MARK_INTERVAL_MS defaults
 READ_MARK_INTERVAL_S = 2.0

@@ -21,8 +21,8 @@ import pytest
 from infra import db
 from infra.publisher import CommandPublisher
 from schemas.queues import ALL_QUEUES, BILLING_QUEUE, CHAT_QUEUE, MARK_READ_ACTOR, SEND_TIP_ACTOR
-from tests.e2e.test_dlq import invalid_mark_read
 from tests.support import isolation
+from tests.support.dead_letters import invalid_mark_read
 from tests.support.processes import ROOT, Processes, free_port
 
 DEADLINE_S = 60

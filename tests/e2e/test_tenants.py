@@ -6,37 +6,13 @@ import asyncio
 import json
 import subprocess
 import sys
-import time
 import uuid
 
-from schemas.commands import InboundChannelMessage, inbound_ids
-from schemas.queues import CHAT_QUEUE, INBOUND_MESSAGE_ACTOR
-from tests.e2e.test_chat import uid
-from tests.support.amqp import publish_commands
 from tests.support.clients import ChatClient, make_token
+from tests.support.commands import inbound_for, publish_inbound
+from tests.support.ids import uid
 from tests.support.processes import ROOT
-
-
-async def create_tenant(http, stack, admin_headers, credits: int = 0, **body) -> dict:
-    tenant_id = uid("acme")
-    number = f"+1555{uuid.uuid4().int % 10**7:07d}"
-    payload = {
-        "tenantId": tenant_id,
-        "name": "Acme",
-        "channels": [{"channel": "twilio_whatsapp", "address": number}],
-        **body,
-    }
-    async with http.post(stack.url("/api/admin/tenants"), json=payload, headers=admin_headers) as r:
-        assert r.status == 201, await r.text()
-        tenant = await r.json()
-    if credits:
-        async with http.post(
-            stack.url(f"/api/admin/tenants/{tenant_id}/grant"),
-            headers=admin_headers,
-            json={"credits": credits, "reason": "t", "idempotencyKey": "seed"},
-        ) as r:
-            assert r.status == 201
-    return {**tenant, "number": number}
+from tests.support.tenants import create_tenant
 
 
 async def test_tenant_admin_api(stack, http, admin_headers):
@@ -91,27 +67,6 @@ def test_tenants_cli(stack_env):
     assert cli("add", tid, "--name", "again").returncode == 1
     assert cli("show", "nope-" + tid).returncode == 1
     assert cli("add", "x", "--name", "n", "--channel", "fax:+1").returncode == 2  # argparse refuses
-
-
-async def publish_inbound(amqp_url: str, cmd: InboundChannelMessage) -> None:
-    await publish_commands(amqp_url, CHAT_QUEUE, INBOUND_MESSAGE_ACTOR, [cmd])
-
-
-def inbound_for(number: str, text: str, contact: str = "+34611111111") -> InboundChannelMessage:
-    sid = f"SM{uuid.uuid4().hex}"
-    command_id, message_id = inbound_ids("twilio", sid)
-    return InboundChannelMessage(
-        command_id=command_id,
-        message_id=message_id,
-        provider="twilio",
-        channel="twilio_whatsapp",
-        address=number,
-        contact=contact,
-        contact_name="Lucía",
-        provider_message_id=sid,
-        text=text,
-        received_at_ms=int(time.time() * 1000),
-    )
 
 
 async def test_operators_see_their_tenants_inbox_live_and_reply(stack, stack_env, http, admin_headers, clients, ledger):

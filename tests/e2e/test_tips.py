@@ -11,37 +11,17 @@ import pytest
 
 from schemas.queues import BILLING_QUEUE, SEND_TIP_ACTOR
 from schemas.tips import SendTipCommand, tip_ids
-from tests.e2e.conftest import Stack, grant, stats
-from tests.e2e.test_chat import uid
+from tests.support.admin_api import grant, stats
 from tests.support.amqp import publish_commands
-from tests.support.clients import ChatClient, make_token
+from tests.support.clients import ChatClient, connected, make_token, send_tip
+from tests.support.ids import uid
 from tests.support.processes import Proc
-
-
-def start_billing_worker(stack: Stack) -> Iterator[Proc]:
-    """A billing pool for one test module, stopped (by pid) when the module ends."""
-    proc = stack.processes.workers("billing", processes=1, threads=4)
-    try:
-        yield proc
-    finally:
-        proc.terminate(timeout=15)
-        stack.processes.started.remove(proc)
+from tests.support.stacks import Stack, start_billing_worker
 
 
 @pytest.fixture(scope="module")
 def billing_worker(stack: Stack) -> Iterator[Proc]:
     yield from start_billing_worker(stack)
-
-
-async def connected(clients: list[ChatClient], stack: Stack, user: str, node: int = 0) -> ChatClient:
-    client = ChatClient(user, user.title())
-    clients.append(client)
-    await client.connect(stack.ports[node])
-    return client
-
-
-async def send_tip(client: ChatClient, **payload) -> dict:
-    return await client.sio.call("sendTip", payload, timeout=10)
 
 
 async def tip_count(pool, command_id: str) -> int:

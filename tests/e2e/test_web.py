@@ -9,9 +9,9 @@ import jwt
 import pytest
 from yarl import URL
 
-from tests.e2e.conftest import Stack
 from tests.support import isolation
 from tests.support.processes import Proc
+from tests.support.stacks import Stack
 
 CSP = "default-src 'self'; connect-src 'self' ws: wss:; script-src 'self'; style-src 'self'; img-src 'self' data:"
 

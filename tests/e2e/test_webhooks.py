@@ -17,13 +17,13 @@ from dataclasses import dataclass
 import aio_pika
 import aiohttp
 import pytest
-from twilio.request_validator import RequestValidator
 
 from schemas.commands import inbound_ids
 from schemas.queues import CHAT_QUEUE, INBOUND_MESSAGE_ACTOR, STATUS_UPDATE_ACTOR
 from tests.support import isolation
 from tests.support.isolation import META_APP_SECRET, META_VERIFY_TOKEN, PUBLIC_BASE_URL, TWILIO_AUTH_TOKEN
 from tests.support.processes import Processes, free_port
+from tests.support.twilio_webhooks import post_twilio, twilio_signature
 
 EMPTY_TWIML = '<?xml version="1.0" encoding="UTF-8"?><Response></Response>'
 TWILIO_NUMBER = "whatsapp:+14155238886"
@@ -89,19 +89,6 @@ async def empty_queue(lone: Node) -> Node:
 
 
 # --- signing, as the providers do it ------------------------------------------------------------
-
-
-def twilio_signature(path: str, params: dict[str, str], token: str = TWILIO_AUTH_TOKEN, base: str = PUBLIC_BASE_URL):
-    return RequestValidator(token).compute_signature(base + path, params)
-
-
-async def post_twilio(
-    http: aiohttp.ClientSession, url: str, params: dict[str, str], signature: str | None = None
-) -> tuple[int, str, str]:
-    path = url[url.index("/webhooks") :]
-    headers = {} if signature == "" else {"X-Twilio-Signature": signature or twilio_signature(path, params)}
-    async with http.post(url, data=params, headers=headers) as resp:
-        return resp.status, resp.content_type, await resp.text()
 
 
 def meta_body(payload: dict) -> bytes:

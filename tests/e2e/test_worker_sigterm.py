@@ -18,12 +18,12 @@ import pytest
 from infra import grants
 from schemas.commands import AgentReply, agent_reply_ids
 from schemas.queues import AGENT_REPLY_ACTOR, AI_QUEUE
-from tests.e2e.test_chat import uid
-from tests.e2e.test_exactly_once import queue_counts, wait_until
 from tests.support import isolation
-from tests.support.amqp import publish_commands
+from tests.support.amqp import publish_commands, queue_counts
 from tests.support.fake_openai import FakeOpenAI
+from tests.support.ids import uid
 from tests.support.processes import Processes
+from tests.support.waiting import wait_until
 
 API_KEY = "sk-test-" + uuid.uuid4().hex
 MODEL_DELAY_S = 2.5  # each reply takes this long: SIGTERM lands while calls wait on it

@@ -21,8 +21,8 @@ from infra.amqp import TopologyBroker, amqp_urls, connect_first, topology
 from infra.publisher import CommandPublisher, PublishFailed
 from infra.redis_clients import redis_client, socketio_manager
 from schemas.queues import ALL_QUEUES, CHAT_QUEUE, SEND_MESSAGE_ACTOR
-from tests.e2e.test_exactly_once import chat_command
 from tests.support import isolation
+from tests.support.commands import chat_command
 from tests.support.processes import free_port
 from tests.support.sentinel import sentinel
 

@@ -23,8 +23,8 @@ from ingress.rate_limiter import RateDecision
 from ingress.rejections import Rejected
 from ingress.send_flusher import SendFlusher
 from schemas.queues import CHAT_QUEUE, SEND_MESSAGE_ACTOR
-from tests.e2e.test_exactly_once import chat_command
 from tests.support import isolation
+from tests.support.commands import chat_command
 from tests.support.tcp_balancer import TcpBalancer
 
 TIMEOUT_S = 1.0  # PUBLISH_TIMEOUT_S of the publisher under test

@@ -1,7 +1,9 @@
-"""Publish commands straight into a queue, as a redelivery, a replay or another service would."""
+"""Publish commands straight into a queue, as a redelivery, a replay or another service would;
+count what a queue holds."""
 
 from __future__ import annotations
 
+import subprocess
 import uuid
 from collections.abc import Iterable
 
@@ -28,3 +30,19 @@ async def publish_commands(
                 routing_key=queue,
                 mandatory=True,
             )
+
+
+def queue_counts(vhost: str, queue: str) -> tuple[int, int]:
+    """``(ready, unacknowledged)`` messages of ``queue`` in ``vhost`` (``rabbitmqctl``); ``(0, 0)`` if none."""
+    out = subprocess.run(
+        ["rabbitmqctl", "list_queues", "-q", "-p", vhost, "name", "messages_ready", "messages_unacknowledged"],
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    ).stdout
+    for line in out.splitlines():
+        parts = line.split()
+        if parts and parts[0] == queue:
+            return int(parts[1]), int(parts[2])
+    return 0, 0

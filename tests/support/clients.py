@@ -12,6 +12,7 @@ import jwt
 import socketio
 
 from tests.support.isolation import JWT_SECRET
+from tests.support.stacks import Stack
 
 EVENTS = (
     "roomJoined",
@@ -108,3 +109,15 @@ class ChatClient:
 
     async def close(self) -> None:
         await self.sio.disconnect()
+
+
+async def connected(clients: list[ChatClient], stack: Stack, user: str, node: int = 0) -> ChatClient:
+    """A client of ``user`` connected to one of the stack's nodes, added to the test's ``clients``."""
+    client = ChatClient(user, user.title())
+    clients.append(client)
+    await client.connect(stack.ports[node])
+    return client
+
+
+async def send_tip(client: ChatClient, **payload) -> dict:
+    return await client.sio.call("sendTip", payload, timeout=10)

@@ -8,13 +8,13 @@ from aiohttp.test_utils import make_mocked_request
 from engineio.async_drivers.aiohttp import translate_request
 
 from ingress.proxies import client_ip, environ_client_ip, forwarded_host, request_scheme
-from tests.unit.test_web_origins import _Transport
+from tests.support.peer_transport import PeerTransport
 
 TRUSTED = (ip_network("10.0.0.0/8"), ip_network("2001:db8::/32"))
 
 
 def request(peer: str, **headers: str):
-    return make_mocked_request("GET", "/", headers=headers, transport=_Transport(peer))
+    return make_mocked_request("GET", "/", headers=headers, transport=PeerTransport(peer))
 
 
 def test_without_trusted_proxies_the_peer_is_the_client():

@@ -24,7 +24,7 @@ from schemas.queues import (
     STRIPE_PAYMENT_ACTOR,
 )
 from scripts.replay_file import BadLine, parse_line, read_lines
-from tests.unit.test_webhook_payloads import WHATSAPP_DELIVERY
+from tests.support.webhook_payloads import WHATSAPP_DELIVERY
 
 SEND = {
     "command_id": "msg:alice:c1",

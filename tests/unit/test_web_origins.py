@@ -9,25 +9,18 @@ from aiohttp.test_utils import make_mocked_request
 from engineio.async_drivers.aiohttp import translate_request
 
 from ingress.http.web_routes import socket_origins
+from tests.support.peer_transport import PeerTransport
 
 ALLOWED = ("http://localhost:5173",)
 PROXY = "10.0.0.5"
 TRUSTED = (ip_network("10.0.0.0/24"),)
 
 
-class _Transport:
-    """What aiohttp asks a connection for: the peer's address."""
-
-    def __init__(self, peer: str) -> None:
-        self.peer = peer
-
-    def get_extra_info(self, name: str, default: Any = None) -> Any:
-        return (self.peer, 50_000) if name == "peername" else default
-
-
 def environ(host: str, *, peer: str = "203.0.113.9", **headers: str) -> dict[str, Any]:
     """The environ Engine.IO builds from a real aiohttp request from ``peer``."""
-    request = make_mocked_request("GET", "/socket.io/", headers={"Host": host, **headers}, transport=_Transport(peer))
+    request = make_mocked_request(
+        "GET", "/socket.io/", headers={"Host": host, **headers}, transport=PeerTransport(peer)
+    )
     return translate_request(request)
 
 
