@@ -20,6 +20,7 @@ from ingress.http.billing_api import billing_routes, stripe_client_context
 from ingress.http.conversations_api import conversation_routes
 from ingress.http.dev_tokens import dev_token_routes
 from ingress.http.edges import json_api_headers, refuse_unstorable_middleware
+from ingress.http.errors import http_error_middleware
 from ingress.http.history_api import history_routes
 from ingress.http.http_api import routes
 from ingress.http.plans_api import plans_routes
@@ -47,11 +48,12 @@ def init_app(settings: Settings) -> web.Application:
     app = web.Application(
         client_max_size=MAX_FRAME_BYTES,
         middlewares=[
-            metrics_middleware,
+            metrics_middleware,  # counts every answer, errors included
             log_context_middleware,
+            drain_middleware,  # while draining, every answer closes its connection
+            http_error_middleware,  # what handlers and the guards below raise (ingress/http/errors.py)
             refuse_unstorable_middleware,
             admin_auth_throttle_middleware,
-            drain_middleware,
         ],
     )
     app.on_response_prepare.append(json_api_headers)  # nosniff + no-store on JSON APIs (ingress/http/edges.py)

@@ -13,7 +13,8 @@ from aiohttp import web
 from pydantic import Field, field_validator, model_validator
 
 from ingress.auth import mint_token
-from ingress.http.http_api import json_error, parse_body
+from ingress.http.errors import NotFound
+from ingress.http.http_api import parse_body
 from ingress.state import APP_STATE
 from schemas.base import Inbound
 
@@ -56,7 +57,7 @@ async def dev_token_status(request: web.Request) -> web.Response:
 @dev_token_routes.post("/api/dev/token")
 async def mint_dev_token(request: web.Request) -> web.Response:
     if not _enabled(request):
-        return json_error(404, "not_found", "dev tokens are disabled (ALLOW_DEV_TOKENS)")
+        raise NotFound("dev tokens are disabled (ALLOW_DEV_TOKENS)")
     body: DevTokenRequest = await parse_body(request, DevTokenRequest)
     secret = request.app[APP_STATE].settings.jwt_secret.get_secret_value()
     role = None if body.role == "user" else body.role

@@ -14,8 +14,10 @@ import re
 from aiohttp import web
 
 from infra import history, ledger
-from ingress.auth import Unauthorized, bearer_token
-from ingress.http.http_api import bearer_identity, json_error
+from ingress import auth
+from ingress.auth import bearer_token
+from ingress.http.errors import BadRequest, Forbidden, NotFound, Unauthorized
+from ingress.http.http_api import bearer_identity
 from ingress.state import APP_STATE
 from schemas.history import Counterparty, HistoryEntry, HistoryPage
 
@@ -24,10 +26,6 @@ history_routes = web.RouteTableDef()
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 200
 _CURSOR = re.compile(r"^v1:(\d{1,19}):(\d{1,19})$")
-
-
-class BadRequest(ValueError):
-    pass
 
 
 def encode_cursor(position: history.Position) -> str:
@@ -56,24 +54,23 @@ def parse_limit(value: str | None) -> int:
     return int(value)
 
 
-def _authorize(request: web.Request, user_id: str) -> web.Response | None:
-    """None if the caller is an admin or the user; otherwise the 401 or 403 to answer."""
+def _authorize(request: web.Request, user_id: str) -> None:
+    """Returns if the caller is an admin or the user; otherwise raises the 401 or 403 to answer."""
     s = request.app[APP_STATE].settings
     admin_token = request.headers.get("x-admin-token")
     if admin_token is not None:
         if hmac.compare_digest(admin_token.encode(), s.admin_token.get_secret_value().encode()):
-            return None
-        return json_error(401, "unauthorized", "bad admin token")
+            return
+        raise Unauthorized("bad admin token")
     token = bearer_token(request)
     if token is None:
-        return json_error(401, "unauthorized", "send a Bearer JWT or x-admin-token")
+        raise Unauthorized("send a Bearer JWT or x-admin-token")
     try:
         caller = bearer_identity(request)
-    except Unauthorized:
-        return json_error(401, "unauthorized", "invalid or expired token")
-    if caller.is_admin or caller.user_id == user_id:
-        return None
-    return json_error(403, "forbidden", "only that user or an admin may read this history")
+    except auth.Unauthorized:
+        raise Unauthorized("invalid or expired token") from None
+    if not (caller.is_admin or caller.user_id == user_id):
+        raise Forbidden("only that user or an admin may read this history")
 
 
 def _counterparty(accounts: tuple[str, ...]) -> Counterparty | None:
@@ -101,19 +98,15 @@ def _entry(item: history.Entry) -> HistoryEntry:
 async def credit_history(request: web.Request) -> web.Response:
     user_id = request.match_info["userId"]
     if not 1 <= len(user_id) <= 128:
-        return json_error(400, "bad_request", "userId: 1-128 characters")
-    if (denied := _authorize(request, user_id)) is not None:
-        return denied
-    try:
-        limit = parse_limit(request.query.get("limit"))
-        cursor = request.query.get("cursor")
-        before = decode_cursor(cursor) if cursor else None
-    except BadRequest as exc:
-        return json_error(400, "bad_request", str(exc))
+        raise BadRequest("userId: 1-128 characters")
+    _authorize(request, user_id)
+    limit = parse_limit(request.query.get("limit"))
+    cursor = request.query.get("cursor")
+    before = decode_cursor(cursor) if cursor else None
     account = ledger.user_account(user_id)
     async with request.app[APP_STATE].reads.acquire() as conn:  # a replica when DATABASE_READ_URL is set
         if not await history.account_exists(conn, account):
-            return json_error(404, "unknown_user", f"no account for user {user_id!r}")
+            raise NotFound(f"no account for user {user_id!r}", code="unknown_user")
         page = await history.entries(conn, account, before, limit + 1)
     more = len(page) > limit
     page = page[:limit]

@@ -8,7 +8,8 @@ from aiohttp import web
 
 from domain.plans import Plan, quota_day, resets_at
 from infra import plan_usage
-from ingress.http.http_api import _caller_may_read, _user_id, json_error
+from ingress.http.errors import Forbidden
+from ingress.http.http_api import _caller_may_read, _user_id
 from ingress.state import APP_STATE
 
 plans_routes = web.RouteTableDef()
@@ -36,7 +37,7 @@ async def plan_usage_of(request: web.Request) -> web.Response:
     """That user (Bearer JWT) or an admin: the plan, its status and today's quota usage."""
     user_id = _user_id(request)
     if not _caller_may_read(request, user_id):
-        return json_error(403, "forbidden", "only that user or an admin may read this")
+        raise Forbidden("only that user or an admin may read this")
     state = request.app[APP_STATE]
     catalog = state.settings.plan_catalog
     day = quota_day(time.time())

@@ -5,7 +5,8 @@ from __future__ import annotations
 from aiohttp import web
 
 from infra import grants, ledger, tenants
-from ingress.http.http_api import grant_conflict, json_error, parse_body, require_admin
+from ingress.http.errors import Conflict, NotFound
+from ingress.http.http_api import grant_conflict, parse_body, require_admin
 from ingress.state import APP_STATE
 from schemas.http import GrantCredits
 from schemas.tenants import ChannelRef, CreateTenant, UpdateTenant
@@ -27,9 +28,9 @@ async def create_tenant(request: web.Request) -> web.Response:
             pool, body.tenantId, body.name, body.systemPrompt, body.autoReply, _pairs(body.channels)
         )
     except tenants.TenantExists:
-        return json_error(409, "conflict", f"tenant {body.tenantId!r} already exists")
+        raise Conflict(f"tenant {body.tenantId!r} already exists") from None
     except tenants.ChannelTaken as exc:
-        return json_error(409, "conflict", str(exc))
+        raise Conflict(str(exc)) from None
     return web.json_response(tenant.as_json(), status=201)
 
 
@@ -45,7 +46,7 @@ async def show_tenant(request: web.Request) -> web.Response:
     require_admin(request)
     tenant = await tenants.get(request.app[APP_STATE].pool, request.match_info["tenantId"])
     if tenant is None:
-        return json_error(404, "unknown_tenant", "no such tenant")
+        raise NotFound("no such tenant", code="unknown_tenant")
     return web.json_response(tenant.as_json())
 
 
@@ -64,9 +65,9 @@ async def update_tenant(request: web.Request) -> web.Response:
             remove_channels=_pairs(body.removeChannels),
         )
     except tenants.ChannelTaken as exc:
-        return json_error(409, "conflict", str(exc))
+        raise Conflict(str(exc)) from None
     if tenant is None:
-        return json_error(404, "unknown_tenant", "no such tenant")
+        raise NotFound("no such tenant", code="unknown_tenant")
     return web.json_response(tenant.as_json())
 
 
@@ -77,10 +78,10 @@ async def grant_tenant(request: web.Request) -> web.Response:
     pool = request.app[APP_STATE].pool
     tenant_id = request.match_info["tenantId"]
     if await tenants.get(pool, tenant_id) is None:
-        return json_error(404, "unknown_tenant", "no such tenant")
+        raise NotFound("no such tenant", code="unknown_tenant")
     result = await grants.grant(pool, ledger.tenant_account(tenant_id), body.credits, body.reason, body.idempotencyKey)
     if result.conflict:
-        return grant_conflict(result, body.credits)
+        raise grant_conflict(result, body.credits)
     return web.json_response(
         {"tenantId": tenant_id, "applied": result.applied, "credits": result.credits, "wordsLeft": result.words_left},
         status=201 if result.applied else 200,

@@ -18,7 +18,13 @@ from pydantic import ValidationError
 from infra import json_limits
 from infra.json_limits import JsonLimitError
 from infra.publisher import PublishFailed
-from ingress.http.http_api import json_body_limits, json_error, json_refused
+from ingress.http.errors import (
+    BadRequest,
+    Unauthorized,
+    Unavailable,
+    json_refused,
+)
+from ingress.http.http_api import json_body_limits
 from ingress.state import APP_STATE, IngressState
 from ingress.webhooks.channels import accept_routed, hmac_sha256_hex_ok, unavailable
 from schemas.base import Command
@@ -98,28 +104,28 @@ async def stripe_webhook(request: web.Request) -> web.Response:
     state = request.app[APP_STATE]
     secret = state.settings.stripe_webhook_secret.get_secret_value()
     if not secret:
-        return json_error(503, "not_configured", "STRIPE_WEBHOOK_SECRET is not set")
+        raise Unavailable("STRIPE_WEBHOOK_SECRET is not set", code="not_configured")
     header = request.headers.get(STRIPE_SIGNATURE_HEADER)
     if not header:
         log.warning("webhook.rejected", provider="stripe", reason="missing_signature")
-        return json_error(400, "bad_signature", f"missing {STRIPE_SIGNATURE_HEADER}")
+        raise BadRequest(f"missing {STRIPE_SIGNATURE_HEADER}", code="bad_signature")
     body = await _read(request)
     try:
         stripe.WebhookSignature.verify_header(body.decode("utf-8"), header, secret, tolerance=STRIPE_TOLERANCE_S)
     except stripe.SignatureVerificationError as exc:
         log.warning("webhook.rejected", provider="stripe", reason="bad_signature", error=str(exc))
-        return json_error(400, "bad_signature", "the Stripe-Signature does not match this payload")
+        raise BadRequest("the Stripe-Signature does not match this payload", code="bad_signature") from None
     except ValueError:  # not UTF-8 (so not a signed Stripe body either)
-        return json_error(400, "bad_request", "the body is not a JSON event")
+        raise BadRequest("the body is not a JSON event") from None
     try:
         # The verified raw JSON: the worker gets plain data, not library objects.
         payload = json_limits.loads(body, json_body_limits(request))
     except JsonLimitError as exc:
-        return json_refused(exc)
+        raise json_refused(exc) from None
     except ValueError:  # bad JSON under a valid signature
-        return json_error(400, "bad_request", "the body is not a JSON event")
+        raise BadRequest("the body is not a JSON event") from None
     if not isinstance(payload, dict):
-        return json_error(400, "bad_request", "the body is not a JSON event")
+        raise BadRequest("the body is not a JSON event")
     try:
         command = stripe_command(payload)
     except (ValueError, KeyError, TypeError, OverflowError) as exc:
@@ -136,7 +142,7 @@ async def stripe_webhook(request: web.Request) -> web.Response:
         published = await accept(state, actor, command)
     except PublishFailed as exc:
         log.warning("webhook.not_accepted", provider="stripe", command_id=command.command_id, error=str(exc))
-        return unavailable()
+        raise unavailable() from None
     return web.json_response({"received": True, "duplicate": not published})
 
 
@@ -204,32 +210,32 @@ async def lemonsqueezy_webhook(request: web.Request) -> web.Response:
     state = request.app[APP_STATE]
     secret = state.settings.lemonsqueezy_webhook_secret.get_secret_value()
     if not secret:
-        return json_error(503, "not_configured", "LEMONSQUEEZY_WEBHOOK_SECRET is not set")
+        raise Unavailable("LEMONSQUEEZY_WEBHOOK_SECRET is not set", code="not_configured")
     provided = request.headers.get(LEMONSQUEEZY_SIGNATURE_HEADER)
     if not provided:
         log.warning("webhook.rejected", provider="lemonsqueezy", reason="missing_signature")
-        return json_error(401, "unauthorized", f"missing {LEMONSQUEEZY_SIGNATURE_HEADER}")
+        raise Unauthorized(f"missing {LEMONSQUEEZY_SIGNATURE_HEADER}")
     body = await _read(request)
     if not hmac_sha256_hex_ok(body, provided, secret):
         log.warning("webhook.rejected", provider="lemonsqueezy", reason="bad_signature")
-        return json_error(401, "unauthorized", "bad signature")
+        raise Unauthorized("bad signature")
     try:
         payload = json_limits.loads(body, json_body_limits(request))
         if not isinstance(payload, dict):
             raise ValueError("not an object")
         command = lemonsqueezy_command(payload)
     except JsonLimitError as exc:
-        return json_refused(exc)
+        raise json_refused(exc) from None
     except (ValueError, KeyError, TypeError, AttributeError, OverflowError) as exc:
         # A 400 (recorded): LemonSqueezy retries a refused delivery a few times, then shows it failed.
         problem = _problem(exc)
         log.warning("webhook.malformed", provider="lemonsqueezy", error=problem)
-        return json_error(400, "bad_request", f"not a usable order event: {problem}")
+        raise BadRequest(f"not a usable order event: {problem}") from None
     if command is None:
         return web.json_response({"received": True, "ignored": True})
     try:
         published = await accept(state, LEMONSQUEEZY_ORDER_ACTOR, command)
     except PublishFailed as exc:
         log.warning("webhook.not_accepted", provider="lemonsqueezy", command_id=command.command_id, error=str(exc))
-        return unavailable()
+        raise unavailable() from None
     return web.json_response({"received": True, "duplicate": not published})

@@ -26,7 +26,15 @@ from infra import json_limits
 from infra.json_limits import JsonLimitError
 from infra.publisher import PublishFailed
 from ingress.correlation import bind_command
-from ingress.http.http_api import json_body_limits, json_error, json_refused
+from ingress.http.errors import (
+    BadRequest,
+    Forbidden,
+    Unauthorized,
+    Unavailable,
+    UnsupportedMediaType,
+    json_refused,
+)
+from ingress.http.http_api import json_body_limits
 from ingress.state import APP_STATE, IngressState
 from schemas.base import Command
 from schemas.queues import CHAT_QUEUE
@@ -118,8 +126,8 @@ def hmac_sha256_hex_ok(body: bytes, provided: str, secret: str) -> bool:
     return hmac.compare_digest(expected.encode("ascii"), provided.strip().lower().encode("ascii", "replace"))
 
 
-def unavailable() -> web.Response:
-    return json_error(503, "unavailable", "the event could not be stored durably; retry later")
+def unavailable() -> Unavailable:
+    return Unavailable("the event could not be stored durably; retry later")
 
 
 # --- Twilio ---------------------------------------------------------------------------------------
@@ -132,33 +140,33 @@ async def twilio_webhook(request: web.Request) -> web.Response:
     settings = state.settings
     token = settings.twilio_auth_token.get_secret_value()
     if not token:
-        return json_error(503, "not_configured", "TWILIO_AUTH_TOKEN is not set")
+        raise Unavailable("TWILIO_AUTH_TOKEN is not set", code="not_configured")
     signature = request.headers.get(SIGNATURE_HEADER)
     if not signature:
         log.warning("webhook.rejected", provider="twilio", reason="missing_signature")
-        return json_error(403, "forbidden", f"missing {SIGNATURE_HEADER}")
+        raise Forbidden(f"missing {SIGNATURE_HEADER}")
     if request.content_type != FORM_CONTENT_TYPE:
-        return json_error(415, "unsupported_media_type", f"expected {FORM_CONTENT_TYPE}")
+        raise UnsupportedMediaType(f"expected {FORM_CONTENT_TYPE}")
     form = await request.post()
     fields = {name: value for name, value in form.items() if isinstance(value, str)}
     if len(fields) != len(form):
-        return json_error(400, "bad_request", "unexpected file fields")
+        raise BadRequest("unexpected file fields")
     # Twilio signs the URL it called: ours as the world sees it, not as the proxy forwards it.
     url = settings.public_base_url.rstrip("/") + request.path_qs
     algorithm = twilio_signature_algorithm(request.headers.get(SIGNATURE_SETTINGS_HEADER))
     if not RequestValidator(token).validate(url, form, signature, algorithm):
         log.warning("webhook.rejected", provider="twilio", reason="bad_signature", url=url)
-        return json_error(403, "forbidden", "bad signature")
+        raise Forbidden("bad signature")
     try:
         command = parse_twilio_form(fields, _now_ms())
     except BadPayload as exc:
         log.warning("webhook.malformed", provider="twilio", error=str(exc))
-        return json_error(400, "bad_request", str(exc))
+        raise BadRequest(str(exc)) from None
     try:
         outcome = await accept(state, [command])
     except PublishFailed as exc:
         log.warning("webhook.not_accepted", provider="twilio", command_id=command.command_id, error=str(exc))
-        return unavailable()
+        raise unavailable() from None
     log.debug("webhook.accepted", provider="twilio", command_id=command.command_id, duplicate=bool(outcome.duplicates))
     return web.Response(text=EMPTY_TWIML, content_type="text/xml")
 
@@ -186,7 +194,7 @@ async def meta_verify(request: web.Request) -> web.Response:
     ):
         return web.Response(text=challenge, content_type="text/plain")
     log.warning("webhook.rejected", provider="meta", reason="bad_verify_token", mode=query.get("hub.mode"))
-    return json_error(403, "forbidden", "verification failed")
+    raise Forbidden("verification failed")
 
 
 def _meta_signature_ok(body: bytes, header: str, secret: str) -> bool:
@@ -200,30 +208,30 @@ async def meta_webhook(request: web.Request) -> web.Response:
     state = request.app[APP_STATE]
     secret = state.settings.meta_app_secret.get_secret_value()
     if not secret:
-        return json_error(503, "not_configured", "META_APP_SECRET is not set")
+        raise Unavailable("META_APP_SECRET is not set", code="not_configured")
     header = request.headers.get(META_SIGNATURE_HEADER)
     if not header:
         log.warning("webhook.rejected", provider="meta", reason="missing_signature")
-        return json_error(401, "unauthorized", f"missing {META_SIGNATURE_HEADER}")
+        raise Unauthorized(f"missing {META_SIGNATURE_HEADER}")
     body = await request.clone(client_max_size=META_MAX_BODY_BYTES).read()
     if not _meta_signature_ok(body, header, secret):
         log.warning("webhook.rejected", provider="meta", reason="bad_signature")
-        return json_error(403, "forbidden", "bad signature")
+        raise Forbidden("bad signature")
     try:
         parsed = parse_meta_delivery(json_limits.loads(body, json_body_limits(request)), _now_ms())
     except JsonLimitError as exc:
         log.warning("webhook.malformed", provider="meta", error=str(exc))
-        return json_refused(exc)
+        raise json_refused(exc) from None
     except ValueError as exc:  # bad JSON, bad UTF-8, or not an object (BadPayload)
         log.warning("webhook.malformed", provider="meta", error=str(exc))
-        return json_error(400, "bad_request", "the body is not a JSON object")
+        raise BadRequest("the body is not a JSON object") from None
     for skipped in parsed.skipped:
         log.info("webhook.skipped", provider="meta", reason=skipped.reason, detail=skipped.detail)
     try:
         outcome = await accept(state, parsed.commands)
     except PublishFailed as exc:
         log.warning("webhook.not_accepted", provider="meta", commands=len(parsed.commands), error=str(exc))
-        return unavailable()
+        raise unavailable() from None
     log.debug("webhook.accepted", provider="meta", published=outcome.published, duplicates=outcome.duplicates)
     return web.json_response(
         {"received": outcome.published, "duplicates": outcome.duplicates, "skipped": len(parsed.skipped)}
