@@ -13,7 +13,7 @@ from infra.publisher import CommandPublisher
 from infra.redis_clients import redis_client, socketio_manager
 from infra.settings import Settings
 from ingress.correlation import log_context_middleware
-from ingress.http import admin_api
+from ingress.http import admin_api, openapi
 from ingress.http.admin_throttle import admin_auth_throttle_middleware
 from ingress.http.analytics_api import analytics_routes
 from ingress.http.billing_api import billing_routes, stripe_client_context
@@ -88,6 +88,7 @@ def init_app(settings: Settings) -> web.Application:
     admin_api.install(app, settings)  # queues, dead letters and chart series for the admin console
     app.router.add_routes(dev_token_routes)
     app.router.add_routes(web_routes)  # the chat page, the console and their static files
+    openapi.install(app)  # GET /api/openapi.json, built from the routes above
 
     async def resources(app: web.Application) -> AsyncIterator[None]:
         await db.migrate(settings.database_url)

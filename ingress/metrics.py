@@ -25,6 +25,7 @@ from infra import json_limits
 from infra.redis_clients import BATCH_EVENT, BATCH_ROOM
 from infra.settings import Settings
 from ingress.auth import bearer_token
+from ingress.http.api_docs import SecurityScheme, documented
 from ingress.http.errors import NotFound, Unauthorized, http_error_middleware
 from ingress.state import APP_STATE
 
@@ -33,6 +34,8 @@ LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
 WORKER_REJECTION_EVENTS = frozenset({"creditError", "quotaExceeded", "agentError", "error"})
 RESPONSE_JSON_LIMITS = json_limits.JsonLimits(max_bytes=16 * 1024)  # larger bodies are not read
 UNINSTRUMENTED_PATHS = ("/socket.io", "/metrics")
+EXPOSITION = {200: "The Prometheus text exposition of this node's registry"}
+METRICS_TOKEN = SecurityScheme("metricsToken", {"type": "http", "scheme": "bearer", "description": "METRICS_TOKEN"})
 
 log = structlog.get_logger(__name__)
 
@@ -252,6 +255,7 @@ def _exposition(request: web.Request, metrics: IngressMetrics, token: str) -> we
 
 
 @metrics_routes.get("/metrics")
+@documented(EXPOSITION, Unauthorized, NotFound, auth=(METRICS_TOKEN,), media_type=CONTENT_TYPE_LATEST)
 async def metrics_endpoint(request: web.Request) -> web.Response:
     """On the public port only with ``METRICS_TOKEN``; without one, only the private listener serves it."""
     token = request.app[APP_STATE].settings.metrics_token.get_secret_value()

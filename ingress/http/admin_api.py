@@ -32,7 +32,8 @@ from infra import admin_series, dead_letters
 from infra.dead_letters import DeadMessage, Filters
 from infra.queue_stats import QueueStats, QueueStatsUnavailable, collect
 from infra.settings import Settings
-from ingress.http.errors import BadRequest, Unavailable
+from ingress.http.api_docs import ADMIN_OR_JWT, Query, documented, whole
+from ingress.http.errors import BadRequest, Forbidden, Unavailable
 from ingress.http.http_api import parse_body, require_admin
 from ingress.state import APP_STATE
 from schemas.admin import MAX_SELECTION, DeadLetterPurge, DeadLetterSelection
@@ -48,6 +49,21 @@ MAX_MINUTES = 24 * 60
 MIN_STEP_S, MAX_STEP_S = 10, 3600
 MAX_BUCKETS = 1440
 _AMQP_ERRORS = (OSError, ConnectionError, aio_pika.exceptions.AMQPError)
+DEAD = {200: "messages (each with its error and traceback), and the limit"}
+MOVED = {200: "requeued, undecodable (purge those) and missing (gone already) messages"}
+PURGED = {200: "purged and missing (gone already) messages"}
+DEAD_QUERY = (
+    Query("queue", "A capability (chat covers its partitions) or one work queue, such as chat.p2"),
+    Query("actor", "Only this actor's messages"),
+    Query("since", "An ISO time (2026-11-23T10:00) or an age (90s, 15m, 2h, 7d)"),
+    Query("limit", f"At most this many (default {DEFAULT_DEAD_LIMIT})", whole(1, MAX_SELECTION)),
+)
+SERIES = (
+    Query("metric", f"One of {', '.join(admin_series.METRICS)}", {"enum": list(admin_series.METRICS)}, required=True),
+    Query("minutes", f"The window, up to {MAX_MINUTES} (default 60)", whole(1, MAX_MINUTES)),
+    Query("step", "Seconds per bucket, dividing the window (default 60)", whole(MIN_STEP_S, MAX_STEP_S)),
+    Query("until", "The window's end, an ISO time (default now)"),
+)
 
 
 class QueueStatsCache:
@@ -88,7 +104,9 @@ def install(app: web.Application, settings: Settings) -> None:
 
 
 @admin_routes.get("/api/admin/queues")
+@documented({200: QueueStats}, Forbidden, Unavailable, auth=ADMIN_OR_JWT)
 async def queues(request: web.Request) -> web.Response:
+    """Queue depths, rates and consumers per capability, as ``scripts.status --json`` (admins)."""
     require_admin(request)
     try:
         stats = await request.app[QUEUE_STATS].get()
@@ -150,7 +168,9 @@ def _amqp_down(exc: BaseException) -> Unavailable:
 
 
 @admin_routes.get("/api/admin/dead-letters")
+@documented(DEAD, BadRequest, Forbidden, Unavailable, auth=ADMIN_OR_JWT, query=DEAD_QUERY)
 async def list_dead_letters(request: web.Request) -> web.Response:
+    """Dead messages with their errors and tracebacks, as ``scripts.dlq list --json`` (admins)."""
     require_admin(request)
     q = request.query
     limit = _int(q, "limit", DEFAULT_DEAD_LIMIT, 1, MAX_SELECTION)
@@ -170,7 +190,9 @@ def _missing(asked: list[str] | None, found: list[DeadMessage]) -> list[str]:
 
 
 @admin_routes.post("/api/admin/dead-letters/requeue")
+@documented(MOVED, BadRequest, Forbidden, Unavailable, auth=ADMIN_OR_JWT, body=DeadLetterSelection)
 async def requeue_dead_letters(request: web.Request) -> web.Response:
+    """Requeue dead messages: those named, or up to the limit that match the filters (admins)."""
     require_admin(request)
     body: DeadLetterSelection = await parse_body(request, DeadLetterSelection)
     # Filters move at most MAX_SELECTION per call: one request stays short; call again for more.
@@ -192,7 +214,9 @@ async def requeue_dead_letters(request: web.Request) -> web.Response:
 
 
 @admin_routes.post("/api/admin/dead-letters/purge")
+@documented(PURGED, BadRequest, Forbidden, Unavailable, auth=ADMIN_OR_JWT, body=DeadLetterPurge)
 async def purge_dead_letters(request: web.Request) -> web.Response:
+    """Delete dead messages, named one by one (admins)."""
     require_admin(request)
     body: DeadLetterPurge = await parse_body(request, DeadLetterPurge)
     filters = _filters(None, None, None, None, body.messageIds)
@@ -215,7 +239,9 @@ def _until(value: str | None) -> dt.datetime:
 
 
 @admin_routes.get("/api/admin/series")
+@documented({200: "Buckets of the metric over the window"}, BadRequest, Forbidden, auth=ADMIN_OR_JWT, query=SERIES)
 async def series(request: web.Request) -> web.Response:
+    """A chart series from PostgreSQL: messages, credits or AI tokens per bucket (admins)."""
     require_admin(request)
     q = request.query
     name = q.get("metric", "")

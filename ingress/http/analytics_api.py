@@ -10,11 +10,17 @@ from aiohttp import web
 from infra import analytics
 from ingress import auth
 from ingress.auth import bearer_token, is_admin_request
+from ingress.http.api_docs import ADMIN_OR_JWT, Query, documented
 from ingress.http.errors import BadRequest, Forbidden, NotFound
 from ingress.http.http_api import bearer_identity
 from ingress.state import APP_STATE
 
 analytics_routes = web.RouteTableDef()
+REFUSALS = (BadRequest, Forbidden, NotFound)
+QUERY = (
+    Query("tenant", "The tenant: required of admins; an operator's own by default"),
+    Query("since", "ISO 8601 (a naive time is UTC) or epoch milliseconds"),
+)
 
 DEFAULT_WINDOW = timedelta(days=7)
 _EPOCH_MS = re.compile(r"^-?\d{1,15}$")
@@ -74,7 +80,12 @@ async def _prepare(request: web.Request, default_since: datetime | None) -> tupl
 
 
 @analytics_routes.get("/api/analytics/conversations")
+@documented({200: "Counts per channel, and the agent's replies"}, *REFUSALS, auth=ADMIN_OR_JWT, query=QUERY)
 async def conversation_analytics(request: web.Request) -> web.Response:
+    """A tenant's conversations and messages since a time (default: the last 7 days).
+
+    For admins (tenant required) and the tenant's operators. Reads may lag.
+    """
     tenant_id, since = await _prepare(request, datetime.now(UTC) - DEFAULT_WINDOW)
     assert since is not None
     stats = await analytics.conversation_stats(request.app[APP_STATE].reads, tenant_id, since)  # may lag
@@ -92,7 +103,12 @@ async def conversation_analytics(request: web.Request) -> web.Response:
 
 
 @analytics_routes.get("/api/analytics/intents")
+@documented({200: "Classified messages by intent, and leads"}, *REFUSALS, auth=ADMIN_OR_JWT, query=QUERY)
 async def intent_analytics(request: web.Request) -> web.Response:
+    """A tenant's message intents and leads, since a time or ever.
+
+    For admins (tenant required) and the tenant's operators. Reads may lag.
+    """
     tenant_id, since = await _prepare(request, None)
     stats = await analytics.intent_stats(request.app[APP_STATE].reads, tenant_id, since)
     return web.json_response(

@@ -12,6 +12,7 @@ from aiohttp import web
 
 from infra.settings import Settings
 from ingress import auth
+from ingress.http.api_docs import JWT, documented
 from ingress.http.errors import BadGateway, BadRequest, Unauthorized, Unavailable
 from ingress.http.http_api import bearer_identity, parse_body
 from ingress.state import APP_STATE
@@ -20,6 +21,7 @@ from schemas.purchases import CheckoutRequest
 log = structlog.get_logger(__name__)
 
 billing_routes = web.RouteTableDef()
+CHECKOUT = {201: "The Checkout Session (sessionId, url to send the buyer to), the pack and its credits"}
 STRIPE_CLIENT = web.AppKey("stripe_client", stripe.StripeClient)
 
 
@@ -47,7 +49,9 @@ def stripe_client_context(
 
 
 @billing_routes.get("/api/billing/packs")
+@documented({200: "Each pack: id, credits, amount (minor units), currency"})
 async def list_packs(request: web.Request) -> web.Response:
+    """The credit packs on sale."""
     packs = request.app[APP_STATE].settings.credit_pack_list.packs
     return web.json_response(
         {"packs": [{"id": p.pack_id, "credits": p.credits, "amount": p.amount, "currency": p.currency} for p in packs]}
@@ -55,7 +59,9 @@ async def list_packs(request: web.Request) -> web.Response:
 
 
 @billing_routes.post("/api/billing/checkout")
+@documented(CHECKOUT, BadRequest, Unauthorized, BadGateway, Unavailable, auth=JWT, body=CheckoutRequest)
 async def checkout(request: web.Request) -> web.Response:
+    """Start a Stripe Checkout Session for a credit pack; the credits land when Stripe says it was paid."""
     settings = request.app[APP_STATE].settings
     try:
         identity = bearer_identity(request)

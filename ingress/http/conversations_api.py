@@ -16,14 +16,15 @@ from datetime import UTC, datetime
 from aiohttp import web
 
 from infra import analytics, conversations
-from ingress import auth
-from ingress.auth import bearer_token, is_admin_request
-from ingress.http.errors import BadRequest, Forbidden, NotFound, Unauthorized
-from ingress.http.history_api import parse_limit
-from ingress.http.http_api import bearer_identity
+from ingress.auth import is_admin_request
+from ingress.http.api_docs import ADMIN_OR_JWT, documented
+from ingress.http.errors import BadRequest, Forbidden, NotFound
+from ingress.http.history_api import CURSOR, LIMIT, REFUSALS, parse_limit
+from ingress.http.http_api import bearer_caller
 from ingress.state import APP_STATE
 
 conversation_routes = web.RouteTableDef()
+PAGE = {200: "tenantId, conversations (with their last message and unread counts) and nextCursor"}
 
 _CURSOR = re.compile(r"^c1:(\d{1,17}):([0-9a-f-]{36})$")
 _TENANT = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")  # as migration 0002 allows
@@ -53,19 +54,15 @@ def _authorize(request: web.Request, tenant_id: str) -> None:
     s = request.app[APP_STATE].settings
     if is_admin_request(request, s.admin_token.get_secret_value(), s.jwt_secret.get_secret_value()):
         return
-    token = bearer_token(request)
-    if token is None:
-        raise Unauthorized("send a Bearer JWT")
-    try:
-        caller = bearer_identity(request)
-    except auth.Unauthorized:
-        raise Unauthorized("invalid or expired token") from None
+    caller = bearer_caller(request, "send a Bearer JWT")
     if caller.operator_of != tenant_id:
         raise Forbidden("only the tenant's operators and admins may read its conversations")
 
 
 @conversation_routes.get("/api/tenants/{tenantId}/conversations")
+@documented(PAGE, *REFUSALS, NotFound, auth=ADMIN_OR_JWT, query=(LIMIT, CURSOR))
 async def list_conversations(request: web.Request) -> web.Response:
+    """A tenant's conversations, most recent first, page by page (its operators and admins)."""
     tenant_id = request.match_info["tenantId"]
     if not _TENANT.fullmatch(tenant_id):
         raise BadRequest("tenantId: 1-64 letters, digits, '_', '.' or '-'")

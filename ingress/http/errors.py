@@ -79,7 +79,7 @@ class UnsupportedMediaType(HttpError, status=415, code="unsupported_media_type")
 
 
 class TooManyRequests(HttpError, status=429, code="rate_limited"):
-    """With ``Retry-After`` (whole seconds, at least one) and the same as ``retryAfterMs`` in the body."""
+    """Too many: ``Retry-After`` says when to try again (whole seconds), ``retryAfterMs`` the same."""
 
     def __init__(self, message: str, retry_after_s: float) -> None:
         seconds = max(1, math.ceil(retry_after_s))

@@ -14,10 +14,9 @@ import re
 from aiohttp import web
 
 from infra import history, ledger
-from ingress import auth
-from ingress.auth import bearer_token
+from ingress.http.api_docs import ADMIN_OR_JWT, Query, documented, whole
 from ingress.http.errors import BadRequest, Forbidden, NotFound, Unauthorized
-from ingress.http.http_api import bearer_identity
+from ingress.http.http_api import bearer_caller
 from ingress.state import APP_STATE
 from schemas.history import Counterparty, HistoryEntry, HistoryPage
 
@@ -26,6 +25,9 @@ history_routes = web.RouteTableDef()
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 200
 _CURSOR = re.compile(r"^v1:(\d{1,19}):(\d{1,19})$")
+LIMIT = Query("limit", f"How many per page, 1-{MAX_LIMIT} (default {DEFAULT_LIMIT})", whole(1, MAX_LIMIT))
+CURSOR = Query("cursor", "The nextCursor of the page before; none: the first page")
+REFUSALS = (BadRequest, Unauthorized, Forbidden)
 
 
 def encode_cursor(position: history.Position) -> str:
@@ -62,13 +64,7 @@ def _authorize(request: web.Request, user_id: str) -> None:
         if hmac.compare_digest(admin_token.encode(), s.admin_token.get_secret_value().encode()):
             return
         raise Unauthorized("bad admin token")
-    token = bearer_token(request)
-    if token is None:
-        raise Unauthorized("send a Bearer JWT or x-admin-token")
-    try:
-        caller = bearer_identity(request)
-    except auth.Unauthorized:
-        raise Unauthorized("invalid or expired token") from None
+    caller = bearer_caller(request, "send a Bearer JWT or x-admin-token")
     if not (caller.is_admin or caller.user_id == user_id):
         raise Forbidden("only that user or an admin may read this history")
 
@@ -95,7 +91,9 @@ def _entry(item: history.Entry) -> HistoryEntry:
 
 
 @history_routes.get("/api/credits/history/{userId}")
+@documented({200: HistoryPage}, *REFUSALS, NotFound, auth=ADMIN_OR_JWT, query=(LIMIT, CURSOR))
 async def credit_history(request: web.Request) -> web.Response:
+    """A user's ledger entries, newest first, page by page (that user or an admin)."""
     user_id = request.match_info["userId"]
     if not 1 <= len(user_id) <= 128:
         raise BadRequest("userId: 1-128 characters")

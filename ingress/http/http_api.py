@@ -16,13 +16,15 @@ from infra.grants import GrantResult
 from infra.json_limits import JsonLimitError, JsonLimits
 from ingress import auth
 from ingress.auth import Identity, bearer_token, decode_token, is_admin_request
-from ingress.http.errors import BadRequest, Conflict, Forbidden, NotFound, first_problem, json_refused
+from ingress.http.api_docs import ADMIN_OR_JWT, documented
+from ingress.http.errors import BadRequest, Conflict, Forbidden, NotFound, Unauthorized, first_problem, json_refused
 from ingress.shutdown import DRAIN
 from ingress.state import APP_STATE
 from schemas.http import CreditStats, GrantCredits, ResetCredits
 
 routes = web.RouteTableDef()
 SERVICE = "gatekeeper-ingress"
+GRANTED = {201: "Granted: the new balance", 200: "Granted before under this idempotencyKey: nothing applied"}
 
 
 async def _probe(name: str, check: Any, timeout_s: float = 1.0) -> tuple[str, str | None]:
@@ -35,7 +37,9 @@ async def _probe(name: str, check: Any, timeout_s: float = 1.0) -> tuple[str, st
 
 
 @routes.get("/health")
+@documented({200: "ok: RabbitMQ, Redis and PostgreSQL answer", 503: "degraded (causes: which failed), or draining"})
 async def health(request: web.Request) -> web.Response:
+    """Health for load balancers: every dependency probed; 503 while one fails or the node drains."""
     state = request.app[APP_STATE]
     if (drain := request.app.get(DRAIN)) and drain.draining:  # shutting down: send new clients elsewhere
         return web.json_response(
@@ -85,6 +89,16 @@ def bearer_identity(request: web.Request) -> Identity:
     return decode_token(bearer_token(request), s.jwt_secret.get_secret_value(), leeway_s=s.jwt_leeway_s)
 
 
+def bearer_caller(request: web.Request, missing: str) -> Identity:
+    """The caller of a route that wants a Bearer JWT: 401 ``missing`` without one, 401 for a bad one."""
+    if bearer_token(request) is None:
+        raise Unauthorized(missing)
+    try:
+        return bearer_identity(request)
+    except auth.Unauthorized:
+        raise Unauthorized("invalid or expired token") from None
+
+
 def grant_conflict(result: GrantResult, requested: int) -> Conflict:
     """409 for an idempotency key replayed with another amount: nothing was applied."""
     return Conflict(
@@ -131,7 +145,12 @@ def _user_id(request: web.Request) -> str:
 
 
 @routes.get("/api/credits/stats/{userId}")
+@documented({200: CreditStats}, BadRequest, Forbidden, NotFound, auth=ADMIN_OR_JWT)
 async def credit_stats(request: web.Request) -> web.Response:
+    """A user's balance and totals, for that user or an admin.
+
+    Read from a replica when DATABASE_READ_URL is set: it may lag.
+    """
     user_id = _user_id(request)
     if not _caller_may_read(request, user_id):
         raise Forbidden("only that user or an admin may read these stats")
@@ -151,7 +170,9 @@ async def credit_stats(request: web.Request) -> web.Response:
 
 
 @routes.post("/api/credits/grant/{userId}")
+@documented(GRANTED, BadRequest, Forbidden, Conflict, auth=ADMIN_OR_JWT, body=GrantCredits)
 async def grant_credits(request: web.Request) -> web.Response:
+    """Grant credits to a user (admins), once per idempotencyKey."""
     require_admin(request)
     user_id = _user_id(request)
     body: GrantCredits = await parse_body(request, GrantCredits)
@@ -178,7 +199,9 @@ async def grant_credits(request: web.Request) -> web.Response:
 
 
 @routes.post("/api/credits/reset/{userId}")
+@documented({200: "The new balance"}, BadRequest, Forbidden, auth=ADMIN_OR_JWT, body=ResetCredits)
 async def reset_credits(request: web.Request) -> web.Response:
+    """Set a user's balance (admins): the difference is booked as an adjustment."""
     require_admin(request)
     user_id = _user_id(request)
     body: ResetCredits = await parse_body(request, ResetCredits)
@@ -191,7 +214,9 @@ async def reset_credits(request: web.Request) -> web.Response:
 
 
 @routes.get("/api/chat/stats")
+@documented({200: "Connections and rooms across the nodes, and message counts"})
 async def chat_stats(request: web.Request) -> web.Response:
+    """Chat statistics of the whole cluster."""
     state = request.app[APP_STATE]
     cluster = await state.presence.cluster_stats()
     names = ("accepted", "delivered", "blocked")

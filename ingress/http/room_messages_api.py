@@ -14,6 +14,7 @@ from domain.errors import InvalidRoom, RoomForbidden
 from domain.rooms import resolve_join
 from infra import messages
 from ingress import auth
+from ingress.http.api_docs import JWT, Query, documented, whole
 from ingress.http.errors import BadRequest, Forbidden, Unauthorized
 from ingress.http.http_api import bearer_identity
 from ingress.state import APP_STATE
@@ -22,6 +23,12 @@ from schemas.socket_events import MAX_SEQ
 room_message_routes = web.RouteTableDef()
 
 DEFAULT_LIMIT = 50
+PAGE = {200: "roomId, messages (as newMessage events), lastSeq and hasMore"}
+QUERY = (
+    Query("afterSeq", "Page forwards from after this seq", whole(0, MAX_SEQ)),
+    Query("beforeSeq", "Page backwards from before this seq", whole(1, MAX_SEQ)),
+    Query("limit", f"How many, at most HISTORY_PAGE_MAX (default {DEFAULT_LIMIT})", whole(1)),
+)
 
 
 def _whole(name: str, value: str | None, low: int, high: int) -> int | None:
@@ -33,7 +40,12 @@ def _whole(name: str, value: str | None, low: int, high: int) -> int | None:
 
 
 @room_message_routes.get("/api/rooms/{roomId}/messages")
+@documented(PAGE, BadRequest, Unauthorized, Forbidden, auth=JWT, query=QUERY)
 async def room_messages(request: web.Request) -> web.Response:
+    """A room's messages by seq, oldest first, for whoever may join it.
+
+    afterSeq pages forwards (catching up); otherwise pages go back from beforeSeq or the latest.
+    """
     state = request.app[APP_STATE]
     try:
         who = bearer_identity(request)

@@ -5,8 +5,9 @@ from __future__ import annotations
 from aiohttp import web
 
 from infra import grants, ledger, tenants
-from ingress.http.errors import Conflict, NotFound
-from ingress.http.http_api import grant_conflict, parse_body, require_admin
+from ingress.http.api_docs import ADMIN_OR_JWT, documented
+from ingress.http.errors import BadRequest, Conflict, Forbidden, NotFound
+from ingress.http.http_api import GRANTED, grant_conflict, parse_body, require_admin
 from ingress.state import APP_STATE
 from schemas.http import GrantCredits
 from schemas.tenants import ChannelRef, CreateTenant, UpdateTenant
@@ -19,7 +20,9 @@ def _pairs(refs: list[ChannelRef]) -> list[tuple[str, str]]:
 
 
 @tenant_routes.post("/api/admin/tenants")
+@documented({201: "The tenant"}, BadRequest, Forbidden, Conflict, auth=ADMIN_OR_JWT, body=CreateTenant)
 async def create_tenant(request: web.Request) -> web.Response:
+    """Create a tenant with its channels (admins)."""
     require_admin(request)
     body: CreateTenant = await parse_body(request, CreateTenant)
     pool = request.app[APP_STATE].pool
@@ -35,14 +38,18 @@ async def create_tenant(request: web.Request) -> web.Response:
 
 
 @tenant_routes.get("/api/admin/tenants")
+@documented({200: "Every tenant"}, Forbidden, auth=ADMIN_OR_JWT)
 async def list_tenants(request: web.Request) -> web.Response:
+    """List the tenants (admins)."""
     require_admin(request)
     rows = await tenants.list_all(request.app[APP_STATE].pool)
     return web.json_response({"tenants": [t.as_json() for t in rows]})
 
 
 @tenant_routes.get("/api/admin/tenants/{tenantId}")
+@documented({200: "The tenant"}, Forbidden, NotFound, auth=ADMIN_OR_JWT)
 async def show_tenant(request: web.Request) -> web.Response:
+    """One tenant (admins)."""
     require_admin(request)
     tenant = await tenants.get(request.app[APP_STATE].pool, request.match_info["tenantId"])
     if tenant is None:
@@ -51,7 +58,9 @@ async def show_tenant(request: web.Request) -> web.Response:
 
 
 @tenant_routes.patch("/api/admin/tenants/{tenantId}")
+@documented({200: "The tenant"}, BadRequest, Forbidden, NotFound, Conflict, auth=ADMIN_OR_JWT, body=UpdateTenant)
 async def update_tenant(request: web.Request) -> web.Response:
+    """Change a tenant, add or remove its channels (admins)."""
     require_admin(request)
     body: UpdateTenant = await parse_body(request, UpdateTenant)
     try:
@@ -72,7 +81,9 @@ async def update_tenant(request: web.Request) -> web.Response:
 
 
 @tenant_routes.post("/api/admin/tenants/{tenantId}/grant")
+@documented(GRANTED, BadRequest, Forbidden, NotFound, Conflict, auth=ADMIN_OR_JWT, body=GrantCredits)
 async def grant_tenant(request: web.Request) -> web.Response:
+    """Grant credits to a tenant (admins), once per idempotencyKey."""
     require_admin(request)
     body: GrantCredits = await parse_body(request, GrantCredits)
     pool = request.app[APP_STATE].pool

@@ -28,12 +28,14 @@ from infra.chain import ChainInfo, ChainUnavailable
 from infra.settings import Settings
 from ingress import auth
 from ingress.auth import Identity
+from ingress.http.api_docs import JWT, documented
 from ingress.http.errors import BadRequest, Conflict, TooManyRequests, Unauthorized
 from ingress.http.http_api import bearer_identity, parse_body
 from ingress.state import APP_STATE
 from schemas.chain import LinkWallet
 
 wallet_routes = web.RouteTableDef()
+LINKED = {201: "Linked, with the deposits it made before", 200: "Linked to the caller already"}
 INFO_TTL_S = 10.0  # the embedded chain gets a new token when its host restarts
 
 
@@ -87,7 +89,9 @@ def challenge_message(user_id: str, nonce: str, issued: datetime, expires: datet
 
 
 @wallet_routes.post("/api/wallet/link/challenge")
+@documented({201: "The nonce, the message to sign, and its expiry"}, Unauthorized, TooManyRequests, auth=JWT)
 async def link_challenge(request: web.Request) -> web.Response:
+    """A single-use message for the caller to sign with the wallet to link (EIP-191)."""
     who = _caller(request)
     state = request.app[APP_STATE]
     nonce = secrets.token_hex(16)
@@ -113,7 +117,9 @@ def _signer(message: str, signature: str) -> str | None:
 
 
 @wallet_routes.post("/api/wallet/link")
+@documented(LINKED, BadRequest, Unauthorized, Conflict, auth=JWT, body=LinkWallet)
 async def link_wallet(request: web.Request) -> web.Response:
+    """Link the address that signed a challenge to the caller; an address belongs to one user."""
     who = _caller(request)
     body: LinkWallet = await parse_body(request, LinkWallet)
     address = body.address.lower()
@@ -145,7 +151,9 @@ async def link_wallet(request: web.Request) -> web.Response:
 
 
 @wallet_routes.get("/api/wallet")
+@documented({200: "Linked addresses, BEZ balances and recent deposits"}, Unauthorized, auth=JWT)
 async def wallet(request: web.Request) -> web.Response:
+    """The caller's linked addresses with their BEZ balances (when the chain answers) and deposits."""
     who = _caller(request)
     state = request.app[APP_STATE]
     async with state.pool.acquire() as conn:

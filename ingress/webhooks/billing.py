@@ -19,6 +19,7 @@ from pydantic import ValidationError
 
 from infra import json_limits
 from infra.json_limits import JsonLimitError
+from ingress.http.api_docs import RawBody
 from ingress.http.errors import BadRequest, Unauthorized, first_problem, json_refused
 from ingress.http.http_api import json_body_limits
 from ingress.webhooks.acceptance import Outcome
@@ -40,6 +41,7 @@ log = structlog.get_logger(__name__)
 
 billing_webhook_routes = web.RouteTableDef()
 
+ACKNOWLEDGED = {200: "received; duplicate (accepted before), or ignored (invalid: why, if it was unusable)"}
 STRIPE_SIGNATURE_HEADER = "Stripe-Signature"
 STRIPE_TOLERANCE_S = 300
 LEMONSQUEEZY_SIGNATURE_HEADER = "X-Signature"
@@ -112,6 +114,11 @@ def _stripe_verify(request: web.Request, body: bytes, header: str, secret: str) 
 
 
 def _stripe_delivery(request: web.Request, body: bytes) -> Delivery:
+    """A Stripe event: payments and subscriptions to the billing workers, other events acknowledged.
+
+    An event Stripe signed that the workers could not use is acknowledged as well (``invalid``
+    says why): any other answer makes Stripe retry it for days.
+    """
     try:
         # The verified raw JSON: the worker gets plain data, not library objects.
         payload = json_limits.loads(body, json_body_limits(request))
@@ -145,7 +152,8 @@ STRIPE_SIGNATURE = Signature(
     forged_message="the Stripe-Signature does not match this payload",
 )
 STRIPE = SignedWebhook("stripe", "stripe_webhook_secret", STRIPE_SIGNATURE, read_body, _stripe_delivery)
-billing_webhook_routes.post("/webhooks/stripe")(signed_webhook(STRIPE))
+STRIPE_EVENT = RawBody("application/json", "A Stripe Event object")
+billing_webhook_routes.post("/webhooks/stripe")(signed_webhook(STRIPE, STRIPE_EVENT, ACKNOWLEDGED, BadRequest))
 
 
 # --- LemonSqueezy ---------------------------------------------------------------------------------
@@ -212,6 +220,7 @@ def _lemonsqueezy_verify(request: web.Request, body: bytes, provided: str, secre
 
 
 def _lemonsqueezy_delivery(request: web.Request, body: bytes) -> Delivery:
+    """A LemonSqueezy order event to the billing workers; other events acknowledged."""
     try:
         payload = json_limits.loads(body, json_body_limits(request))
         if not isinstance(payload, dict):
@@ -233,4 +242,7 @@ LEMONSQUEEZY_SIGNATURE = Signature(LEMONSQUEEZY_SIGNATURE_HEADER, _lemonsqueezy_
 LEMONSQUEEZY = SignedWebhook(
     "lemonsqueezy", "lemonsqueezy_webhook_secret", LEMONSQUEEZY_SIGNATURE, read_body, _lemonsqueezy_delivery
 )
-billing_webhook_routes.post("/webhooks/lemonsqueezy")(signed_webhook(LEMONSQUEEZY))
+ORDER_EVENT = RawBody("application/json", "A LemonSqueezy event: meta (event_name, custom_data) and data")
+billing_webhook_routes.post("/webhooks/lemonsqueezy")(
+    signed_webhook(LEMONSQUEEZY, ORDER_EVENT, ACKNOWLEDGED, BadRequest)
+)

@@ -16,6 +16,7 @@ from twilio.request_validator import get_signature_algorithm as twilio_signature
 
 from infra import json_limits
 from infra.json_limits import JsonLimitError
+from ingress.http.api_docs import Query, RawBody, documented
 from ingress.http.errors import BadRequest, Forbidden, UnsupportedMediaType, json_refused
 from ingress.http.http_api import json_body_limits
 from ingress.state import APP_STATE
@@ -40,6 +41,11 @@ EMPTY_TWIML = '<?xml version="1.0" encoding="UTF-8"?><Response></Response>'
 META_SIGNATURE_HEADER = "X-Hub-Signature-256"
 META_MAX_BODY_BYTES = 3 * 1024 * 1024  # Meta batches updates; its payloads can reach a few MB
 FORM_CONTENT_TYPE = "application/x-www-form-urlencoded"
+META_HUB = (
+    Query("hub.mode", "subscribe", required=True),
+    Query("hub.challenge", "What to echo", required=True),
+    Query("hub.verify_token", "META_VERIFY_TOKEN", required=True),
+)
 
 
 def _now_ms() -> int:
@@ -79,6 +85,7 @@ def _twilio_verify(request: web.Request, body: TwilioForm, signature: str, token
 
 
 def _twilio_delivery(request: web.Request, body: TwilioForm) -> Delivery:
+    """A Twilio message or status callback: its command to the chat workers."""
     try:
         command = parse_twilio_form(body.fields, _now_ms())
     except BadPayload as exc:
@@ -96,7 +103,10 @@ def _twilio_delivery(request: web.Request, body: TwilioForm) -> Delivery:
 
 TWILIO_SIGNATURE = Signature(SIGNATURE_HEADER, _twilio_verify, unsigned=Forbidden)
 TWILIO = SignedWebhook("twilio", "twilio_auth_token", TWILIO_SIGNATURE, _twilio_form, _twilio_delivery)
-webhook_routes.post("/webhooks/twilio")(signed_webhook(TWILIO))
+TWILIO_FORM = RawBody(FORM_CONTENT_TYPE, "Twilio's parameters: From, To, Body, MessageSid or MessageStatus, ...")
+webhook_routes.post("/webhooks/twilio")(
+    signed_webhook(TWILIO, TWILIO_FORM, {200: "Empty TwiML"}, BadRequest, UnsupportedMediaType, media_type="text/xml")
+)
 
 
 # --- Meta (WhatsApp Cloud API, Instagram) --------------------------------------------------------
@@ -110,6 +120,7 @@ def _secret_matches(provided: str | None, configured: str) -> bool:
 
 
 @webhook_routes.get("/webhooks/meta")
+@documented({200: "hub.challenge, echoed"}, Forbidden, query=META_HUB, media_type="text/plain")
 async def meta_verify(request: web.Request) -> web.Response:
     """The subscription handshake: echo ``hub.challenge`` when ``hub.verify_token`` is ours."""
     settings = request.app[APP_STATE].settings
@@ -132,6 +143,7 @@ def _meta_verify(request: web.Request, body: bytes, header: str, secret: str) ->
 
 
 def _meta_delivery(request: web.Request, body: bytes) -> Delivery:
+    """WhatsApp Cloud API and Instagram updates: each message or status to the chat workers."""
     try:
         parsed = parse_meta_delivery(json_limits.loads(body, json_body_limits(request)), _now_ms())
     except JsonLimitError as exc:
@@ -154,4 +166,6 @@ def _meta_delivery(request: web.Request, body: bytes) -> Delivery:
 
 META_SIGNATURE = Signature(META_SIGNATURE_HEADER, _meta_verify)  # missing: 401, forged: 403
 META = SignedWebhook("meta", "meta_app_secret", META_SIGNATURE, raw_body(META_MAX_BODY_BYTES), _meta_delivery)
-webhook_routes.post("/webhooks/meta")(signed_webhook(META))
+META_BODY = RawBody("application/json", "Meta's delivery: object, and entry[] with changes[] or messaging[]")
+META_ANSWER = {200: "Counts: received (published), duplicates (accepted before) and skipped"}
+webhook_routes.post("/webhooks/meta")(signed_webhook(META, META_BODY, META_ANSWER, BadRequest))

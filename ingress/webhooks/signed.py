@@ -26,6 +26,7 @@ import structlog
 from aiohttp import web
 
 from infra.publisher import PublishFailed
+from ingress.http.api_docs import Answer, RawBody, SecurityScheme, documented
 from ingress.http.errors import Forbidden, HttpError, Unauthorized, Unavailable
 from ingress.state import APP_STATE
 from ingress.webhooks.acceptance import Outcome, Routed, accept_routed
@@ -92,8 +93,16 @@ class SignedWebhook(Generic[Body]):
     parse: Callable[[web.Request, Body], Delivery]  # a verified body's delivery, or an HttpError
 
 
-def signed_webhook(spec: SignedWebhook[Any]) -> Callable[[web.Request], Awaitable[web.Response]]:
-    """The aiohttp handler of ``spec``; its refusals are raised (ingress.http.errors)."""
+def signed_webhook(
+    spec: SignedWebhook[Any],
+    body: RawBody,
+    answers: Mapping[int, Answer],
+    *errors: type[HttpError],
+    media_type: str = "application/json",
+) -> Callable[[web.Request], Awaitable[web.Response]]:
+    """The aiohttp handler of ``spec``, documented: its parser's docstring, the provider's ``body``,
+    the ``answers`` of a delivery, and the ``errors`` its reader and parser raise besides those
+    of every signed webhook (503, and the provider's answers to a missing or a forged signature)."""
 
     async def handler(request: web.Request) -> web.Response:
         structlog.contextvars.bind_contextvars(provider=spec.provider)  # for this request (log_context_middleware)
@@ -121,8 +130,14 @@ def signed_webhook(spec: SignedWebhook[Any]) -> Callable[[web.Request], Awaitabl
         return delivery.answer(outcome)
 
     handler.__name__ = f"{spec.provider}_webhook"
-    handler.__doc__ = f"The signed {spec.provider} webhook (ingress.webhooks.signed)."
-    return handler
+    handler.__doc__ = spec.parse.__doc__
+    scheme = spec.signature
+    signed = SecurityScheme(
+        f"{spec.provider}Signature",
+        {"type": "apiKey", "in": "header", "name": scheme.header, "description": f"Checked with {spec.secret.upper()}"},
+    )
+    refusals = dict.fromkeys((Unavailable, type(scheme.unsigned("")), type(scheme.forged("")), *errors))
+    return documented(answers, *refusals, auth=(signed,), body=body, media_type=media_type)(handler)
 
 
 def hmac_sha256_hex_ok(body: bytes, provided: str, secret: str) -> bool:
