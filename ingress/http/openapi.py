@@ -28,7 +28,6 @@ DESCRIPTION = (
     " with NUL or unpaired surrogate characters."
 )
 _PATH_PARAMETER = re.compile(r"\{(\w+)\}")
-_GENERIC = {"application/json": {"type": "object"}}  # an answer without a model; other media: a string
 
 openapi_routes = web.RouteTableDef()
 OPENAPI = web.AppKey("openapi_document", dict)
@@ -107,7 +106,8 @@ def _operation(method: str, path: str, name: str, op: Operation, refs: dict[Any,
     }
     if op.description and not head:
         out["description"] = op.description
-    parameters = [{"name": n, "in": "path", "required": True, "schema": {"type": "string"}} for n in _params(path)]
+    names = _PATH_PARAMETER.findall(path)
+    parameters = [{"name": n, "in": "path", "required": True, "schema": {"type": "string"}} for n in names]
     parameters += [
         {"name": q.name, "in": "query", "required": q.required, "description": q.description, "schema": dict(q.schema)}
         for q in op.query
@@ -125,10 +125,6 @@ def _operation(method: str, path: str, name: str, op: Operation, refs: dict[Any,
     return out
 
 
-def _params(path: str) -> list[str]:
-    return _PATH_PARAMETER.findall(path)
-
-
 def _tag(path: str) -> str:
     """``/api/credits/...``: credits; ``/webhooks/...``: webhooks; ``/`` and ``/console``: pages."""
     parts = path.strip("/").split("/")
@@ -139,21 +135,24 @@ def _tag(path: str) -> str:
 
 def _request_body(body: type[BaseModel] | RawBody, refs: dict[Any, Any]) -> dict[str, Any]:
     if isinstance(body, RawBody):
-        schema = _GENERIC.get(body.media_type, {"type": "string"})
+        schema = _unmodelled(body.media_type)
         return {"required": True, "description": body.description, "content": {body.media_type: {"schema": schema}}}
     return {"required": True, "content": {"application/json": {"schema": refs[(body, "validation")]}}}
 
 
 def _answer(answer: Answer, media_type: str, refs: dict[Any, Any], head: bool) -> dict[str, Any]:
     if isinstance(answer, str):
-        description, schema = answer, _GENERIC.get(media_type, {"type": "string"})
+        description, schema = answer, _unmodelled(media_type)
     else:
         description, schema = (answer.__doc__ or answer.__name__).strip(), refs[(answer, "serialization")]
-    return (
-        {"description": description}
-        if head
-        else {"description": description, "content": {media_type: {"schema": schema}}}
-    )
+    if head:
+        return {"description": description}
+    return {"description": description, "content": {media_type: {"schema": schema}}}
+
+
+def _unmodelled(media_type: str) -> dict[str, Any]:
+    """The schema of a body no model describes: a JSON object, or text."""
+    return {"type": "object"} if media_type == "application/json" else {"type": "string"}
 
 
 def _error(error: type[HttpError], refs: dict[Any, Any]) -> dict[str, Any]:

@@ -131,13 +131,23 @@ def signed_webhook(
 
     handler.__name__ = f"{spec.provider}_webhook"
     handler.__doc__ = spec.parse.__doc__
-    scheme = spec.signature
-    signed = SecurityScheme(
+    document = documented(answers, *_refusals(spec, errors), auth=(_security(spec),), body=body, media_type=media_type)
+    return document(handler)
+
+
+def _security(spec: SignedWebhook[Any]) -> SecurityScheme:
+    """The signature header, as the OpenAPI security scheme ``<provider>Signature``."""
+    header, secret = spec.signature.header, spec.secret.upper()
+    return SecurityScheme(
         f"{spec.provider}Signature",
-        {"type": "apiKey", "in": "header", "name": scheme.header, "description": f"Checked with {spec.secret.upper()}"},
+        {"type": "apiKey", "in": "header", "name": header, "description": f"The signature, checked with {secret}"},
     )
-    refusals = dict.fromkeys((Unavailable, type(scheme.unsigned("")), type(scheme.forged("")), *errors))
-    return documented(answers, *refusals, auth=(signed,), body=body, media_type=media_type)(handler)
+
+
+def _refusals(spec: SignedWebhook[Any], errors: tuple[type[HttpError], ...]) -> list[type[HttpError]]:
+    """Every signed webhook's refusals (503, the answers to a missing or a forged signature), then ``errors``."""
+    signature = spec.signature
+    return list(dict.fromkeys((Unavailable, type(signature.unsigned("")), type(signature.forged("")), *errors)))
 
 
 def hmac_sha256_hex_ok(body: bytes, provided: str, secret: str) -> bool:
