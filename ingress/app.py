@@ -13,13 +13,14 @@ from infra.publisher import CommandPublisher
 from infra.redis_clients import redis_client, socketio_manager
 from infra.settings import Settings
 from ingress.correlation import log_context_middleware
-from ingress.http import admin_api
+from ingress.http import admin_api, openapi
 from ingress.http.admin_throttle import admin_auth_throttle_middleware
 from ingress.http.analytics_api import analytics_routes
 from ingress.http.billing_api import billing_routes, stripe_client_context
 from ingress.http.conversations_api import conversation_routes
 from ingress.http.dev_tokens import dev_token_routes
 from ingress.http.edges import json_api_headers, refuse_unstorable_middleware
+from ingress.http.errors import http_error_middleware
 from ingress.http.history_api import history_routes
 from ingress.http.http_api import routes
 from ingress.http.plans_api import plans_routes
@@ -47,11 +48,12 @@ def init_app(settings: Settings) -> web.Application:
     app = web.Application(
         client_max_size=MAX_FRAME_BYTES,
         middlewares=[
-            metrics_middleware,
+            metrics_middleware,  # counts every answer, errors included
             log_context_middleware,
+            drain_middleware,  # while draining, every answer closes its connection
+            http_error_middleware,  # what handlers and the guards below raise (ingress/http/errors.py)
             refuse_unstorable_middleware,
             admin_auth_throttle_middleware,
-            drain_middleware,
         ],
     )
     app.on_response_prepare.append(json_api_headers)  # nosniff + no-store on JSON APIs (ingress/http/edges.py)
@@ -86,6 +88,7 @@ def init_app(settings: Settings) -> web.Application:
     admin_api.install(app, settings)  # queues, dead letters and chart series for the admin console
     app.router.add_routes(dev_token_routes)
     app.router.add_routes(web_routes)  # the chat page, the console and their static files
+    openapi.install(app)  # GET /api/openapi.json, built from the routes above
 
     async def resources(app: web.Application) -> AsyncIterator[None]:
         await db.migrate(settings.database_url)

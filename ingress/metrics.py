@@ -25,7 +25,8 @@ from infra import json_limits
 from infra.redis_clients import BATCH_EVENT, BATCH_ROOM
 from infra.settings import Settings
 from ingress.auth import bearer_token
-from ingress.http.http_api import json_error
+from ingress.http.api_docs import SecurityScheme, documented
+from ingress.http.errors import NotFound, Unauthorized, http_error_middleware
 from ingress.state import APP_STATE
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
@@ -33,6 +34,8 @@ LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
 WORKER_REJECTION_EVENTS = frozenset({"creditError", "quotaExceeded", "agentError", "error"})
 RESPONSE_JSON_LIMITS = json_limits.JsonLimits(max_bytes=16 * 1024)  # larger bodies are not read
 UNINSTRUMENTED_PATHS = ("/socket.io", "/metrics")
+EXPOSITION = {200: "The Prometheus text exposition of this node's registry"}
+METRICS_TOKEN = SecurityScheme("metricsToken", {"type": "http", "scheme": "bearer", "description": "METRICS_TOKEN"})
 
 log = structlog.get_logger(__name__)
 
@@ -247,16 +250,17 @@ metrics_routes = web.RouteTableDef()
 def _exposition(request: web.Request, metrics: IngressMetrics, token: str) -> web.Response:
     provided = bearer_token(request) or ""
     if token and not hmac.compare_digest(provided.encode("utf-8", "replace"), token.encode("utf-8")):
-        return json_error(401, "unauthorized", "GET /metrics needs Authorization: Bearer <METRICS_TOKEN>")
+        raise Unauthorized("GET /metrics needs Authorization: Bearer <METRICS_TOKEN>")
     return web.Response(body=metrics.exposition(), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
 @metrics_routes.get("/metrics")
+@documented(EXPOSITION, Unauthorized, NotFound, auth=(METRICS_TOKEN,), media_type=CONTENT_TYPE_LATEST)
 async def metrics_endpoint(request: web.Request) -> web.Response:
     """On the public port only with ``METRICS_TOKEN``; without one, only the private listener serves it."""
     token = request.app[APP_STATE].settings.metrics_token.get_secret_value()
     if not token:
-        return json_error(404, "not_found", "no /metrics here: see METRICS_HOST/METRICS_PORT or set METRICS_TOKEN")
+        raise NotFound("no /metrics here: see METRICS_HOST/METRICS_PORT or set METRICS_TOKEN")
     return _exposition(request, request.app[METRICS], token)
 
 
@@ -273,7 +277,7 @@ def metrics_listener_context(
         if not settings.metrics_port:
             yield
             return
-        side = web.Application()
+        side = web.Application(middlewares=[http_error_middleware])
         side.router.add_get("/metrics", serve)
         runner = web.AppRunner(side, access_log=None)
         await runner.setup()

@@ -33,6 +33,8 @@ import socketio
 import structlog
 from aiohttp import web
 
+from ingress.http.errors import Unavailable, error_response
+
 log = structlog.get_logger(__name__)
 
 SHUTDOWN_NOTICE = "serverShutdown"
@@ -103,8 +105,8 @@ async def drain_middleware(request: web.Request, handler: Handler) -> web.Stream
         return await handler(request)
     if _is_engineio_handshake(request):
         # An HTTP error makes socket.io-client retry (a Socket.IO connect refusal would not).
-        response: web.StreamResponse = web.json_response(
-            {"error": {"code": "draining", "message": "this node is shutting down; connect again"}}, status=503
+        response: web.StreamResponse = error_response(
+            Unavailable("this node is shutting down; connect again", code="draining")
         )
     else:
         response = await handler(request)

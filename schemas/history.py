@@ -25,6 +25,8 @@ class HistoryEntry(BaseModel):
 
 
 class HistoryPage(BaseModel):
+    """A page of a user's ledger entries, newest first."""
+
     userId: str
     entries: list[HistoryEntry]
     nextCursor: str | None  # pass back as ?cursor= for the next (older) page; None on the last page

@@ -32,7 +32,9 @@ from infra import admin_series, dead_letters
 from infra.dead_letters import DeadMessage, Filters
 from infra.queue_stats import QueueStats, QueueStatsUnavailable, collect
 from infra.settings import Settings
-from ingress.http.http_api import json_error, parse_body, require_admin
+from ingress.http.api_docs import ADMIN_OR_JWT, Query, documented, whole
+from ingress.http.errors import BadRequest, Forbidden, Unavailable
+from ingress.http.http_api import parse_body, require_admin
 from ingress.state import APP_STATE
 from schemas.admin import MAX_SELECTION, DeadLetterPurge, DeadLetterSelection
 from schemas.queues import ALL_QUEUES, WORK_QUEUES
@@ -47,10 +49,21 @@ MAX_MINUTES = 24 * 60
 MIN_STEP_S, MAX_STEP_S = 10, 3600
 MAX_BUCKETS = 1440
 _AMQP_ERRORS = (OSError, ConnectionError, aio_pika.exceptions.AMQPError)
-
-
-class BadRequest(ValueError):
-    pass
+DEAD = {200: "messages (each with its error and traceback), and the limit"}
+MOVED = {200: "requeued, undecodable (purge those) and missing (gone already) messages"}
+PURGED = {200: "purged and missing (gone already) messages"}
+DEAD_QUERY = (
+    Query("queue", "A capability (chat covers its partitions) or one work queue, such as chat.p2"),
+    Query("actor", "Only this actor's messages"),
+    Query("since", "An ISO time (2026-11-23T10:00) or an age (90s, 15m, 2h, 7d)"),
+    Query("limit", f"At most this many (default {DEFAULT_DEAD_LIMIT})", whole(1, MAX_SELECTION)),
+)
+SERIES = (
+    Query("metric", f"One of {', '.join(admin_series.METRICS)}", {"enum": list(admin_series.METRICS)}, required=True),
+    Query("minutes", f"The window, up to {MAX_MINUTES} (default 60)", whole(1, MAX_MINUTES)),
+    Query("step", "Seconds per bucket, dividing the window (default 60)", whole(MIN_STEP_S, MAX_STEP_S)),
+    Query("until", "The window's end, an ISO time (default now)"),
+)
 
 
 class QueueStatsCache:
@@ -91,12 +104,14 @@ def install(app: web.Application, settings: Settings) -> None:
 
 
 @admin_routes.get("/api/admin/queues")
+@documented({200: QueueStats}, Forbidden, Unavailable, auth=ADMIN_OR_JWT)
 async def queues(request: web.Request) -> web.Response:
+    """Queue depths, rates and consumers per capability, as ``scripts.status --json`` (admins)."""
     require_admin(request)
     try:
         stats = await request.app[QUEUE_STATS].get()
     except QueueStatsUnavailable as exc:
-        return json_error(503, "queue_stats_unavailable", str(exc))
+        raise Unavailable(str(exc), code="queue_stats_unavailable") from None
     return web.json_response(stats.model_dump(mode="json"))
 
 
@@ -148,23 +163,22 @@ async def _with_inbox_errors(request: web.Request, found: list[DeadMessage]) -> 
         log.warning("dead_letters.inbox_unavailable", error=type(exc).__name__)
 
 
-def _amqp_down(exc: BaseException) -> web.Response:
-    return json_error(503, "rabbitmq_unavailable", f"RabbitMQ: {type(exc).__name__}: {exc}")
+def _amqp_down(exc: BaseException) -> Unavailable:
+    return Unavailable(f"RabbitMQ: {type(exc).__name__}: {exc}", code="rabbitmq_unavailable")
 
 
 @admin_routes.get("/api/admin/dead-letters")
+@documented(DEAD, BadRequest, Forbidden, Unavailable, auth=ADMIN_OR_JWT, query=DEAD_QUERY)
 async def list_dead_letters(request: web.Request) -> web.Response:
+    """Dead messages with their errors and tracebacks, as ``scripts.dlq list --json`` (admins)."""
     require_admin(request)
     q = request.query
-    try:
-        limit = _int(q, "limit", DEFAULT_DEAD_LIMIT, 1, MAX_SELECTION)
-        filters = _filters(q.get("queue"), q.get("actor"), q.get("since"), limit)
-    except BadRequest as exc:
-        return json_error(400, "bad_request", str(exc))
+    limit = _int(q, "limit", DEFAULT_DEAD_LIMIT, 1, MAX_SELECTION)
+    filters = _filters(q.get("queue"), q.get("actor"), q.get("since"), limit)
     try:
         found = await dead_letters.browse(request.app[APP_STATE].settings.amqp_url, filters)
     except _AMQP_ERRORS as exc:
-        return _amqp_down(exc)
+        raise _amqp_down(exc) from None
     await _with_inbox_errors(request, found)
     return web.json_response({"messages": [_dead_json(d) for d in found], "limit": limit})
 
@@ -176,18 +190,17 @@ def _missing(asked: list[str] | None, found: list[DeadMessage]) -> list[str]:
 
 
 @admin_routes.post("/api/admin/dead-letters/requeue")
+@documented(MOVED, BadRequest, Forbidden, Unavailable, auth=ADMIN_OR_JWT, body=DeadLetterSelection)
 async def requeue_dead_letters(request: web.Request) -> web.Response:
+    """Requeue dead messages: those named, or up to the limit that match the filters (admins)."""
     require_admin(request)
     body: DeadLetterSelection = await parse_body(request, DeadLetterSelection)
-    try:
-        # Filters move at most MAX_SELECTION per call: one request stays short; call again for more.
-        filters = _filters(body.queue, body.actor, body.since, body.limit or MAX_SELECTION, body.messageIds)
-    except BadRequest as exc:
-        return json_error(400, "bad_request", str(exc))
+    # Filters move at most MAX_SELECTION per call: one request stays short; call again for more.
+    filters = _filters(body.queue, body.actor, body.since, body.limit or MAX_SELECTION, body.messageIds)
     try:
         found = await dead_letters.requeue(request.app[APP_STATE].settings.amqp_url, filters)
     except _AMQP_ERRORS as exc:
-        return _amqp_down(exc)
+        raise _amqp_down(exc) from None
     moved = [d for d in found if d.body is not None]
     left = [d for d in found if d.body is None]
     log.info("dead_letters.requeued", count=len(moved), message_ids=[d.message_id for d in moved])
@@ -201,14 +214,16 @@ async def requeue_dead_letters(request: web.Request) -> web.Response:
 
 
 @admin_routes.post("/api/admin/dead-letters/purge")
+@documented(PURGED, BadRequest, Forbidden, Unavailable, auth=ADMIN_OR_JWT, body=DeadLetterPurge)
 async def purge_dead_letters(request: web.Request) -> web.Response:
+    """Delete dead messages, named one by one (admins)."""
     require_admin(request)
     body: DeadLetterPurge = await parse_body(request, DeadLetterPurge)
     filters = _filters(None, None, None, None, body.messageIds)
     try:
         found = await dead_letters.purge(request.app[APP_STATE].settings.amqp_url, filters)
     except _AMQP_ERRORS as exc:
-        return _amqp_down(exc)
+        raise _amqp_down(exc) from None
     log.info("dead_letters.purged", count=len(found), message_ids=[d.message_id for d in found])
     return web.json_response({"purged": [_dead_json(d) for d in found], "missing": _missing(body.messageIds, found)})
 
@@ -224,22 +239,21 @@ def _until(value: str | None) -> dt.datetime:
 
 
 @admin_routes.get("/api/admin/series")
+@documented({200: "Buckets of the metric over the window"}, BadRequest, Forbidden, auth=ADMIN_OR_JWT, query=SERIES)
 async def series(request: web.Request) -> web.Response:
+    """A chart series from PostgreSQL: messages, credits or AI tokens per bucket (admins)."""
     require_admin(request)
     q = request.query
     name = q.get("metric", "")
-    try:
-        if name not in admin_series.METRICS:
-            raise BadRequest(f"metric: one of {', '.join(admin_series.METRICS)}")
-        minutes = _int(q, "minutes", 60, 1, MAX_MINUTES)
-        step = _int(q, "step", 60, MIN_STEP_S, MAX_STEP_S)
-        if (minutes * 60) % step:
-            raise BadRequest("step: must divide the window (minutes * 60) into whole buckets")
-        if minutes * 60 // step > MAX_BUCKETS:
-            raise BadRequest(f"step: at most {MAX_BUCKETS} buckets per window")
-        until = _until(q.get("until"))
-    except BadRequest as exc:
-        return json_error(400, "bad_request", str(exc))
+    if name not in admin_series.METRICS:
+        raise BadRequest(f"metric: one of {', '.join(admin_series.METRICS)}")
+    minutes = _int(q, "minutes", 60, 1, MAX_MINUTES)
+    step = _int(q, "step", 60, MIN_STEP_S, MAX_STEP_S)
+    if (minutes * 60) % step:
+        raise BadRequest("step: must divide the window (minutes * 60) into whole buckets")
+    if minutes * 60 // step > MAX_BUCKETS:
+        raise BadRequest(f"step: at most {MAX_BUCKETS} buckets per window")
+    until = _until(q.get("until"))
     metric = cast(admin_series.Metric, name)
     async with request.app[APP_STATE].reads.acquire() as conn:  # a replica when DATABASE_READ_URL is set
         result = await admin_series.series(conn, metric, until, minutes, step)

@@ -17,7 +17,7 @@ import structlog
 from aiohttp import web
 from redis.exceptions import RedisError
 
-from ingress.http.http_api import rate_limited
+from ingress.http.errors import TooManyRequests
 from ingress.proxies import client_ip
 from ingress.state import APP_STATE
 
@@ -53,7 +53,7 @@ async def admin_auth_throttle_middleware(request: web.Request, handler: Handler)
             first = wrong and int(failures) == budget + 1  # log the start of a block, not every guess
             (log.warning if first else log.debug)("admin_auth.throttled", client_ip=ip, failures=int(failures))
             retry_s = (ttl_ms if ttl_ms and ttl_ms > 0 else settings.admin_auth_window_s * 1000) / 1000
-            return rate_limited(retry_s, "too many failed admin authentications from this address")
+            raise TooManyRequests("too many failed admin authentications from this address", retry_s)
         if wrong:
             log.warning("admin_auth.failed", client_ip=ip)
     except RedisError as exc:

@@ -13,7 +13,9 @@ from aiohttp import web
 from pydantic import Field, field_validator, model_validator
 
 from ingress.auth import mint_token
-from ingress.http.http_api import json_error, parse_body
+from ingress.http.api_docs import documented
+from ingress.http.errors import BadRequest, NotFound
+from ingress.http.http_api import parse_body
 from ingress.state import APP_STATE
 from schemas.base import Inbound
 
@@ -48,15 +50,18 @@ def _enabled(request: web.Request) -> bool:
 
 
 @dev_token_routes.get("/api/dev/token")
+@documented({200: "enabled: whether POST mints tokens here"})
 async def dev_token_status(request: web.Request) -> web.Response:
     """Tells the pages whether to offer "mint a dev token"."""
     return web.json_response({"enabled": _enabled(request)})
 
 
 @dev_token_routes.post("/api/dev/token")
+@documented({201: "The token and when it expires (epoch seconds)"}, BadRequest, NotFound, body=DevTokenRequest)
 async def mint_dev_token(request: web.Request) -> web.Response:
+    """Mint a JWT for any user, operator or admin: development only (ALLOW_DEV_TOKENS, else 404)."""
     if not _enabled(request):
-        return json_error(404, "not_found", "dev tokens are disabled (ALLOW_DEV_TOKENS)")
+        raise NotFound("dev tokens are disabled (ALLOW_DEV_TOKENS)")
     body: DevTokenRequest = await parse_body(request, DevTokenRequest)
     secret = request.app[APP_STATE].settings.jwt_secret.get_secret_value()
     role = None if body.role == "user" else body.role

@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
-from ingress.http.http_api import json_error
+from ingress.http.errors import BadRequest
 from schemas.storable import unstorable_text
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -33,7 +33,7 @@ def _unstorable_part(request: web.Request) -> str | None:
 @web.middleware
 async def refuse_unstorable_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     if (part := _unstorable_part(request)) is not None:
-        return json_error(400, "bad_request", f"the {part} contains NUL or unpaired surrogate characters")
+        raise BadRequest(f"the {part} contains NUL or unpaired surrogate characters")
     return await handler(request)
 
 

@@ -14,8 +14,9 @@ import re
 from aiohttp import web
 
 from infra import history, ledger
-from ingress.auth import Unauthorized, bearer_token
-from ingress.http.http_api import bearer_identity, json_error
+from ingress.http.api_docs import ADMIN_OR_JWT, Query, documented, whole
+from ingress.http.errors import BadRequest, Forbidden, NotFound, Unauthorized
+from ingress.http.http_api import bearer_caller
 from ingress.state import APP_STATE
 from schemas.history import Counterparty, HistoryEntry, HistoryPage
 
@@ -24,10 +25,9 @@ history_routes = web.RouteTableDef()
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 200
 _CURSOR = re.compile(r"^v1:(\d{1,19}):(\d{1,19})$")
-
-
-class BadRequest(ValueError):
-    pass
+LIMIT = Query("limit", f"How many per page, 1-{MAX_LIMIT} (default {DEFAULT_LIMIT})", whole(1, MAX_LIMIT))
+CURSOR = Query("cursor", "The nextCursor of the page before; none: the first page")
+REFUSALS = (BadRequest, Unauthorized, Forbidden)
 
 
 def encode_cursor(position: history.Position) -> str:
@@ -56,24 +56,17 @@ def parse_limit(value: str | None) -> int:
     return int(value)
 
 
-def _authorize(request: web.Request, user_id: str) -> web.Response | None:
-    """None if the caller is an admin or the user; otherwise the 401 or 403 to answer."""
+def _authorize(request: web.Request, user_id: str) -> None:
+    """Returns if the caller is an admin or the user; otherwise raises the 401 or 403 to answer."""
     s = request.app[APP_STATE].settings
     admin_token = request.headers.get("x-admin-token")
     if admin_token is not None:
         if hmac.compare_digest(admin_token.encode(), s.admin_token.get_secret_value().encode()):
-            return None
-        return json_error(401, "unauthorized", "bad admin token")
-    token = bearer_token(request)
-    if token is None:
-        return json_error(401, "unauthorized", "send a Bearer JWT or x-admin-token")
-    try:
-        caller = bearer_identity(request)
-    except Unauthorized:
-        return json_error(401, "unauthorized", "invalid or expired token")
-    if caller.is_admin or caller.user_id == user_id:
-        return None
-    return json_error(403, "forbidden", "only that user or an admin may read this history")
+            return
+        raise Unauthorized("bad admin token")
+    caller = bearer_caller(request, "send a Bearer JWT or x-admin-token")
+    if not (caller.is_admin or caller.user_id == user_id):
+        raise Forbidden("only that user or an admin may read this history")
 
 
 def _counterparty(accounts: tuple[str, ...]) -> Counterparty | None:
@@ -98,22 +91,20 @@ def _entry(item: history.Entry) -> HistoryEntry:
 
 
 @history_routes.get("/api/credits/history/{userId}")
+@documented({200: HistoryPage}, *REFUSALS, NotFound, auth=ADMIN_OR_JWT, query=(LIMIT, CURSOR))
 async def credit_history(request: web.Request) -> web.Response:
+    """A user's ledger entries, newest first, page by page (that user or an admin)."""
     user_id = request.match_info["userId"]
     if not 1 <= len(user_id) <= 128:
-        return json_error(400, "bad_request", "userId: 1-128 characters")
-    if (denied := _authorize(request, user_id)) is not None:
-        return denied
-    try:
-        limit = parse_limit(request.query.get("limit"))
-        cursor = request.query.get("cursor")
-        before = decode_cursor(cursor) if cursor else None
-    except BadRequest as exc:
-        return json_error(400, "bad_request", str(exc))
+        raise BadRequest("userId: 1-128 characters")
+    _authorize(request, user_id)
+    limit = parse_limit(request.query.get("limit"))
+    cursor = request.query.get("cursor")
+    before = decode_cursor(cursor) if cursor else None
     account = ledger.user_account(user_id)
     async with request.app[APP_STATE].reads.acquire() as conn:  # a replica when DATABASE_READ_URL is set
         if not await history.account_exists(conn, account):
-            return json_error(404, "unknown_user", f"no account for user {user_id!r}")
+            raise NotFound(f"no account for user {user_id!r}", code="unknown_user")
         page = await history.entries(conn, account, before, limit + 1)
     more = len(page) > limit
     page = page[:limit]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import math
 import time
 import uuid
 from typing import Any
@@ -15,27 +14,17 @@ from domain.errors import DomainError
 from infra import db, grants, json_limits, ledger
 from infra.grants import GrantResult
 from infra.json_limits import JsonLimitError, JsonLimits
-from ingress.auth import Identity, Unauthorized, bearer_token, decode_token, is_admin_request
+from ingress import auth
+from ingress.auth import Identity, bearer_token, decode_token, is_admin_request
+from ingress.http.api_docs import ADMIN_OR_JWT, documented
+from ingress.http.errors import BadRequest, Conflict, Forbidden, NotFound, Unauthorized, first_problem, json_refused
 from ingress.shutdown import DRAIN
 from ingress.state import APP_STATE
 from schemas.http import CreditStats, GrantCredits, ResetCredits
 
 routes = web.RouteTableDef()
 SERVICE = "gatekeeper-ingress"
-
-
-def json_error(status: int, code: str, message: str) -> web.Response:
-    return web.json_response({"error": {"code": code, "message": message}}, status=status)
-
-
-def rate_limited(retry_after_s: float, message: str) -> web.Response:
-    """429 with ``Retry-After`` (whole seconds) and ``retryAfterMs`` in the error body."""
-    seconds = max(1, math.ceil(retry_after_s))
-    return web.json_response(
-        {"error": {"code": "rate_limited", "message": message, "retryAfterMs": seconds * 1000}},
-        status=429,
-        headers={"Retry-After": str(seconds)},
-    )
+GRANTED = {201: "Granted: the new balance", 200: "Granted before under this idempotencyKey: nothing applied"}
 
 
 async def _probe(name: str, check: Any, timeout_s: float = 1.0) -> tuple[str, str | None]:
@@ -48,7 +37,9 @@ async def _probe(name: str, check: Any, timeout_s: float = 1.0) -> tuple[str, st
 
 
 @routes.get("/health")
+@documented({200: "ok: RabbitMQ, Redis and PostgreSQL answer", 503: "degraded (causes: which failed), or draining"})
 async def health(request: web.Request) -> web.Response:
+    """Health for load balancers: every dependency probed; 503 while one fails or the node drains."""
     state = request.app[APP_STATE]
     if (drain := request.app.get(DRAIN)) and drain.draining:  # shutting down: send new clients elsewhere
         return web.json_response(
@@ -89,9 +80,7 @@ def require_admin(request: web.Request) -> None:
     if not is_admin_request(
         request, s.admin_token.get_secret_value(), s.jwt_secret.get_secret_value(), leeway_s=s.jwt_leeway_s
     ):
-        raise web.HTTPForbidden(
-            text='{"error": {"code": "forbidden", "message": "admin only"}}', content_type="application/json"
-        )
+        raise Forbidden("admin only")
 
 
 def bearer_identity(request: web.Request) -> Identity:
@@ -100,12 +89,21 @@ def bearer_identity(request: web.Request) -> Identity:
     return decode_token(bearer_token(request), s.jwt_secret.get_secret_value(), leeway_s=s.jwt_leeway_s)
 
 
-def grant_conflict(result: GrantResult, requested: int) -> web.Response:
+def bearer_caller(request: web.Request, missing: str) -> Identity:
+    """The caller of a route that wants a Bearer JWT: 401 ``missing`` without one, 401 for a bad one."""
+    if bearer_token(request) is None:
+        raise Unauthorized(missing)
+    try:
+        return bearer_identity(request)
+    except auth.Unauthorized:
+        raise Unauthorized("invalid or expired token") from None
+
+
+def grant_conflict(result: GrantResult, requested: int) -> Conflict:
     """409 for an idempotency key replayed with another amount: nothing was applied."""
-    return json_error(
-        409,
-        "idempotency_conflict",
+    return Conflict(
         f"idempotencyKey was already used for a grant of {result.granted} credits, not {requested}",
+        code="idempotency_conflict",
     )
 
 
@@ -117,7 +115,7 @@ def _caller_may_read(request: web.Request, user_id: str) -> bool:
         return True
     try:
         return bearer_identity(request).user_id == user_id
-    except Unauthorized:
+    except auth.Unauthorized:
         return False
 
 
@@ -126,47 +124,41 @@ def json_body_limits(request: web.Request) -> JsonLimits:
     return JsonLimits(request.app[APP_STATE].settings.json_max_depth, None)
 
 
-def json_refused(exc: JsonLimitError) -> web.Response:
-    """The answer to a body refused by infra.json_limits: 400 ``json_too_deep`` (413 ``json_too_large``)."""
-    return json_error(exc.status, exc.code, str(exc))
-
-
 async def parse_body(request: web.Request, model: type[BaseModel]) -> Any:
+    """The body as ``model``, or BadRequest: too deep (JSON_MAX_DEPTH), not JSON, or not valid."""
     body = await request.read()
     try:
         json_limits.check(body, json_body_limits(request))
     except JsonLimitError as exc:
-        raise web.HTTPBadRequest(text=json_refused(exc).text, content_type="application/json") from None
+        raise json_refused(exc) from None
     try:
         return model.model_validate_json(body)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"]) or "body"
-        raise web.HTTPBadRequest(
-            text=web.json_response({"error": {"code": "bad_request", "message": f"{where}: {first['msg']}"}}).text,
-            content_type="application/json",
-        ) from None
+        raise BadRequest(first_problem(exc)) from None
 
 
 def _user_id(request: web.Request) -> str:
     user_id = request.match_info["userId"]
     if not 1 <= len(user_id) <= 128:
-        raise web.HTTPBadRequest(
-            text='{"error": {"code": "bad_request", "message": "bad userId"}}', content_type="application/json"
-        )
+        raise BadRequest("bad userId")
     return user_id
 
 
 @routes.get("/api/credits/stats/{userId}")
+@documented({200: CreditStats}, BadRequest, Forbidden, NotFound, auth=ADMIN_OR_JWT)
 async def credit_stats(request: web.Request) -> web.Response:
+    """A user's balance and totals, for that user or an admin.
+
+    Read from a replica when DATABASE_READ_URL is set: it may lag.
+    """
     user_id = _user_id(request)
     if not _caller_may_read(request, user_id):
-        return json_error(403, "forbidden", "only that user or an admin may read these stats")
+        raise Forbidden("only that user or an admin may read these stats")
     state = request.app[APP_STATE]
     async with state.reads.acquire() as conn:  # a replica when DATABASE_READ_URL is set: may lag
         stats = await ledger.account_stats(conn, ledger.user_account(user_id))
     if stats is None:
-        return json_error(404, "unknown_user", f"no account for user {user_id!r}")
+        raise NotFound(f"no account for user {user_id!r}", code="unknown_user")
     body = CreditStats(
         userId=user_id,
         credits=stats.balance.credits,
@@ -178,7 +170,9 @@ async def credit_stats(request: web.Request) -> web.Response:
 
 
 @routes.post("/api/credits/grant/{userId}")
+@documented(GRANTED, BadRequest, Forbidden, Conflict, auth=ADMIN_OR_JWT, body=GrantCredits)
 async def grant_credits(request: web.Request) -> web.Response:
+    """Grant credits to a user (admins), once per idempotencyKey."""
     require_admin(request)
     user_id = _user_id(request)
     body: GrantCredits = await parse_body(request, GrantCredits)
@@ -192,7 +186,7 @@ async def grant_credits(request: web.Request) -> web.Response:
         state.settings.signup_credits,
     )
     if result.conflict:
-        return grant_conflict(result, body.credits)
+        raise grant_conflict(result, body.credits)
     return web.json_response(
         {
             "userId": user_id,
@@ -205,7 +199,9 @@ async def grant_credits(request: web.Request) -> web.Response:
 
 
 @routes.post("/api/credits/reset/{userId}")
+@documented({200: "The new balance"}, BadRequest, Forbidden, auth=ADMIN_OR_JWT, body=ResetCredits)
 async def reset_credits(request: web.Request) -> web.Response:
+    """Set a user's balance (admins): the difference is booked as an adjustment."""
     require_admin(request)
     user_id = _user_id(request)
     body: ResetCredits = await parse_body(request, ResetCredits)
@@ -213,12 +209,14 @@ async def reset_credits(request: web.Request) -> web.Response:
     try:
         result = await grants.reset(state.pool, user_id, body.credits, body.reason, f"reset:{uuid.uuid4()}")
     except DomainError as exc:
-        return json_error(400, exc.code, str(exc))
+        raise BadRequest(str(exc), code=exc.code) from None
     return web.json_response({"userId": user_id, "credits": result.credits, "wordsLeft": result.words_left})
 
 
 @routes.get("/api/chat/stats")
+@documented({200: "Connections and rooms across the nodes, and message counts"})
 async def chat_stats(request: web.Request) -> web.Response:
+    """Chat statistics of the whole cluster."""
     state = request.app[APP_STATE]
     cluster = await state.presence.cluster_stats()
     names = ("accepted", "delivered", "blocked")

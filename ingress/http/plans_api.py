@@ -8,7 +8,9 @@ from aiohttp import web
 
 from domain.plans import Plan, quota_day, resets_at
 from infra import plan_usage
-from ingress.http.http_api import _caller_may_read, _user_id, json_error
+from ingress.http.api_docs import ADMIN_OR_JWT, documented
+from ingress.http.errors import BadRequest, Forbidden
+from ingress.http.http_api import _caller_may_read, _user_id
 from ingress.state import APP_STATE
 
 plans_routes = web.RouteTableDef()
@@ -25,6 +27,7 @@ def _plan_json(plan: Plan) -> dict:
 
 
 @plans_routes.get("/api/plans")
+@documented({200: "Each plan: name, priceId, monthlyCredits, dailyMessages, dailyAiTokens"})
 async def list_plans(request: web.Request) -> web.Response:
     """Every plan and its allowance and quotas (``null`` = unlimited); quotas count per UTC day."""
     catalog = request.app[APP_STATE].settings.plan_catalog
@@ -32,11 +35,12 @@ async def list_plans(request: web.Request) -> web.Response:
 
 
 @plans_routes.get("/api/plans/usage/{userId}")
+@documented({200: "The plan, its status and quotas"}, BadRequest, Forbidden, auth=ADMIN_OR_JWT)
 async def plan_usage_of(request: web.Request) -> web.Response:
     """That user (Bearer JWT) or an admin: the plan, its status and today's quota usage."""
     user_id = _user_id(request)
     if not _caller_may_read(request, user_id):
-        return json_error(403, "forbidden", "only that user or an admin may read this")
+        raise Forbidden("only that user or an admin may read this")
     state = request.app[APP_STATE]
     catalog = state.settings.plan_catalog
     day = quota_day(time.time())

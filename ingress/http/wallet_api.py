@@ -26,12 +26,16 @@ from domain.chain import format_units
 from infra import chain, wallets
 from infra.chain import ChainInfo, ChainUnavailable
 from infra.settings import Settings
-from ingress.auth import Identity, Unauthorized
-from ingress.http.http_api import bearer_identity, json_error, parse_body, rate_limited
+from ingress import auth
+from ingress.auth import Identity
+from ingress.http.api_docs import JWT, documented
+from ingress.http.errors import BadRequest, Conflict, TooManyRequests, Unauthorized
+from ingress.http.http_api import bearer_identity, parse_body
 from ingress.state import APP_STATE
 from schemas.chain import LinkWallet
 
 wallet_routes = web.RouteTableDef()
+LINKED = {201: "Linked, with the deposits it made before", 200: "Linked to the caller already"}
 INFO_TTL_S = 10.0  # the embedded chain gets a new token when its host restarts
 
 
@@ -72,11 +76,8 @@ def chain_client_context(
 def _caller(request: web.Request) -> Identity:
     try:
         return bearer_identity(request)
-    except Unauthorized as exc:
-        raise web.HTTPUnauthorized(
-            text=json_error(401, "unauthorized", f"a user Bearer JWT is required: {exc}").text,
-            content_type="application/json",
-        ) from None
+    except auth.Unauthorized as exc:
+        raise Unauthorized(f"a user Bearer JWT is required: {exc}") from None
 
 
 def challenge_message(user_id: str, nonce: str, issued: datetime, expires: datetime) -> str:
@@ -88,7 +89,9 @@ def challenge_message(user_id: str, nonce: str, issued: datetime, expires: datet
 
 
 @wallet_routes.post("/api/wallet/link/challenge")
+@documented({201: "The nonce, the message to sign, and its expiry"}, Unauthorized, TooManyRequests, auth=JWT)
 async def link_challenge(request: web.Request) -> web.Response:
+    """A single-use message for the caller to sign with the wallet to link (EIP-191)."""
     who = _caller(request)
     state = request.app[APP_STATE]
     nonce = secrets.token_hex(16)
@@ -99,7 +102,7 @@ async def link_challenge(request: web.Request) -> web.Response:
     async with state.pool.acquire() as conn, conn.transaction():
         live = await wallets.live_challenges(conn, who.user_id)  # one user's requests in turn: the cap holds
         if live.count >= cap:
-            return rate_limited(live.retry_s or 1, f"at most {cap} unexpired challenges per user: use one or wait")
+            raise TooManyRequests(f"at most {cap} unexpired challenges per user: use one or wait", live.retry_s or 1)
         await wallets.store_challenge(conn, nonce, who.user_id, message, expires)
     return web.json_response(
         {"nonce": nonce, "message": message, "expiresAt": expires.isoformat(timespec="seconds")}, status=201
@@ -114,7 +117,9 @@ def _signer(message: str, signature: str) -> str | None:
 
 
 @wallet_routes.post("/api/wallet/link")
+@documented(LINKED, BadRequest, Unauthorized, Conflict, auth=JWT, body=LinkWallet)
 async def link_wallet(request: web.Request) -> web.Response:
+    """Link the address that signed a challenge to the caller; an address belongs to one user."""
     who = _caller(request)
     body: LinkWallet = await parse_body(request, LinkWallet)
     address = body.address.lower()
@@ -122,21 +127,18 @@ async def link_wallet(request: web.Request) -> web.Response:
     async with state.pool.acquire() as conn, conn.transaction():
         challenge = await wallets.challenge_to_sign(conn, who.user_id, body.nonce)
         if challenge is None:
-            return json_error(400, "no_challenge", "ask POST /api/wallet/link/challenge for a message to sign first")
+            raise BadRequest("ask POST /api/wallet/link/challenge for a message to sign first", code="no_challenge")
         if challenge.used:
-            return json_error(400, "challenge_used", "this challenge was already used; ask for a new one")
+            raise BadRequest("this challenge was already used; ask for a new one", code="challenge_used")
         if challenge.expired:
-            return json_error(400, "challenge_expired", "this challenge has expired; ask for a new one")
+            raise BadRequest("this challenge has expired; ask for a new one", code="challenge_expired")
         if _signer(challenge.message, body.signature) != address:
-            return json_error(400, "bad_signature", "the signature is not the challenge signed by that address")
+            raise BadRequest("the signature is not the challenge signed by that address", code="bad_signature")
         await wallets.use_challenge(conn, challenge.nonce)
         created, owner = await wallets.link(conn, address, who.user_id)
         if owner != who.user_id:
             # Rolls back the challenge's use too: the caller may retry with another address.
-            raise web.HTTPConflict(
-                text=json_error(409, "address_taken", "this address is linked to another user").text,
-                content_type="application/json",
-            )
+            raise Conflict("this address is linked to another user", code="address_taken")
         unclaimed = await wallets.unclaimed_deposits(conn, address)
     body_out = {
         "userId": who.user_id,
@@ -149,7 +151,9 @@ async def link_wallet(request: web.Request) -> web.Response:
 
 
 @wallet_routes.get("/api/wallet")
+@documented({200: "Linked addresses, BEZ balances and recent deposits"}, Unauthorized, auth=JWT)
 async def wallet(request: web.Request) -> web.Response:
+    """The caller's linked addresses with their BEZ balances (when the chain answers) and deposits."""
     who = _caller(request)
     state = request.app[APP_STATE]
     async with state.pool.acquire() as conn:

@@ -14,6 +14,7 @@ from typing import Any
 
 from aiohttp import web
 
+from ingress.http.api_docs import documented
 from ingress.proxies import Network, forwarded_host, request_scheme
 
 WEB_ROOT = Path(__file__).resolve().parents[1] / "web"
@@ -37,12 +38,16 @@ def _file(path: Path) -> web.FileResponse:
 
 
 @web_routes.get("/")
+@documented({200: "The chat page"}, media_type="text/html")
 async def chat_page(request: web.Request) -> web.FileResponse:
+    """The chat page (ES modules and CSS under /static/)."""
     return _file(WEB_ROOT / "index.html")
 
 
 @web_routes.get("/console")
+@documented({200: "The console page"}, media_type="text/html")
 async def console_page(request: web.Request) -> web.FileResponse:
+    """The operator and admin console."""
     return _file(WEB_ROOT / "console.html")
 
 

@@ -1,13 +1,15 @@
-"""Payment webhooks (Stripe, LemonSqueezy): verify the signature, dedupe, publish to ``billing``.
+"""Payment webhooks (Stripe, LemonSqueezy): each a :class:`~ingress.webhooks.signed.SignedWebhook`
+whose command goes to the ``billing`` queue.
 
-As for the channel webhooks (ingress.webhooks.channels): a 2xx only once RabbitMQ confirmed the command,
-otherwise 503 so the provider retries; the event id is remembered in Redis only after the
-confirm, so a retry after a 503 is published, and a redelivery of an accepted event is not.
-The worker's inbox dedupes whatever is published twice.
+As for the channel webhooks: a 2xx only once RabbitMQ confirmed the command, otherwise 503 so
+the provider retries; the event id is remembered in Redis only after the confirm, so a retry
+after a 503 is published, and a redelivery of an accepted event is not
+(ingress.webhooks.acceptance). The worker's inbox dedupes whatever is published twice.
 """
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 import stripe
@@ -17,10 +19,19 @@ from pydantic import ValidationError
 
 from infra import json_limits
 from infra.json_limits import JsonLimitError
-from infra.publisher import PublishFailed
-from ingress.http.http_api import json_body_limits, json_error, json_refused
-from ingress.state import APP_STATE, IngressState
-from ingress.webhooks.channels import accept_routed, hmac_sha256_hex_ok, unavailable
+from ingress.http.api_docs import RawBody
+from ingress.http.errors import BadRequest, Unauthorized, first_problem, json_refused
+from ingress.http.http_api import json_body_limits
+from ingress.webhooks.acceptance import Outcome
+from ingress.webhooks.signed import (
+    BadSignature,
+    Delivery,
+    Signature,
+    SignedWebhook,
+    hmac_sha256_hex_ok,
+    read_body,
+    signed_webhook,
+)
 from schemas.base import Command
 from schemas.billing import StripeEvent
 from schemas.lemonsqueezy import ORDER_EVENTS, LemonSqueezyOrder, lemonsqueezy_command_id
@@ -30,10 +41,10 @@ log = structlog.get_logger(__name__)
 
 billing_webhook_routes = web.RouteTableDef()
 
+ACKNOWLEDGED = {200: "received; duplicate (accepted before), or ignored (invalid: why, if it was unusable)"}
 STRIPE_SIGNATURE_HEADER = "Stripe-Signature"
 STRIPE_TOLERANCE_S = 300
 LEMONSQUEEZY_SIGNATURE_HEADER = "X-Signature"
-MAX_BODY_BYTES = 1024 * 1024
 
 
 def stripe_actor(event_type: str) -> str | None:
@@ -45,14 +56,18 @@ def stripe_actor(event_type: str) -> str | None:
     return None
 
 
-async def accept(state: IngressState, actor: str, command: Command) -> bool:
-    """Publish to ``billing`` unless accepted before; True if published. Raises PublishFailed
-    without a confirm (the same dedupe-after-confirm as the channel webhooks)."""
-    return (await accept_routed(state, [(BILLING_QUEUE, actor, command)])).published == 1
+def _to_billing(actor: str, command: Command) -> Delivery:
+    """Publish ``command`` to ``actor`` on ``billing``: ``duplicate`` when it was accepted before."""
+
+    def answer(outcome: Outcome) -> web.Response:
+        return web.json_response({"received": True, "duplicate": outcome.published != 1})
+
+    return Delivery([(BILLING_QUEUE, actor, command)], answer, {"command_id": command.command_id})
 
 
-async def _read(request: web.Request) -> bytes:
-    return await request.clone(client_max_size=MAX_BODY_BYTES).read()
+def _nothing_to_publish(**body: Any) -> Delivery:
+    """A signed event that moves nothing: acknowledged at once, so the provider does not retry it."""
+    return Delivery([], lambda _: web.json_response({"received": True, "ignored": True, **body}))
 
 
 # --- Stripe ---------------------------------------------------------------------------------------
@@ -86,40 +101,33 @@ def stripe_command(payload: Any) -> StripeEvent:
 
 
 def _problem(exc: Exception) -> str:
-    if isinstance(exc, ValidationError):
-        first = exc.errors()[0]
-        return f"{'.'.join(str(p) for p in first['loc']) or 'event'}: {first['msg']}"[:300]
-    return str(exc)[:300]
+    return (first_problem(exc, "event") if isinstance(exc, ValidationError) else str(exc))[:300]
 
 
-@billing_webhook_routes.post("/webhooks/stripe")
-async def stripe_webhook(request: web.Request) -> web.Response:
-    structlog.contextvars.bind_contextvars(provider="stripe")  # for this request (log_context_middleware)
-    state = request.app[APP_STATE]
-    secret = state.settings.stripe_webhook_secret.get_secret_value()
-    if not secret:
-        return json_error(503, "not_configured", "STRIPE_WEBHOOK_SECRET is not set")
-    header = request.headers.get(STRIPE_SIGNATURE_HEADER)
-    if not header:
-        log.warning("webhook.rejected", provider="stripe", reason="missing_signature")
-        return json_error(400, "bad_signature", f"missing {STRIPE_SIGNATURE_HEADER}")
-    body = await _read(request)
+def _stripe_verify(request: web.Request, body: bytes, header: str, secret: str) -> None:
     try:
         stripe.WebhookSignature.verify_header(body.decode("utf-8"), header, secret, tolerance=STRIPE_TOLERANCE_S)
     except stripe.SignatureVerificationError as exc:
-        log.warning("webhook.rejected", provider="stripe", reason="bad_signature", error=str(exc))
-        return json_error(400, "bad_signature", "the Stripe-Signature does not match this payload")
+        raise BadSignature(error=str(exc)) from None
     except ValueError:  # not UTF-8 (so not a signed Stripe body either)
-        return json_error(400, "bad_request", "the body is not a JSON event")
+        raise BadRequest("the body is not a JSON event") from None
+
+
+def _stripe_delivery(request: web.Request, body: bytes) -> Delivery:
+    """A Stripe event: payments and subscriptions to the billing workers, other events acknowledged.
+
+    An event Stripe signed that the workers could not use is acknowledged as well (``invalid``
+    says why): any other answer makes Stripe retry it for days.
+    """
     try:
         # The verified raw JSON: the worker gets plain data, not library objects.
         payload = json_limits.loads(body, json_body_limits(request))
     except JsonLimitError as exc:
-        return json_refused(exc)
+        raise json_refused(exc) from None
     except ValueError:  # bad JSON under a valid signature
-        return json_error(400, "bad_request", "the body is not a JSON event")
+        raise BadRequest("the body is not a JSON event") from None
     if not isinstance(payload, dict):
-        return json_error(400, "bad_request", "the body is not a JSON event")
+        raise BadRequest("the body is not a JSON event")
     try:
         command = stripe_command(payload)
     except (ValueError, KeyError, TypeError, OverflowError) as exc:
@@ -127,17 +135,25 @@ async def stripe_webhook(request: web.Request) -> web.Response:
         # anything else makes Stripe retry it for days; recorded in the log and as result "invalid".
         problem = _problem(exc)
         log.warning("webhook.invalid", provider="stripe", event_id=_event_id(payload), error=problem)
-        return web.json_response({"received": True, "ignored": True, "invalid": problem})
+        return _nothing_to_publish(invalid=problem)
     actor = stripe_actor(command.event_type)
     if actor is None:
         log.debug("webhook.ignored", provider="stripe", event_type=command.event_type)
-        return web.json_response({"received": True, "ignored": True})
-    try:
-        published = await accept(state, actor, command)
-    except PublishFailed as exc:
-        log.warning("webhook.not_accepted", provider="stripe", command_id=command.command_id, error=str(exc))
-        return unavailable()
-    return web.json_response({"received": True, "duplicate": not published})
+        return _nothing_to_publish()
+    return _to_billing(actor, command)
+
+
+STRIPE_REFUSAL = partial(BadRequest, code="bad_signature")  # a missing or a bad signature alike
+STRIPE_SIGNATURE = Signature(
+    STRIPE_SIGNATURE_HEADER,
+    _stripe_verify,
+    unsigned=STRIPE_REFUSAL,
+    forged=STRIPE_REFUSAL,
+    forged_message="the Stripe-Signature does not match this payload",
+)
+STRIPE = SignedWebhook("stripe", "stripe_webhook_secret", STRIPE_SIGNATURE, read_body, _stripe_delivery)
+STRIPE_EVENT = RawBody("application/json", "A Stripe Event object")
+billing_webhook_routes.post("/webhooks/stripe")(signed_webhook(STRIPE, STRIPE_EVENT, ACKNOWLEDGED, BadRequest))
 
 
 # --- LemonSqueezy ---------------------------------------------------------------------------------
@@ -198,38 +214,35 @@ def lemonsqueezy_command(payload: dict[str, Any]) -> LemonSqueezyOrder | None:
     )
 
 
-@billing_webhook_routes.post("/webhooks/lemonsqueezy")
-async def lemonsqueezy_webhook(request: web.Request) -> web.Response:
-    structlog.contextvars.bind_contextvars(provider="lemonsqueezy")  # for this request (log_context_middleware)
-    state = request.app[APP_STATE]
-    secret = state.settings.lemonsqueezy_webhook_secret.get_secret_value()
-    if not secret:
-        return json_error(503, "not_configured", "LEMONSQUEEZY_WEBHOOK_SECRET is not set")
-    provided = request.headers.get(LEMONSQUEEZY_SIGNATURE_HEADER)
-    if not provided:
-        log.warning("webhook.rejected", provider="lemonsqueezy", reason="missing_signature")
-        return json_error(401, "unauthorized", f"missing {LEMONSQUEEZY_SIGNATURE_HEADER}")
-    body = await _read(request)
+def _lemonsqueezy_verify(request: web.Request, body: bytes, provided: str, secret: str) -> None:
     if not hmac_sha256_hex_ok(body, provided, secret):
-        log.warning("webhook.rejected", provider="lemonsqueezy", reason="bad_signature")
-        return json_error(401, "unauthorized", "bad signature")
+        raise BadSignature()
+
+
+def _lemonsqueezy_delivery(request: web.Request, body: bytes) -> Delivery:
+    """A LemonSqueezy order event to the billing workers; other events acknowledged."""
     try:
         payload = json_limits.loads(body, json_body_limits(request))
         if not isinstance(payload, dict):
             raise ValueError("not an object")
         command = lemonsqueezy_command(payload)
     except JsonLimitError as exc:
-        return json_refused(exc)
+        raise json_refused(exc) from None
     except (ValueError, KeyError, TypeError, AttributeError, OverflowError) as exc:
         # A 400 (recorded): LemonSqueezy retries a refused delivery a few times, then shows it failed.
         problem = _problem(exc)
         log.warning("webhook.malformed", provider="lemonsqueezy", error=problem)
-        return json_error(400, "bad_request", f"not a usable order event: {problem}")
+        raise BadRequest(f"not a usable order event: {problem}") from None
     if command is None:
-        return web.json_response({"received": True, "ignored": True})
-    try:
-        published = await accept(state, LEMONSQUEEZY_ORDER_ACTOR, command)
-    except PublishFailed as exc:
-        log.warning("webhook.not_accepted", provider="lemonsqueezy", command_id=command.command_id, error=str(exc))
-        return unavailable()
-    return web.json_response({"received": True, "duplicate": not published})
+        return _nothing_to_publish()
+    return _to_billing(LEMONSQUEEZY_ORDER_ACTOR, command)
+
+
+LEMONSQUEEZY_SIGNATURE = Signature(LEMONSQUEEZY_SIGNATURE_HEADER, _lemonsqueezy_verify, forged=Unauthorized)
+LEMONSQUEEZY = SignedWebhook(
+    "lemonsqueezy", "lemonsqueezy_webhook_secret", LEMONSQUEEZY_SIGNATURE, read_body, _lemonsqueezy_delivery
+)
+ORDER_EVENT = RawBody("application/json", "A LemonSqueezy event: meta (event_name, custom_data) and data")
+billing_webhook_routes.post("/webhooks/lemonsqueezy")(
+    signed_webhook(LEMONSQUEEZY, ORDER_EVENT, ACKNOWLEDGED, BadRequest)
+)
