@@ -1,6 +1,6 @@
 """Word counting: what a message costs is decided here and nowhere else.
 
-The rule (also in the README), applied by `count_words`:
+The rule (also in docs/billing.md), applied by `count_words`:
 
 1. The text is normalised with NFKC, so fullwidth, mathematical, circled, squared and parenthesized
    letters become plain letters. Negative circled/squared letters and regional-indicator letters,

@@ -214,7 +214,7 @@ class Settings(BaseSettings):
     # empty: the first AMQP_URL node's host on port 15672 (https and 15671 for amqps), its user and password.
     rabbitmq_management_url: str = Field(default="", pattern=r"^(https?://[^\s/]+(/\S*)?)?$")
 
-    # --- Security limits (README "Security"); each group below is one area's bounds ---
+    # --- Security limits (docs/security.md); each group below is one area's bounds ---
     # limits: parsing (JSON depth and size, binary packets)
     # Deepest JSON nesting (arrays and objects) accepted in socket packets, HTTP and webhook bodies;
     # deeper is refused before parsing (socket: closed; HTTP: 400 json_too_deep).

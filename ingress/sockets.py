@@ -124,7 +124,7 @@ class ChatSockets:
             sio.on(event, self._guarded(event, handler, schema))
 
     def _init_limits(self, s: Settings) -> None:
-        """The bounds of issue 12 (README "Security"): every one a setting of "socket events"."""
+        """The bounds of issue 12 (docs/security.md): every one a setting of "socket events"."""
         ip_of = functools.partial(environ_client_ip, trusted=s.trusted_proxy_networks)
         self._ip_of = ip_of
         self.sio.guard = SessionGuard(s.socket_auth_timeout_s, s.socket_max_per_ip, ip_of, self.sio.close_session)

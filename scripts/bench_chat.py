@@ -1,4 +1,4 @@
-"""``python -m scripts.bench_chat``: the README's chat benchmark on an isolated stack, with the CPU
+"""``python -m scripts.bench_chat``: the chat benchmark of docs/benchmarks.md on an isolated stack, with the CPU
 every process group on the box spent per accepted message.
 
 It creates a database and a RabbitMQ vhost of its own (``rabbitmqctl``: run it on the broker's
