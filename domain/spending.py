@@ -20,6 +20,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import date
+from typing import Literal
 
 from domain.calls import MeterStep, plan_charges
 from domain.credits import Balance, Blocked, Charged, CreditPolicy, charge_words
@@ -49,13 +50,17 @@ class Settlement:
     settled_after: int
 
 
+QuotaKind = Literal["messages", "ai_tokens"]
+
+
 @dataclass(frozen=True, slots=True)
 class Quota:
-    """A plan's daily limit on one kind of use, and what was used of it today."""
+    """A plan's daily limit on one kind of use, and what was used of it today (an unlimited plan
+    has no Quota)."""
 
-    kind: str  # "messages" | "ai_tokens"
+    kind: QuotaKind
     plan: str
-    limit: int | None
+    limit: int
     used: int
     day: date
 

@@ -5,13 +5,13 @@ A separate key space from the single-bigint locks, such as the migration lock (`
 
 from __future__ import annotations
 
-import asyncpg
+from infra.db import Conn
 
 
-async def try_lock(conn: asyncpg.Connection, key: tuple[int, int]) -> bool:
+async def try_lock(conn: Conn, key: tuple[int, int]) -> bool:
     """Take the lock for this session if no other session holds it; False if one does."""
     return bool(await conn.fetchval("SELECT pg_try_advisory_lock($1, $2)", *key))
 
 
-async def unlock(conn: asyncpg.Connection, key: tuple[int, int]) -> None:
+async def unlock(conn: Conn, key: tuple[int, int]) -> None:
     await conn.execute("SELECT pg_advisory_unlock($1, $2)", *key)

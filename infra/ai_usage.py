@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import uuid
 
-import asyncpg
-
-Conn = asyncpg.Connection | asyncpg.Pool
+from infra.db import ConnOrPool
 
 
 async def record(
-    conn: Conn,
+    conn: ConnOrPool,
     command_id: str,
     purpose: str,
     asker: str,

@@ -10,6 +10,9 @@ from dataclasses import dataclass
 
 import asyncpg
 
+from infra.db import Conn
+from schemas.calls import EndReason
+
 
 @dataclass(frozen=True, slots=True)
 class Call:
@@ -23,7 +26,7 @@ class Call:
     started_ms: int
     last_seen_ms: int
     ended_ms: int | None
-    end_reason: str | None
+    end_reason: EndReason | None
     minutes_charged: int
     credits_charged: int
 
@@ -43,14 +46,14 @@ _COLUMNS = (
 )
 
 
-async def lock(conn: asyncpg.Connection, call_id: str) -> Call | None:
+async def lock(conn: Conn, call_id: str) -> Call | None:
     """The call, locked until the transaction ends; None if there is no such call."""
     row = await conn.fetchrow(f"SELECT {_COLUMNS} FROM calls WHERE call_id = $1 FOR UPDATE", call_id)
     return None if row is None else Call(**dict(row))
 
 
 async def start(
-    conn: asyncpg.Connection,
+    conn: Conn,
     call_id: str,
     caller_id: str,
     callee_id: str,
@@ -72,18 +75,19 @@ async def start(
         minute_ms,
         started_ms,
     )
+    assert row is not None  # INSERT ... RETURNING returns the row it stored
     return Call(**dict(row))
 
 
 async def store_progress(
-    conn: asyncpg.Connection,
+    conn: Conn,
     call_id: str,
     *,
     minutes_charged: int,
     credits_added: int,
     seen_ms: int,
     ended_ms: int | None,
-    end_reason: str | None,
+    end_reason: EndReason | None,
 ) -> Call:
     """Store the minutes charged so far and the latest time seen; end the call if ``ended_ms`` is set."""
     row = await conn.fetchrow(
@@ -98,6 +102,7 @@ async def store_progress(
         ended_ms,
         end_reason,
     )
+    assert row is not None, f"no call {call_id}"
     return Call(**dict(row))
 
 

@@ -14,6 +14,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+from eth_typing import ChecksumAddress
 from eth_utils import keccak, to_checksum_address
 from web3 import AsyncHTTPProvider, AsyncWeb3
 
@@ -83,8 +84,8 @@ def artifact() -> dict[str, Any]:
 @dataclass(frozen=True, slots=True)
 class ChainInfo:
     chain_id: int
-    token: str  # checksummed
-    treasury: str  # checksummed
+    token: ChecksumAddress
+    treasury: ChecksumAddress
     decimals: int
     embedded: bool
     minter: str | None = None  # the embedded chain's unlocked token owner

@@ -20,6 +20,7 @@ from typing import Any, Protocol
 import asyncpg
 
 from domain.channels import conversation_room
+from infra.db import Conn
 
 
 class Reader(Protocol):
@@ -121,7 +122,7 @@ def _uuid(value: str) -> uuid.UUID | None:
 
 
 async def record_inbound(
-    conn: asyncpg.Connection,
+    conn: Conn,
     tenant_id: str,
     channel: str,
     address: str,
@@ -146,10 +147,11 @@ async def record_inbound(
         contact_name,
         _at(at_ms),
     )
+    assert record is not None  # the upsert returns its row
     return dict(record)
 
 
-async def to_reply(conn: asyncpg.Connection, conversation_id: str, tenant_id: str) -> Row | None:
+async def to_reply(conn: Conn, conversation_id: str, tenant_id: str) -> Row | None:
     """The tenant's conversation an operator replies in (with the contact's address), if it exists."""
     return _row(
         await conn.fetchrow(
@@ -161,7 +163,7 @@ async def to_reply(conn: asyncpg.Connection, conversation_id: str, tenant_id: st
     )
 
 
-async def touch(conn: asyncpg.Connection, conversation_id: uuid.UUID, at_ms: int) -> None:
+async def touch(conn: Conn, conversation_id: uuid.UUID, at_ms: int) -> None:
     """Move the conversation's last activity forward to ``at_ms`` (never back)."""
     await conn.execute(
         "UPDATE conversations SET last_message_at = greatest(last_message_at, $2) WHERE conversation_id = $1",
@@ -170,7 +172,7 @@ async def touch(conn: asyncpg.Connection, conversation_id: uuid.UUID, at_ms: int
     )
 
 
-async def lock_state(conn: asyncpg.Connection, conversation_id: str, tenant_id: str) -> Row | None:
+async def lock_state(conn: Conn, conversation_id: str, tenant_id: str) -> Row | None:
     """The tenant's conversation, locked until the transaction ends; None if there is none (or the
     id is not a uuid)."""
     if (key := _uuid(conversation_id)) is None:
@@ -184,7 +186,7 @@ async def lock_state(conn: asyncpg.Connection, conversation_id: str, tenant_id: 
     )
 
 
-async def take_over(conn: asyncpg.Connection, conversation_id: uuid.UUID, operator_id: str, name: str | None) -> Row:
+async def take_over(conn: Conn, conversation_id: uuid.UUID, operator_id: str, name: str | None) -> Row:
     """The operator holds the conversation from now on; its new state."""
     record = await conn.fetchrow(
         "UPDATE conversations SET taken_over_by = $2, taken_over_name = $3, taken_over_at = now()"
@@ -193,16 +195,18 @@ async def take_over(conn: asyncpg.Connection, conversation_id: uuid.UUID, operat
         operator_id,
         name,
     )
+    assert record is not None, f"no conversation {conversation_id}"
     return dict(record)
 
 
-async def hand_back(conn: asyncpg.Connection, conversation_id: uuid.UUID) -> Row:
+async def hand_back(conn: Conn, conversation_id: uuid.UUID) -> Row:
     """Nobody holds the conversation any more (the AI agent answers again); its new state."""
     record = await conn.fetchrow(
         "UPDATE conversations SET taken_over_by = NULL, taken_over_name = NULL, taken_over_at = NULL"
         f" WHERE conversation_id = $1 RETURNING {_STATE}",
         conversation_id,
     )
+    assert record is not None, f"no conversation {conversation_id}"
     return dict(record)
 
 
@@ -219,7 +223,7 @@ class Delivery:
     status: str
 
 
-async def queue_outbound(conn: asyncpg.Connection, message_id: str, conversation: Row, body: str) -> None:
+async def queue_outbound(conn: Conn, message_id: str, conversation: Row, body: str) -> None:
     """Queue ``body`` for sending to the conversation's contact (status ``queued``)."""
     await conn.execute(
         "INSERT INTO outbound_messages (message_id, conversation_id, tenant_id, channel, address, contact, body)"
@@ -234,7 +238,7 @@ async def queue_outbound(conn: asyncpg.Connection, message_id: str, conversation
     )
 
 
-async def lock_delivery(conn: asyncpg.Connection, provider_message_id: str) -> Delivery | None:
+async def lock_delivery(conn: Conn, provider_message_id: str) -> Delivery | None:
     """The outbound message the provider knows as ``provider_message_id``, locked; None if its
     send is not recorded (yet)."""
     record = await conn.fetchrow(
@@ -248,7 +252,7 @@ async def lock_delivery(conn: asyncpg.Connection, provider_message_id: str) -> D
 
 
 async def set_delivery_status(
-    conn: asyncpg.Connection, message_id: uuid.UUID, status: str, error_code: str | None, error_message: str | None
+    conn: Conn, message_id: uuid.UUID, status: str, error_code: str | None, error_message: str | None
 ) -> None:
     """Record a delivery status; an error code or message is kept until a new one replaces it."""
     await conn.execute(
@@ -264,7 +268,7 @@ async def set_delivery_status(
 # --- Read and written by the AI agent (workers.ai_service) ---
 
 
-async def is_taken_over(conn: asyncpg.Connection, conversation_id: str, *, lock: bool = False) -> bool:
+async def is_taken_over(conn: Conn, conversation_id: str, *, lock: bool = False) -> bool:
     """Whether an operator holds the conversation; ``lock``: row-locked, which orders the check
     against a takeover."""
     lock_clause = " FOR UPDATE" if lock else ""
@@ -276,7 +280,7 @@ async def is_taken_over(conn: asyncpg.Connection, conversation_id: str, *, lock:
     )
 
 
-async def touch_now(conn: asyncpg.Connection, conversation_id: str) -> Row | None:
+async def touch_now(conn: Conn, conversation_id: str) -> Row | None:
     """Move the conversation's last activity forward to now (never back); the whole row."""
     return _row(
         await conn.fetchrow(
@@ -288,7 +292,7 @@ async def touch_now(conn: asyncpg.Connection, conversation_id: str) -> Row | Non
 
 
 async def classify(
-    conn: asyncpg.Connection,
+    conn: Conn,
     conversation_id: str,
     tenant_id: str,
     intent: str,

@@ -4,12 +4,20 @@ from __future__ import annotations
 
 import json
 from importlib import resources
+from typing import TypeAlias
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import structlog
+from asyncpg.pool import PoolConnectionProxy
 
 log = structlog.get_logger(__name__)
+
+# A connection queries run on: one of its own (asyncpg.connect) or one acquired from a pool. asyncpg
+# counts the pool's proxy as a Connection (isinstance), its type stubs keep the two apart.
+Conn: TypeAlias = asyncpg.Connection | PoolConnectionProxy
+# What a lone query runs on: a connection, or the pool itself (which acquires one for the query).
+ConnOrPool: TypeAlias = Conn | asyncpg.Pool
 
 _MIGRATION_LOCK = 0x6B_6565_7065_72  # any constant shared by every process of the deployment
 
@@ -40,7 +48,7 @@ async def ensure_database(url: str) -> None:
 
 def _migrations() -> list[tuple[str, str]]:
     folder = resources.files("infra") / "migrations"
-    files = sorted(f for f in folder.iterdir() if f.name.endswith(".sql"))
+    files = sorted((f for f in folder.iterdir() if f.name.endswith(".sql")), key=lambda f: f.name)
     return [(f.name.removesuffix(".sql"), f.read_text()) for f in files]
 
 

@@ -10,8 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import asyncpg
-
+from infra.db import Conn, ConnOrPool
 from schemas.chain import ChainDeposit
 
 CLAIM_BATCH = 500  # unclaimed deposits of linked senders read per sweep
@@ -40,7 +39,7 @@ class Unclaimed:
     decimals: int
 
 
-async def record(conn: asyncpg.Connection, cmd: ChainDeposit) -> Recorded:
+async def record(conn: Conn, cmd: ChainDeposit) -> Recorded:
     """Record the deposit once (``unclaimed``) and return its row, locked until the transaction
     ends: the lock orders a deposit command and a later claim of the same deposit."""
     await conn.execute(
@@ -61,10 +60,11 @@ async def record(conn: asyncpg.Connection, cmd: ChainDeposit) -> Recorded:
         cmd.tx_hash,
         cmd.log_index,
     )
+    assert row is not None  # inserted just above if it was not there
     return Recorded(row["status"], int(row["amount"]), row["decimals"], row["linked_to"])
 
 
-async def mark_credited(conn: asyncpg.Connection, tx_hash: str, log_index: int, user_id: str, credits: int) -> None:
+async def mark_credited(conn: Conn, tx_hash: str, log_index: int, user_id: str, credits: int) -> None:
     await conn.execute(
         "UPDATE chain_deposits SET status = 'credited', user_id = $3, credits = $4, credited_at = now()"
         " WHERE tx_hash = $1 AND log_index = $2",
@@ -75,7 +75,7 @@ async def mark_credited(conn: asyncpg.Connection, tx_hash: str, log_index: int, 
     )
 
 
-async def lock_fraction(conn: asyncpg.Connection, user_id: str) -> int:
+async def lock_fraction(conn: Conn, user_id: str) -> int:
     """The base units carried over from the user's earlier deposits; the row (made on first use)
     stays locked until the transaction ends."""
     return int(
@@ -87,13 +87,13 @@ async def lock_fraction(conn: asyncpg.Connection, user_id: str) -> int:
     )
 
 
-async def store_fraction(conn: asyncpg.Connection, user_id: str, base_units: int) -> None:
+async def store_fraction(conn: Conn, user_id: str, base_units: int) -> None:
     await conn.execute(
         "UPDATE chain_fractions SET base_units = $2, updated_at = now() WHERE user_id = $1", user_id, base_units
     )
 
 
-async def unclaimed_of_linked(conn: asyncpg.Connection | asyncpg.Pool, limit: int = CLAIM_BATCH) -> list[Unclaimed]:
+async def unclaimed_of_linked(conn: ConnOrPool, limit: int = CLAIM_BATCH) -> list[Unclaimed]:
     """Unclaimed deposits whose sender is linked to a user now, oldest first."""
     rows = await conn.fetch(
         "SELECT d.tx_hash, d.log_index, d.chain_key, d.block_number, d.from_address, d.amount, d.decimals"
@@ -115,7 +115,7 @@ async def unclaimed_of_linked(conn: asyncpg.Connection | asyncpg.Pool, limit: in
     ]
 
 
-async def cursor(conn: asyncpg.Connection | asyncpg.Pool, chain_key: str, start_block: int) -> int:
+async def cursor(conn: ConnOrPool, chain_key: str, start_block: int) -> int:
     """The next block to read for ``chain_key``; a new one starts at ``start_block``."""
     return int(
         await conn.fetchval(
@@ -128,7 +128,7 @@ async def cursor(conn: asyncpg.Connection | asyncpg.Pool, chain_key: str, start_
     )
 
 
-async def advance_cursor(conn: asyncpg.Connection | asyncpg.Pool, chain_key: str, start: int, next_block: int) -> bool:
+async def advance_cursor(conn: ConnOrPool, chain_key: str, start: int, next_block: int) -> bool:
     """Move the cursor from ``start`` to ``next_block`` (compare-and-set); False if it was not at ``start``."""
     moved = await conn.fetchval(
         "UPDATE chain_cursors SET next_block = $3, updated_at = now()"

@@ -17,9 +17,12 @@ import structlog
 from aiohttp import web
 from eth_abi import abi
 from eth_account import Account
+from eth_tester import EthereumTester
 from eth_tester.exceptions import TransactionFailed
+from eth_typing import ChecksumAddress
 from web3 import EthereumTesterProvider, Web3
 from web3.middleware import combine_middleware
+from web3.types import Wei
 
 from infra.chain import CHAIN_INFO_METHOD, artifact
 
@@ -30,24 +33,28 @@ MAX_BATCH = 100
 
 class EmbeddedChain:
     def __init__(self, treasury: str | None = None) -> None:
-        self.provider = EthereumTesterProvider()
-        self.tester = self.provider.ethereum_tester
+        self.tester = EthereumTester()
+        self.provider = EthereumTesterProvider(self.tester)
         self.w3 = Web3(self.provider)
         self._request = combine_middleware(
             middleware=self.provider._middleware, w3=self.w3, provider_request_fn=self.provider.make_request
         )
         self._lock = threading.Lock()  # py-evm is not thread-safe; requests run in a worker thread
-        funder = self.w3.eth.accounts[0]
+        # eth-tester's chain has 10 funded accounts; web3 types eth.accounts as a tuple of one.
+        accounts: tuple[ChecksumAddress, ...] = self.w3.eth.accounts
+        funder = accounts[0]
         minter = Account.create()
         self.tester.add_account(minter.key.to_0x_hex())
         self.w3.eth.wait_for_transaction_receipt(
-            self.w3.eth.send_transaction({"from": funder, "to": minter.address, "value": 10**21})
+            self.w3.eth.send_transaction({"from": funder, "to": minter.address, "value": Wei(10**21)})
         )
         contract = self.w3.eth.contract(abi=artifact()["abi"], bytecode=artifact()["bytecode"])
         receipt = self.w3.eth.wait_for_transaction_receipt(contract.constructor().transact({"from": minter.address}))
-        self.token: str = receipt["contractAddress"]
+        token = receipt["contractAddress"]
+        assert token is not None  # a deployment's receipt names the contract it created
+        self.token: ChecksumAddress = token
         self.minter: str = minter.address
-        self.treasury: str = Web3.to_checksum_address(treasury) if treasury else self.w3.eth.accounts[1]
+        self.treasury: ChecksumAddress = Web3.to_checksum_address(treasury) if treasury else accounts[1]
         self.deployed_block: int = receipt["blockNumber"]
 
     def info(self) -> dict[str, Any]:

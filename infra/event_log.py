@@ -14,6 +14,8 @@ from typing import Any, Final, Literal
 
 import asyncpg
 
+from infra.db import Conn
+
 Status = Literal["applied", "rejected", "failed", "duplicate"]
 STATUSES: Final = ("applied", "rejected", "failed", "duplicate")
 Verdict = Literal["re-applied", "no-op", "failed", "pending"]
@@ -38,10 +40,10 @@ class Entry:
 
 def subjects(command: Mapping[str, Any]) -> tuple[str | None, str | None]:
     """(user, tenant) a command is about, for the replay filters; either may be None."""
-    asker = command.get("asker") if isinstance(command.get("asker"), str) else ""
+    asker = a if isinstance(a := command.get("asker"), str) else ""
     kind, _, who = asker.partition(":")
     user = next((v for k in _USER_KEYS if isinstance(v := command.get(k), str) and v), None)
-    tenant = command.get("tenant_id") if isinstance(command.get("tenant_id"), str) else None
+    tenant = t if isinstance(t := command.get("tenant_id"), str) else None
     return user or (who if kind == "user" and who else None), tenant or (who if kind == "tenant" and who else None)
 
 
@@ -50,7 +52,7 @@ def entry_for(queue: str, actor: str, command: Any, status: Status, error: str |
     if not isinstance(command, dict) or not isinstance(command.get("command_id"), str):
         return None
     user, tenant = subjects(command)
-    kind = command.get("type") if isinstance(command.get("type"), str) else "unknown"
+    kind = t if isinstance(t := command.get("type"), str) else "unknown"
     return Entry(
         command["command_id"],
         queue,
@@ -99,7 +101,7 @@ async def record(pool: asyncpg.Pool, e: Entry) -> None:
     )
 
 
-async def record_many(conn: asyncpg.Connection, entries: Iterable[Entry]) -> None:
+async def record_many(conn: Conn, entries: Iterable[Entry]) -> None:
     """Log many processed commands at once, inside the transaction that applied them (a batch)."""
     await conn.executemany(
         _UPSERT,

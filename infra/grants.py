@@ -8,6 +8,7 @@ import asyncpg
 
 from domain.credits import set_credits, top_up
 from infra import ledger
+from infra.db import Conn
 from schemas.commands import scoped_id
 
 
@@ -46,7 +47,7 @@ def grant_reference(account: str, idempotency_key: str) -> str:
     return scoped_id("grant", account, idempotency_key)
 
 
-async def _granted(conn: asyncpg.Connection, account: str, idempotency_key: str) -> int | None:
+async def _granted(conn: Conn, account: str, idempotency_key: str) -> int | None:
     """Credits the key's earlier grant moved to ``account``, or None. Grants made before references
     were digests used ``<account>:<key>``: matching the posting's account keeps those unambiguous."""
     return await conn.fetchval(

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-import asyncpg
+from infra.db import Conn
 
 Position = tuple[int, int]  # (txn_id, posting_id) of the last entry a page showed
 
@@ -25,11 +25,11 @@ class Entry:
     created_at: datetime
 
 
-async def account_exists(conn: asyncpg.Connection, account: str) -> bool:
+async def account_exists(conn: Conn, account: str) -> bool:
     return bool(await conn.fetchval("SELECT true FROM accounts WHERE account_id = $1", account))
 
 
-async def entries(conn: asyncpg.Connection, account: str, before: Position | None, limit: int) -> list[Entry]:
+async def entries(conn: Conn, account: str, before: Position | None, limit: int) -> list[Entry]:
     """Up to ``limit`` entries older than ``before`` (all, from the newest, when it is None)."""
     rows = await conn.fetch(
         "SELECT p.txn_id, p.posting_id, p.amount, t.kind, t.reference, t.memo, t.created_at,"

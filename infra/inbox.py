@@ -15,6 +15,8 @@ from typing import Any, Literal
 
 import asyncpg
 
+from infra.db import Conn, ConnOrPool
+
 Status = Literal["applied", "rejected", "failed"]
 
 
@@ -35,7 +37,7 @@ class Key:
     user_id: str | None
 
 
-async def claim_many(conn: asyncpg.Connection, keys: Sequence[Key]) -> dict[str, Stored | None]:
+async def claim_many(conn: Conn, keys: Sequence[Key]) -> dict[str, Stored | None]:
     """Claim every command in ``keys`` for this transaction, in one statement.
 
     Maps each command id to None when this transaction claimed it (apply it now), or to the stored
@@ -44,7 +46,7 @@ async def claim_many(conn: asyncpg.Connection, keys: Sequence[Key]) -> dict[str,
     that share commands cannot deadlock on them.
     """
     ids = sorted({k.command_id for k in keys})
-    first = {}
+    first: dict[str, Key] = {}
     for key in keys:
         first.setdefault(key.command_id, key)
     rows = await conn.fetch(
@@ -79,7 +81,7 @@ class Finish:
     user_id: str | None = None
 
 
-async def finish_many(conn: asyncpg.Connection, outcomes: Sequence[Finish]) -> None:
+async def finish_many(conn: Conn, outcomes: Sequence[Finish]) -> None:
     """Record the outcomes of commands this transaction claimed, in one statement."""
     if not outcomes:
         return
@@ -93,7 +95,7 @@ async def finish_many(conn: asyncpg.Connection, outcomes: Sequence[Finish]) -> N
     )
 
 
-async def stored(conn: asyncpg.Connection | asyncpg.Pool, command_id: str) -> Stored | None:
+async def stored(conn: ConnOrPool, command_id: str) -> Stored | None:
     """The outcome of a command already applied or rejected (None: not yet, or it failed), read
     without claiming it: for work that must not start again (a model call) before the claim."""
     row = await conn.fetchrow(
@@ -118,6 +120,7 @@ async def emitted_meanwhile(pool: asyncpg.Pool, command_ids: Sequence[str], with
             ids,
             recent_s,
         )
+        assert row is not None  # an aggregate returns one row
         if row["unmarked"] == 0:
             return True
         if row["abandoned"] or asyncio.get_running_loop().time() >= deadline:

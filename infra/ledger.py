@@ -16,6 +16,7 @@ from typing import Final
 import asyncpg
 
 from domain.credits import Balance
+from infra.db import Conn, ConnOrPool
 
 REVENUE: Final = "system:revenue"
 GRANTS: Final = "system:grants"
@@ -49,7 +50,7 @@ class AccountStats:
     credits_charged_total: int
 
 
-async def ensure_account(conn: asyncpg.Connection, account: str, signup_credits: int = 0) -> bool:
+async def ensure_account(conn: Conn, account: str, signup_credits: int = 0) -> bool:
     """Open a user or tenant account on first sight, with its sign-up grant; True if it was new."""
     created = await conn.fetchval(
         "INSERT INTO accounts (account_id, kind) VALUES ($1, $2) ON CONFLICT DO NOTHING RETURNING true",
@@ -61,7 +62,7 @@ async def ensure_account(conn: asyncpg.Connection, account: str, signup_credits:
     return bool(created)
 
 
-async def lock_balance(conn: asyncpg.Connection, account: str) -> Balance:
+async def lock_balance(conn: Conn, account: str) -> Balance:
     """Read an account's balance and hold its row lock until the transaction ends."""
     row = await conn.fetchrow(
         "SELECT credits, words_left, words_expire_at, low_balance_warned"
@@ -73,7 +74,7 @@ async def lock_balance(conn: asyncpg.Connection, account: str) -> Balance:
     return _balance(row)
 
 
-async def lock_or_open(conn: asyncpg.Connection, account: str, signup_credits: int = 0) -> Balance:
+async def lock_or_open(conn: Conn, account: str, signup_credits: int = 0) -> Balance:
     """Lock an account's balance, opening the account first if this is its first movement."""
     try:
         return await lock_balance(conn, account)
@@ -83,7 +84,7 @@ async def lock_or_open(conn: asyncpg.Connection, account: str, signup_credits: i
 
 
 async def store_balance(
-    conn: asyncpg.Connection,
+    conn: Conn,
     account: str,
     balance: Balance,
     *,
@@ -108,7 +109,7 @@ async def store_balance(
 
 
 async def transfer(
-    conn: asyncpg.Connection,
+    conn: Conn,
     source: str,
     destination: str,
     amount: int,
@@ -146,7 +147,7 @@ async def transfer(
     return True
 
 
-async def account_stats(conn: asyncpg.Connection, account: str) -> AccountStats | None:
+async def account_stats(conn: Conn, account: str) -> AccountStats | None:
     row = await conn.fetchrow(
         "SELECT credits, words_left, words_expire_at, low_balance_warned, words_used_total,"
         " credits_charged_total FROM accounts WHERE account_id = $1",
@@ -161,17 +162,17 @@ async def account_stats(conn: asyncpg.Connection, account: str) -> AccountStats 
     return AccountStats(account, balance, row["words_used_total"], row["credits_charged_total"])
 
 
-async def credits_of(conn: asyncpg.Connection | asyncpg.Pool, account: str) -> int | None:
+async def credits_of(conn: ConnOrPool, account: str) -> int | None:
     """The account's whole credits now (no lock); None if it has no account yet."""
     return await conn.fetchval("SELECT credits FROM accounts WHERE account_id = $1", account)
 
 
-async def store_low_balance_warned(conn: asyncpg.Connection, account: str, warned: bool) -> None:
+async def store_low_balance_warned(conn: Conn, account: str, warned: bool) -> None:
     """Store whether the account was warned of a low balance (credits received re-arm the warning)."""
     await conn.execute("UPDATE accounts SET low_balance_warned = $2 WHERE account_id = $1", account, warned)
 
 
-async def account_exists(conn: asyncpg.Connection | asyncpg.Pool, account: str) -> bool:
+async def account_exists(conn: ConnOrPool, account: str) -> bool:
     return bool(await conn.fetchval("SELECT true FROM accounts WHERE account_id = $1", account))
 
 
@@ -185,9 +186,7 @@ def _balance(row: asyncpg.Record) -> Balance:
     )
 
 
-async def lock_balances(
-    conn: asyncpg.Connection, accounts: Iterable[str], signup_credits: int = 0
-) -> dict[str, Balance]:
+async def lock_balances(conn: Conn, accounts: Iterable[str], signup_credits: int = 0) -> dict[str, Balance]:
     """Lock many accounts in one fixed order (account id) and read their balances, opening those
     seen for the first time.
 
@@ -217,7 +216,7 @@ class Transfer:
     memo: str | None = None
 
 
-async def transfer_many(conn: asyncpg.Connection, transfers: Sequence[Transfer]) -> int:
+async def transfer_many(conn: Conn, transfers: Sequence[Transfer]) -> int:
     """:func:`transfer` for many movements in three statements; returns how many were new.
 
     Each still happens once per (kind, reference); user balances change by the net of the new ones.
@@ -266,7 +265,7 @@ class BalanceUpdate:
     credits_charged: int
 
 
-async def store_balances(conn: asyncpg.Connection, updates: Sequence[BalanceUpdate]) -> None:
+async def store_balances(conn: Conn, updates: Sequence[BalanceUpdate]) -> None:
     """:func:`store_balance` for many accounts in one statement."""
     if not updates:
         return

@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import structlog
+from structlog.typing import EventDict, Processor, WrappedLogger
 
 
 def configure_logging(level: str = "INFO", fmt: str = "json", **static: str) -> None:
@@ -17,13 +18,13 @@ def configure_logging(level: str = "INFO", fmt: str = "json", **static: str) -> 
     ``static`` fields (service, node) are added to every line, from every thread.
     """
 
-    def add_static(_logger: object, _method: str, event: dict) -> dict:
+    def add_static(_logger: WrappedLogger, _method: str, event: EventDict) -> EventDict:
         for key, value in static.items():
             event.setdefault(key, value)
         return event
 
     renderer = structlog.processors.JSONRenderer() if fmt == "json" else structlog.dev.ConsoleRenderer(colors=False)
-    shared = [
+    shared: list[Processor] = [
         structlog.contextvars.merge_contextvars,
         add_static,
         structlog.stdlib.add_log_level,

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-import asyncpg
+from infra.db import Conn, ConnOrPool
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,7 +23,7 @@ class NewRow:
 
 
 async def store(
-    conn: asyncpg.Connection,
+    conn: Conn,
     message_id: str,
     room_id: str,
     user_id: str,
@@ -35,7 +35,7 @@ async def store(
     await store_many(conn, [NewRow(message_id, room_id, user_id, words, payload, created_ms)])
 
 
-async def store_many(conn: asyncpg.Connection, rows: Sequence[NewRow]) -> None:
+async def store_many(conn: Conn, rows: Sequence[NewRow]) -> None:
     """Store room messages, in the order given, each with the next sequence number of its room.
 
     The number is written into the row's ``payload`` as ``seq`` too (the same dict the caller
@@ -76,7 +76,7 @@ async def store_many(conn: asyncpg.Connection, rows: Sequence[NewRow]) -> None:
     )
 
 
-async def mark_read(conn: asyncpg.Connection, room_id: str, user_id: str, message_id: str) -> bool:
+async def mark_read(conn: Conn, room_id: str, user_id: str, message_id: str) -> bool:
     """Move the user's read mark in the room to ``message_id``; False if the room has no such message."""
     return bool(
         await conn.fetchval(
@@ -92,7 +92,7 @@ async def mark_read(conn: asyncpg.Connection, room_id: str, user_id: str, messag
 
 
 async def recent_payloads(
-    conn: asyncpg.Connection | asyncpg.Pool, room_id: str, limit: int, *, before_seq: int | None = None
+    conn: ConnOrPool, room_id: str, limit: int, *, before_seq: int | None = None
 ) -> list[dict[str, Any]]:
     """The payloads of the room's latest ``limit`` messages (before ``before_seq``), oldest first."""
     return (await page(conn, room_id, before_seq=before_seq, limit=limit, with_last_seq=False)).payloads
@@ -106,7 +106,7 @@ class Page:
 
 
 async def page(
-    conn: asyncpg.Connection | asyncpg.Pool,
+    conn: ConnOrPool,
     room_id: str,
     *,
     after_seq: int | None = None,
@@ -135,13 +135,13 @@ async def page(
     return Page([r["payload"] for r in rows], has_more, last)
 
 
-async def last_seq(conn: asyncpg.Connection | asyncpg.Pool, room_id: str) -> int:
+async def last_seq(conn: ConnOrPool, room_id: str) -> int:
     """The room's latest message seq, 0 before its first message."""
     return await conn.fetchval("SELECT last_seq FROM room_sequences WHERE room_id = $1", room_id) or 0
 
 
 async def recent_with_delivery(
-    conn: asyncpg.Connection | asyncpg.Pool, room_id: str, limit: int, *, before_seq: int | None = None
+    conn: ConnOrPool, room_id: str, limit: int, *, before_seq: int | None = None
 ) -> list[tuple[dict[str, Any], str | None]]:
     """The room's latest ``limit`` messages (before ``before_seq``), oldest first, each with the last
     known delivery status of its outbound copy (None for a message that was not sent out, e.g. the
@@ -157,14 +157,12 @@ async def recent_with_delivery(
     return [(r["payload"], r["status"]) for r in rows]
 
 
-async def message_seq(conn: asyncpg.Connection | asyncpg.Pool, room_id: str, message_id: uuid.UUID) -> int | None:
+async def message_seq(conn: ConnOrPool, room_id: str, message_id: uuid.UUID) -> int | None:
     """The message's position in the room (its ``seq``); None when the room has no such message."""
     return await conn.fetchval("SELECT seq FROM messages WHERE message_id = $1 AND room_id = $2", message_id, room_id)
 
 
-async def context(
-    conn: asyncpg.Connection | asyncpg.Pool, room_id: str, trigger_message_id: str, limit: int
-) -> list[dict[str, Any]]:
+async def context(conn: ConnOrPool, room_id: str, trigger_message_id: str, limit: int) -> list[dict[str, Any]]:
     """The room's last ``limit`` messages up to and including the trigger, oldest first."""
     rows = await conn.fetch(
         "SELECT payload FROM (SELECT seq, payload FROM messages WHERE room_id = $1 AND seq <="

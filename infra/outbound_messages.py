@@ -10,6 +10,7 @@ from dataclasses import dataclass
 import asyncpg
 
 from domain.channels import conversation_room
+from infra.db import Conn, ConnOrPool
 from schemas.channels import room_channel
 
 _COLUMNS = (
@@ -45,7 +46,7 @@ class OutboundRow:
         return room_channel(conversation_room(self.tenant_id, self.conversation_id))
 
 
-async def lock(conn: asyncpg.Connection, message_id: uuid.UUID) -> OutboundRow | None:
+async def lock(conn: Conn, message_id: uuid.UUID) -> OutboundRow | None:
     """The message, locked until the transaction ends (None: no such message)."""
     record = await conn.fetchrow(
         f"SELECT {_COLUMNS} FROM outbound_messages WHERE message_id = $1 FOR UPDATE", message_id
@@ -53,17 +54,18 @@ async def lock(conn: asyncpg.Connection, message_id: uuid.UUID) -> OutboundRow |
     return OutboundRow.of(record) if record is not None else None
 
 
-async def mark_sending(conn: asyncpg.Connection, message_id: uuid.UUID) -> OutboundRow:
+async def mark_sending(conn: Conn, message_id: uuid.UUID) -> OutboundRow:
     """One more claim: ``sending``, ``attempts + 1``."""
     record = await conn.fetchrow(
         f"UPDATE outbound_messages SET status = 'sending', attempts = attempts + 1, updated_at = now()"
         f" WHERE message_id = $1 RETURNING {_COLUMNS}",
         message_id,
     )
+    assert record is not None, f"no outbound message {message_id}"
     return OutboundRow.of(record)
 
 
-async def mark_unconfirmed(conn: asyncpg.Connection, message_id: uuid.UUID, error_message: str) -> OutboundRow:
+async def mark_unconfirmed(conn: Conn, message_id: uuid.UUID, error_message: str) -> OutboundRow:
     """``failed`` (``unconfirmed``): claimed too often without the provider's answer being recorded."""
     record = await conn.fetchrow(
         f"UPDATE outbound_messages SET status = 'failed', error_code = 'unconfirmed', error_message = $2,"
@@ -71,12 +73,11 @@ async def mark_unconfirmed(conn: asyncpg.Connection, message_id: uuid.UUID, erro
         message_id,
         error_message,
     )
+    assert record is not None, f"no outbound message {message_id}"
     return OutboundRow.of(record)
 
 
-async def store_provider_id(
-    conn: asyncpg.Connection, message_id: uuid.UUID, provider_message_id: str, status: str
-) -> None:
+async def store_provider_id(conn: Conn, message_id: uuid.UUID, provider_message_id: str, status: str) -> None:
     """The provider accepted the message: its id, and ``status``; any earlier error is cleared."""
     await conn.execute(
         "UPDATE outbound_messages SET provider_message_id = $2, status = $3, error_code = NULL,"
@@ -87,9 +88,7 @@ async def store_provider_id(
     )
 
 
-async def mark_failed(
-    conn: asyncpg.Connection | asyncpg.Pool, message_id: uuid.UUID, code: str, message: str
-) -> OutboundRow | None:
+async def mark_failed(conn: ConnOrPool, message_id: uuid.UUID, code: str, message: str) -> OutboundRow | None:
     """``failed`` with ``code``, unless the message was sent or settled meanwhile (then None)."""
     record = await conn.fetchrow(
         f"UPDATE outbound_messages SET status = 'failed', error_code = $2, error_message = $3, updated_at = now()"

@@ -9,27 +9,26 @@ import asyncpg
 
 from domain.plans import Plan, PlanCatalog, day_start, quota_day, resets_at
 from infra import ledger
+from infra.db import Conn, ConnOrPool
 
-Conn = asyncpg.Connection | asyncpg.Pool
 
-
-async def plan_row(conn: Conn, user_id: str) -> asyncpg.Record | None:
+async def plan_row(conn: ConnOrPool, user_id: str) -> asyncpg.Record | None:
     return await conn.fetchrow(
         "SELECT plan, status, current_period_end FROM user_plans WHERE user_id = $1 AND state_event_id <> ''", user_id
     )
 
 
-async def plan_of(conn: Conn, catalog: PlanCatalog, user_id: str) -> Plan:
+async def plan_of(conn: ConnOrPool, catalog: PlanCatalog, user_id: str) -> Plan:
     """The plan whose quotas apply to ``user_id`` now (Free without an active subscription)."""
     row = await plan_row(conn, user_id)
     return catalog.effective(row["plan"], row["status"]) if row else catalog.free
 
 
-async def messages_used(conn: Conn, user_id: str, day: date) -> int:
+async def messages_used(conn: ConnOrPool, user_id: str, day: date) -> int:
     return await conn.fetchval("SELECT messages FROM daily_usage WHERE user_id = $1 AND day = $2", user_id, day) or 0
 
 
-async def ai_tokens_used(conn: Conn, user_id: str, day: date) -> int:
+async def ai_tokens_used(conn: ConnOrPool, user_id: str, day: date) -> int:
     return await conn.fetchval(
         "SELECT coalesce(sum(prompt_tokens + completion_tokens), 0) FROM ai_usage"
         " WHERE asker = $1 AND created_at >= $2 AND created_at < $3",
@@ -39,7 +38,7 @@ async def ai_tokens_used(conn: Conn, user_id: str, day: date) -> int:
     )
 
 
-async def count_message(conn: asyncpg.Connection, user_id: str, at: float) -> None:
+async def count_message(conn: Conn, user_id: str, at: float) -> None:
     """One more message on the user's daily usage (its day is UTC's, at ``at``)."""
     await conn.execute(
         "INSERT INTO daily_usage (user_id, day, messages) VALUES ($1, $2, 1)"
@@ -49,7 +48,7 @@ async def count_message(conn: asyncpg.Connection, user_id: str, at: float) -> No
     )
 
 
-async def plans_of(conn: Conn, catalog: PlanCatalog, user_ids: Iterable[str]) -> dict[str, Plan]:
+async def plans_of(conn: ConnOrPool, catalog: PlanCatalog, user_ids: Iterable[str]) -> dict[str, Plan]:
     """:func:`plan_of` for many users in one statement."""
     users = sorted(set(user_ids))
     rows = await conn.fetch(
@@ -60,7 +59,7 @@ async def plans_of(conn: Conn, catalog: PlanCatalog, user_ids: Iterable[str]) ->
     return plans
 
 
-async def messages_used_on(conn: Conn, user_days: Iterable[tuple[str, date]]) -> dict[tuple[str, date], int]:
+async def messages_used_on(conn: ConnOrPool, user_days: Iterable[tuple[str, date]]) -> dict[tuple[str, date], int]:
     """:func:`messages_used` for many (user, day) pairs in one statement."""
     pairs = sorted(set(user_days))
     rows = await conn.fetch(
@@ -74,7 +73,7 @@ async def messages_used_on(conn: Conn, user_days: Iterable[tuple[str, date]]) ->
     return used
 
 
-async def count_messages(conn: asyncpg.Connection, counts: dict[tuple[str, date], int]) -> None:
+async def count_messages(conn: Conn, counts: dict[tuple[str, date], int]) -> None:
     """Add ``n`` messages to each (user, day)'s usage, in one statement."""
     if not counts:
         return

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, cast
 
 from redis.asyncio import Redis
 
@@ -54,7 +54,8 @@ def seen_key(prefix: str, user_id: str) -> str:
 
 async def live_nodes(redis: Redis, prefix: str) -> dict[str, dict[str, Any]]:
     """The live nodes and their last reported state; forgets nodes whose heartbeat lapsed."""
-    nodes = sorted(await redis.smembers(nodes_key(prefix)))
+    # Every client here decodes responses (redis_client's default); redis-py types members bytes | str.
+    nodes = sorted(cast("set[str]", await redis.smembers(nodes_key(prefix))))
     if not nodes:
         return {}
     states = await redis.mget([node_key(prefix, n) for n in nodes])

@@ -222,7 +222,7 @@ def _cancelled_by_caller() -> bool:
     return task is None or task.cancelling() > 0
 
 
-def _log_ids(payload: dict) -> dict[str, str | list[str]]:
+def _log_ids(payload: dict) -> dict[str, str | list[str | None]]:
     """The command's id and type and, when it is published while another command is being
     processed (a worker's follow-up), that command's id as ``caused_by``, so a chain can be followed.
     A batch (``commands``: a list of commands) also lists its commands' ids as ``command_ids``."""
@@ -230,7 +230,7 @@ def _log_ids(payload: dict) -> dict[str, str | list[str]]:
     parent = structlog.contextvars.get_contextvars().get("command_id")
     if parent is not None and parent != ids["command_id"]:
         ids["caused_by"] = parent
-    found: dict[str, str | list[str]] = {key: value for key, value in ids.items() if isinstance(value, str)}
+    found: dict[str, str | list[str | None]] = {key: value for key, value in ids.items() if isinstance(value, str)}
     inner = payload.get("commands")
     if isinstance(inner, list):
         found["command_ids"] = [c.get("command_id") for c in inner if isinstance(c, dict)]

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import asyncpg
+from infra.db import Conn
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,12 +48,12 @@ class EarlyRefund:
     amount: int
 
 
-async def lock_payment(conn: asyncpg.Connection, payment_ref: str) -> None:
+async def lock_payment(conn: Conn, payment_ref: str) -> None:
     """Serialize every event of one payment (its purchase and its refunds) until the transaction ends."""
     await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 42))", f"payment:{payment_ref}")
 
 
-async def record(conn: asyncpg.Connection, p: Payment) -> bool:
+async def record(conn: Conn, p: Payment) -> bool:
     """Store a paid purchase; False if it was stored before (another event of the same purchase)."""
     return bool(
         await conn.fetchval(
@@ -71,24 +71,23 @@ async def record(conn: asyncpg.Connection, p: Payment) -> bool:
     )
 
 
-async def known(conn: asyncpg.Connection, payment_ref: str) -> bool:
+async def known(conn: Conn, payment_ref: str) -> bool:
     """Whether the purchase of ``payment_ref`` has landed."""
     return bool(await conn.fetchval("SELECT true FROM purchases WHERE payment_ref = $1", payment_ref))
 
 
-async def lock(conn: asyncpg.Connection, payment_ref: str) -> Purchase:
+async def lock(conn: Conn, payment_ref: str) -> Purchase:
     """The purchase of ``payment_ref`` (which has landed), locked until the transaction ends."""
     row = await conn.fetchrow(
         "SELECT purchase_ref, provider, payment_ref, user_id, pack, credits, amount, currency, amount_refunded,"
         " credits_reversed FROM purchases WHERE payment_ref = $1 FOR UPDATE",
         payment_ref,
     )
+    assert row is not None, f"no purchase {payment_ref}"
     return Purchase(**dict(row))
 
 
-async def record_reversal(
-    conn: asyncpg.Connection, payment_ref: str, amount_refunded: int, credits_reversed: int
-) -> None:
+async def record_reversal(conn: Conn, payment_ref: str, amount_refunded: int, credits_reversed: int) -> None:
     """Remember the largest refunded total and credits reversed so far (an older total changes nothing)."""
     await conn.execute(
         "UPDATE purchases SET amount_refunded = greatest(amount_refunded, $2),"
@@ -99,9 +98,7 @@ async def record_reversal(
     )
 
 
-async def keep_early_refund(
-    conn: asyncpg.Connection, payment_ref: str, provider: str, amount_refunded: int, amount: int
-) -> None:
+async def keep_early_refund(conn: Conn, payment_ref: str, provider: str, amount_refunded: int, amount: int) -> None:
     """Keep a refund whose purchase has not landed yet, with the largest refunded total seen."""
     await conn.execute(
         "INSERT INTO early_refunds (payment_ref, provider, amount_refunded, amount) VALUES ($1, $2, $3, $4)"
@@ -114,7 +111,7 @@ async def keep_early_refund(
     )
 
 
-async def take_early_refund(conn: asyncpg.Connection, payment_ref: str) -> EarlyRefund | None:
+async def take_early_refund(conn: Conn, payment_ref: str) -> EarlyRefund | None:
     """Remove and return the refund kept for ``payment_ref``, if one came before its purchase."""
     row = await conn.fetchrow(
         "DELETE FROM early_refunds WHERE payment_ref = $1 RETURNING amount_refunded, amount", payment_ref

@@ -15,17 +15,16 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Final
 
-import asyncpg
-
 from domain.credits import Balance
 from domain.spending import Debt, Settlement, settle_debts
 from infra import ledger
+from infra.db import Conn, ConnOrPool
 
 PURCHASES: Final = "system:purchases"
 SETTLEMENT_KIND: Final = "receivable"
 
 
-async def outstanding(conn: asyncpg.Connection | asyncpg.Pool, account: str) -> int:
+async def outstanding(conn: ConnOrPool, account: str) -> int:
     """Credits ``account`` still owes (no lock; for a quick check before expensive work)."""
     return int(
         await conn.fetchval(
@@ -35,7 +34,7 @@ async def outstanding(conn: asyncpg.Connection | asyncpg.Pool, account: str) -> 
     )
 
 
-async def open_debts(conn: asyncpg.Connection, account: str) -> list[Debt]:
+async def open_debts(conn: Conn, account: str) -> list[Debt]:
     """The account's open receivables, oldest first, locked until the transaction ends."""
     rows = await conn.fetch(
         "SELECT receivable_id, amount, settled FROM receivables WHERE account_id = $1 AND settled < amount"
@@ -45,7 +44,7 @@ async def open_debts(conn: asyncpg.Connection, account: str) -> list[Debt]:
     return [Debt(r["receivable_id"], r["amount"], r["settled"]) for r in rows]
 
 
-async def open_shortfall(conn: asyncpg.Connection, account: str, purchase_ref: str, reversal: int, amount: int) -> None:
+async def open_shortfall(conn: Conn, account: str, purchase_ref: str, reversal: int, amount: int) -> None:
     """Open a receivable: ``amount`` credits of the reversal to ``reversal`` the balance could not cover."""
     await conn.execute(
         "INSERT INTO receivables (account_id, purchase_ref, reversal, amount) VALUES ($1, $2, $3, $4)",
@@ -56,7 +55,7 @@ async def open_shortfall(conn: asyncpg.Connection, account: str, purchase_ref: s
     )
 
 
-async def open_debts_of(conn: asyncpg.Connection, accounts: Iterable[str]) -> dict[str, list[Debt]]:
+async def open_debts_of(conn: Conn, accounts: Iterable[str]) -> dict[str, list[Debt]]:
     """:func:`open_debts` of many accounts in one statement (accounts without any are left out)."""
     rows = await conn.fetch(
         "SELECT account_id, receivable_id, amount, settled FROM receivables"
@@ -69,7 +68,7 @@ async def open_debts_of(conn: asyncpg.Connection, accounts: Iterable[str]) -> di
     return debts
 
 
-async def store_settlements(conn: asyncpg.Connection, account: str, settlements: Sequence[Settlement]) -> None:
+async def store_settlements(conn: Conn, account: str, settlements: Sequence[Settlement]) -> None:
     """Pay each settlement as a ledger transfer to ``system:purchases``.
 
     The caller holds the account's row lock, so two settlements of one account never overlap,
@@ -93,7 +92,7 @@ async def store_settlements(conn: asyncpg.Connection, account: str, settlements:
         )
 
 
-async def settle(conn: asyncpg.Connection, account: str, balance: Balance) -> tuple[Balance, int]:
+async def settle(conn: Conn, account: str, balance: Balance) -> tuple[Balance, int]:
     """Pay what the balance can of the open receivables (a purchase does, after its top-up);
     returns the new balance and what is still owed."""
     settlements, balance, owed = settle_debts(balance, await open_debts(conn, account))

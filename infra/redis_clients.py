@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Sequence
-from typing import Any, Protocol
+from typing import Any, Protocol, TypedDict
 from urllib.parse import urlsplit
 
 import redis
@@ -32,7 +32,12 @@ from schemas.channels import APPLIED_CHANNEL, room_channel
 
 log = structlog.get_logger(__name__)
 
-CLIENT_OPTIONS = {"lib_version": redis.__version__}
+
+class _ClientOptions(TypedDict):
+    lib_version: str
+
+
+CLIENT_OPTIONS: _ClientOptions = {"lib_version": redis.__version__}
 ROOM_PREFIX = room_channel("")  # the Socket.IO room of a chat room: "r/<roomId>"
 RESUBSCRIBE_FIRST_S = 0.05
 RESUBSCRIBE_MAX_S = 2.0
@@ -72,12 +77,22 @@ def redis_client(
     Through Sentinel the client asks for the current master on each new connection, so after a
     failover it follows the promoted replica the way Socket.IO's manager (same URL) does.
     """
-    pool_options = {"max_connections": max_connections, "timeout": pool_timeout_s}
     if urlsplit(url).scheme == SENTINEL_SCHEME:
         sentinels, service, options = parse_redis_sentinel_url(url)
         sentinel = Sentinel(sentinels, decode_responses=decode_responses, **CLIENT_OPTIONS, **options)
-        return sentinel.master_for(service, connection_pool_class=BlockingSentinelConnectionPool, **pool_options)
-    pool = BlockingConnectionPool.from_url(url, decode_responses=decode_responses, **CLIENT_OPTIONS, **pool_options)
+        return sentinel.master_for(
+            service,
+            connection_pool_class=BlockingSentinelConnectionPool,
+            max_connections=max_connections,
+            timeout=pool_timeout_s,
+        )
+    pool = BlockingConnectionPool.from_url(
+        url,
+        decode_responses=decode_responses,
+        **CLIENT_OPTIONS,
+        max_connections=max_connections,
+        timeout=pool_timeout_s,
+    )
     return Redis.from_pool(pool)
 
 
@@ -94,6 +109,8 @@ class _PooledRedisManager(socketio.AsyncRedisManager):
     results lost (and its stored emits, never marked published, go out with the retry).
     """
 
+    connected: bool  # python-socketio's (untyped): whether ``redis`` and ``pubsub`` are made
+
     def __init__(
         self,
         url: str,
@@ -104,7 +121,8 @@ class _PooledRedisManager(socketio.AsyncRedisManager):
         publish_retry_s: float = RESULT_PUBLISH_RETRY_S,
     ):
         super().__init__(url, channel=channel, write_only=write_only, redis_options=dict(CLIENT_OPTIONS))
-        self._pool_options = {"max_connections": max_connections, "pool_timeout_s": pool_timeout_s}
+        self._max_connections = max_connections
+        self._pool_timeout_s = pool_timeout_s
         self._publish_retry_s = publish_retry_s
 
     async def _publish(self, data: Any) -> Any:
@@ -133,7 +151,12 @@ class _PooledRedisManager(socketio.AsyncRedisManager):
     def _redis_connect(self) -> None:
         # Replaces the manager's own client (redis-py's default pool: 100 connections, then errors).
         # Its publish retries by calling this again: the previous client is dropped, not reused.
-        self.redis = redis_client(self.redis_url, decode_responses=False, **self._pool_options)
+        self.redis = redis_client(
+            self.redis_url,
+            decode_responses=False,
+            max_connections=self._max_connections,
+            pool_timeout_s=self._pool_timeout_s,
+        )
         self.pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
         self.connected = True
 

@@ -10,8 +10,9 @@ message in a log line, an exception message quoting a command).
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from importlib import metadata
-from typing import Any
+from typing import Any, TypeVar
 
 import sentry_sdk
 
@@ -56,6 +57,9 @@ def scrub_text(value: str) -> str:
     return PHONE.sub("[phone]", value)
 
 
+_Payload = TypeVar("_Payload", bound=Mapping[str, Any])  # an event or a breadcrumb (TypedDicts of sentry_sdk)
+
+
 def _scrub(value: Any) -> Any:
     if isinstance(value, str):
         return scrub_text(value)
@@ -69,7 +73,7 @@ def _scrub(value: Any) -> Any:
     return value
 
 
-def scrub_event(event: dict[str, Any], hint: dict[str, Any] | None = None) -> dict[str, Any]:
+def scrub_event(event: _Payload, hint: dict[str, Any] | None = None) -> _Payload:
     """``before_send`` (and ``before_breadcrumb``): the event with texts and numbers redacted.
 
     Structural fields Sentry needs (the exception type, stack frames' file and function names,

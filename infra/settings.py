@@ -6,7 +6,7 @@ import os
 import socket
 from functools import cached_property
 from ipaddress import IPv4Network, IPv6Network, ip_network
-from typing import Annotated, Literal
+from typing import Annotated, Literal, TypedDict
 from urllib.parse import quote
 
 from pydantic import AfterValidator, AliasChoices, Field, SecretStr, model_validator
@@ -29,6 +29,13 @@ def _valid_rate_limits(spec: str) -> str:
 
 
 RateLimitSpec = Annotated[str, AfterValidator(_valid_rate_limits)]
+
+
+class RedisPool(TypedDict):
+    """Keyword arguments of infra.redis_clients' builders that size their connection pools."""
+
+    max_connections: int
+    pool_timeout_s: float
 
 
 class Settings(BaseSettings):
@@ -260,7 +267,7 @@ class Settings(BaseSettings):
         return self
 
     @property
-    def redis_pool(self) -> dict[str, float]:
+    def redis_pool(self) -> RedisPool:
         """Keyword arguments of infra.redis_clients' builders."""
         return {"max_connections": self.redis_max_connections, "pool_timeout_s": self.redis_pool_timeout_s}
 

@@ -11,9 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-import asyncpg
-
 from domain.plans import FREE
+from infra.db import Conn
 
 EPOCH = datetime.fromtimestamp(0, UTC)
 
@@ -42,7 +41,7 @@ class PlanState:
     event_id: str
 
 
-async def find_user(conn: asyncpg.Connection, customer: str | None, subscription: str | None) -> str | None:
+async def find_user(conn: Conn, customer: str | None, subscription: str | None) -> str | None:
     """The user whose stored subscription (first) or customer id is the given one."""
     return await conn.fetchval(
         "SELECT user_id FROM user_plans WHERE ($1::text IS NOT NULL AND stripe_subscription_id = $1)"
@@ -52,7 +51,7 @@ async def find_user(conn: asyncpg.Connection, customer: str | None, subscription
     )
 
 
-async def lock_plan(conn: asyncpg.Connection, user_id: str) -> StoredPlan:
+async def lock_plan(conn: Conn, user_id: str) -> StoredPlan:
     """Lock the user's plan row (made on first sight, as Free) for this transaction."""
     await conn.execute(
         "INSERT INTO user_plans (user_id, plan, status, state_at, state_event_id) VALUES ($1, $2, 'none', $3, '')"
@@ -62,6 +61,7 @@ async def lock_plan(conn: asyncpg.Connection, user_id: str) -> StoredPlan:
         EPOCH,
     )
     row = await conn.fetchrow("SELECT * FROM user_plans WHERE user_id = $1 FOR UPDATE", user_id)
+    assert row is not None  # inserted just above if it was not there
     written = bool(row["state_event_id"])
     return StoredPlan(
         row["plan"],
@@ -73,7 +73,7 @@ async def lock_plan(conn: asyncpg.Connection, user_id: str) -> StoredPlan:
     )
 
 
-async def store_plan(conn: asyncpg.Connection, user_id: str, state: PlanState) -> str | None:
+async def store_plan(conn: Conn, user_id: str, state: PlanState) -> str | None:
     """Write a plan event's state (ids and period end are kept when the event has none); returns the
     user's Stripe customer id as stored now."""
     return await conn.fetchval(
@@ -93,13 +93,14 @@ async def store_plan(conn: asyncpg.Connection, user_id: str, state: PlanState) -
     )
 
 
-async def plan_and_status(conn: asyncpg.Connection, user_id: str) -> tuple[str, str]:
+async def plan_and_status(conn: Conn, user_id: str) -> tuple[str, str]:
     """The user's subscribed plan and its status, as stored now (the row exists)."""
     row = await conn.fetchrow("SELECT plan, status FROM user_plans WHERE user_id = $1", user_id)
+    assert row is not None, f"no plan row for {user_id}"
     return row["plan"], row["status"]
 
 
-async def keep_meter_window(conn: asyncpg.Connection, user_id: str, customer: str | None) -> None:
+async def keep_meter_window(conn: Conn, user_id: str, customer: str | None) -> None:
     """Keep one open metering window for ``customer`` (the user's plan is active with a customer),
     or none (``customer`` is None)."""
     open_customer = await conn.fetchval(

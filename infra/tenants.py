@@ -8,6 +8,7 @@ from typing import Any
 import asyncpg
 
 from infra import ledger
+from infra.db import Conn, ConnOrPool
 
 
 class TenantExists(Exception):
@@ -40,7 +41,7 @@ class Tenant:
         }
 
 
-async def _add_channels(conn: asyncpg.Connection, tenant_id: str, channels: list[tuple[str, str]]) -> None:
+async def _add_channels(conn: Conn, tenant_id: str, channels: list[tuple[str, str]]) -> None:
     for channel, address in channels:
         owner = await conn.fetchval(
             "INSERT INTO tenant_channels (channel, address, tenant_id) VALUES ($1, $2, $3)"
@@ -149,7 +150,7 @@ class Route:
     auto_reply: bool
 
 
-async def route(conn: asyncpg.Connection, channel: str, address: str) -> Route | None:
+async def route(conn: Conn, channel: str, address: str) -> Route | None:
     """The tenant that owns a destination number or account id, if any."""
     row = await conn.fetchrow(
         "SELECT t.tenant_id, t.auto_reply FROM tenant_channels c JOIN tenants t USING (tenant_id)"
@@ -160,7 +161,7 @@ async def route(conn: asyncpg.Connection, channel: str, address: str) -> Route |
     return Route(row["tenant_id"], row["auto_reply"]) if row else None
 
 
-async def system_prompt(conn: asyncpg.Connection | asyncpg.Pool, tenant_id: str | None) -> str:
+async def system_prompt(conn: ConnOrPool, tenant_id: str | None) -> str:
     """The tenant's own prompt for the agent ("" for none, or for a chat room)."""
     if tenant_id is None:
         return ""

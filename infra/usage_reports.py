@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Final
 
-import asyncpg
+from infra.db import Conn, ConnOrPool
 
 REPORT_LOCK: Final = 0x6D65_7465_7273  # one reporter at a time across the deployment ("meters")
 
@@ -25,7 +25,7 @@ class UsageRow:
     timestamp: int
 
 
-async def pending(conn: asyncpg.Connection | asyncpg.Pool, limit: int) -> list[UsageRow]:
+async def pending(conn: ConnOrPool, limit: int) -> list[UsageRow]:
     """Unreported successful calls made inside a metering window, oldest first."""
     rows = await conn.fetch(
         "SELECT u.call_id, w.customer_id, u.prompt_tokens + u.completion_tokens AS tokens, u.created_at"
@@ -38,7 +38,7 @@ async def pending(conn: asyncpg.Connection | asyncpg.Pool, limit: int) -> list[U
     return [UsageRow(r["call_id"], r["customer_id"], r["tokens"], int(r["created_at"].timestamp())) for r in rows]
 
 
-async def mark_reported(conn: asyncpg.Connection | asyncpg.Pool, call_ids: Sequence[uuid.UUID]) -> None:
+async def mark_reported(conn: ConnOrPool, call_ids: Sequence[uuid.UUID]) -> None:
     """Mark the rows Stripe accepted (a row marked already keeps its first time)."""
     await conn.execute(
         "UPDATE ai_usage SET meter_reported_at = now() WHERE call_id = ANY($1::uuid[]) AND meter_reported_at IS NULL",
@@ -46,10 +46,10 @@ async def mark_reported(conn: asyncpg.Connection | asyncpg.Pool, call_ids: Seque
     )
 
 
-async def try_lock_reporter(conn: asyncpg.Connection) -> bool:
+async def try_lock_reporter(conn: Conn) -> bool:
     """Take the reporter lock on this connection's session; False if another process holds it."""
     return bool(await conn.fetchval("SELECT pg_try_advisory_lock($1)", REPORT_LOCK))
 
 
-async def unlock_reporter(conn: asyncpg.Connection) -> None:
+async def unlock_reporter(conn: Conn) -> None:
     await conn.execute("SELECT pg_advisory_unlock($1)", REPORT_LOCK)

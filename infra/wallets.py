@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-import asyncpg
+from infra.db import Conn
 
 RECENT_DEPOSITS = 20  # deposits the wallet page lists
 
@@ -49,7 +49,7 @@ class Deposit:
     credits: int
 
 
-async def live_challenges(conn: asyncpg.Connection, user_id: str) -> LiveChallenges:
+async def live_challenges(conn: Conn, user_id: str) -> LiveChallenges:
     """The user's unexpired, unused challenges, after deleting the others. Call it in a transaction:
     it holds the user's challenge lock until the transaction ends, so one user's requests take turns."""
     await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", f"wallet-challenge:{user_id}")
@@ -58,14 +58,16 @@ async def live_challenges(conn: asyncpg.Connection, user_id: str) -> LiveChallen
         "DELETE FROM wallet_challenges WHERE user_id = $1 AND (used_at IS NOT NULL OR expires_at < now())",
         user_id,
     )
-    count, retry_s = await conn.fetchrow(
+    row = await conn.fetchrow(
         "SELECT count(*), ceil(extract(epoch FROM min(expires_at) - now())) FROM wallet_challenges WHERE user_id = $1",
         user_id,
     )
+    assert row is not None  # an aggregate returns one row
+    count, retry_s = row
     return LiveChallenges(count, None if retry_s is None else float(retry_s))
 
 
-async def store_challenge(conn: asyncpg.Connection, nonce: str, user_id: str, message: str, expires: datetime) -> None:
+async def store_challenge(conn: Conn, nonce: str, user_id: str, message: str, expires: datetime) -> None:
     await conn.execute(
         "INSERT INTO wallet_challenges (nonce, user_id, message, expires_at) VALUES ($1, $2, $3, $4)",
         nonce,
@@ -75,7 +77,7 @@ async def store_challenge(conn: asyncpg.Connection, nonce: str, user_id: str, me
     )
 
 
-async def challenge_to_sign(conn: asyncpg.Connection, user_id: str, nonce: str | None) -> Challenge | None:
+async def challenge_to_sign(conn: Conn, user_id: str, nonce: str | None) -> Challenge | None:
     """The user's challenge with that nonce (their newest one when ``nonce`` is None), locked until
     the transaction ends; None when there is none."""
     row = await conn.fetchrow(
@@ -87,11 +89,11 @@ async def challenge_to_sign(conn: asyncpg.Connection, user_id: str, nonce: str |
     return None if row is None else Challenge(row["nonce"], row["message"], row["used"], row["expired"])
 
 
-async def use_challenge(conn: asyncpg.Connection, nonce: str) -> None:
+async def use_challenge(conn: Conn, nonce: str) -> None:
     await conn.execute("UPDATE wallet_challenges SET used_at = now() WHERE nonce = $1", nonce)
 
 
-async def link(conn: asyncpg.Connection, address: str, user_id: str) -> tuple[bool, str]:
+async def link(conn: Conn, address: str, user_id: str) -> tuple[bool, str]:
     """Link the address to the user unless it is linked already: (created, the address's owner)."""
     created = await conn.fetchval(
         "INSERT INTO wallet_links (address, user_id) VALUES ($1, $2) ON CONFLICT DO NOTHING RETURNING true",
@@ -103,7 +105,7 @@ async def link(conn: asyncpg.Connection, address: str, user_id: str) -> tuple[bo
     return False, await conn.fetchval("SELECT user_id FROM wallet_links WHERE address = $1", address)
 
 
-async def unclaimed_deposits(conn: asyncpg.Connection, address: str) -> int:
+async def unclaimed_deposits(conn: Conn, address: str) -> int:
     """How many deposits the address made that no user has been credited for yet."""
     return int(
         await conn.fetchval(
@@ -112,7 +114,7 @@ async def unclaimed_deposits(conn: asyncpg.Connection, address: str) -> int:
     )
 
 
-async def links(conn: asyncpg.Connection, user_id: str) -> list[Link]:
+async def links(conn: Conn, user_id: str) -> list[Link]:
     """The user's addresses, oldest link first."""
     rows = await conn.fetch(
         "SELECT address, linked_at FROM wallet_links WHERE user_id = $1 ORDER BY linked_at, address", user_id
@@ -120,13 +122,13 @@ async def links(conn: asyncpg.Connection, user_id: str) -> list[Link]:
     return [Link(r["address"], r["linked_at"]) for r in rows]
 
 
-async def pending_fraction(conn: asyncpg.Connection, user_id: str) -> int:
+async def pending_fraction(conn: Conn, user_id: str) -> int:
     """Base units the user deposited that do not make one whole credit yet (0 when none)."""
     return int(await conn.fetchval("SELECT base_units FROM chain_fractions WHERE user_id = $1", user_id) or 0)
 
 
 async def recent_deposits(
-    conn: asyncpg.Connection, user_id: str, addresses: Sequence[str], limit: int = RECENT_DEPOSITS
+    conn: Conn, user_id: str, addresses: Sequence[str], limit: int = RECENT_DEPOSITS
 ) -> list[Deposit]:
     """The newest deposits credited to the user, or still unclaimed from one of ``addresses``."""
     rows = await conn.fetch(

@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import asdict, dataclass, replace
-from typing import Literal
+from typing import Literal, cast
 
 from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
@@ -165,7 +165,8 @@ class CallRegistry:
 
     async def ringing_ms(self, caller: str) -> int:
         """How long the caller's call that still rings has left to ring (0: none rings)."""
-        call_id = await self._redis.get(f"{self._prefix}:ringing:{caller}")
+        # The client decodes responses (redis_client's default); redis-py types values bytes | str.
+        call_id = cast("str | None", await self._redis.get(f"{self._prefix}:ringing:{caller}"))
         if call_id is None or (call := await self.get(call_id)) is None or call.state != "ringing":
             return 0
         return max(int(await self._redis.pttl(self._call_key(call_id))), 1)

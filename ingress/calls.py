@@ -133,15 +133,25 @@ class CallSockets:
         if not decision.allowed:
             raise rate_limited("this user was called too often", decision.retry_after_ms)
 
-    async def _meter(self, action: MeterAction, who: Identity, call_id: str, event: str, **parties: str) -> None:
+    async def _meter(
+        self,
+        action: MeterAction,
+        who: Identity,
+        call_id: str,
+        event: str,
+        *,
+        caller_id: str | None = None,
+        callee_id: str | None = None,
+    ) -> None:
         command = CallMeter(
             command_id=str(uuid.uuid4()),
             action=action,
             call_id=call_id,
             sender_id=who.user_id,
+            caller_id=caller_id,
+            callee_id=callee_id,
             at_ms=int(time.time() * 1000),
             event=event,
-            **parties,
         )
         bind_command(command)
         try:

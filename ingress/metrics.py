@@ -148,7 +148,7 @@ class IngressMetrics:
                 pass
             await handle_emit(message)
 
-        manager._handle_emit = observed  # type: ignore[method-assign]
+        manager._handle_emit = observed
 
     def _observe_relay(self, manager: socketio.AsyncPubSubManager, message: dict) -> None:
         if message.get("binary"):
@@ -156,7 +156,7 @@ class IngressMetrics:
         namespace = message.get("namespace") or "/"
         remote = message.get("host_id") != manager.host_id
         if message.get("room") == BATCH_ROOM and message.get("event") == BATCH_EVENT:  # a worker's batch of results
-            items = message.get("data") if isinstance(message.get("data"), list) else []
+            items = data if isinstance(data := message.get("data"), list) else []
             emits = [(i.get("event"), i.get("room"), i.get("data")) for i in items if isinstance(i, dict)]
         else:
             emits = [(message.get("event"), message.get("room"), message.get("data"))]

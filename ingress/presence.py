@@ -78,7 +78,9 @@ class Presence:
         for room_id, members in self._rooms.items():
             members_key = keys.members_key(self._prefix, room_id, self.node_id)
             if lapsed:
-                pipe.hset(members_key, mapping=members)
+                # redis-py types mapping as a Mapping keyed by a union of types; Mapping is invariant in
+                # its key, so no dict[str, str] fits.
+                pipe.hset(members_key, mapping=members)  # type: ignore[arg-type]
             pipe.expire(members_key, NODE_TTL_S)
 
     def _state_commands(self, pipe: Pipeline) -> None:

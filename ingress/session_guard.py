@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from typing import Any
 
 import structlog
@@ -24,7 +24,7 @@ class SessionGuard:
         timeout_s: float,
         max_per_ip: int,
         ip_of: Callable[[Mapping[str, Any]], str],
-        close: Callable[[str], Awaitable[None]],
+        close: Callable[[str], Coroutine[Any, Any, None]],
     ) -> None:
         self._timeout = timeout_s
         self._max_per_ip = max_per_ip

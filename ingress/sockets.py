@@ -47,6 +47,7 @@ from ingress.session_guard import SessionGuard
 from ingress.socket_server import AckAwareServer, ack_requested
 from ingress.tips import tip_command
 from schemas import commands, queues
+from schemas.base import Command
 from schemas.channel_events import TakeOver
 from schemas.channels import room_channel, tenant_channel, user_channel
 from schemas.socket_events import JoinRoom, MarkRead, RoomRef, SendMessage
@@ -108,7 +109,7 @@ class ChatSockets:
         self._init_limits(settings)
         sio.on("connect", self.connect)
         sio.on("disconnect", self.disconnect)
-        for event, (handler, schema) in {
+        handlers: dict[str, tuple[Handler, type[BaseModel]]] = {
             "joinRoom": (self.join_room, JoinRoom),
             "leaveRoom": (self.leave_room, RoomRef),
             "sendMessage": (self.send_message, SendMessage),
@@ -117,7 +118,8 @@ class ChatSockets:
             "mark-read": (self.mark_read, MarkRead),
             "sendTip": (self.send_tip, SendTip),
             "takeOverConversation": (self.take_over, TakeOver),
-        }.items():
+        }
+        for event, (handler, schema) in handlers.items():
             sio.on(event, self._guarded(event, handler, schema))
         self.calls = CallSockets.create(sio, settings, publisher, redis)  # seed 003 call signaling + meter
         for event, (handler, schema) in self.calls.handlers().items():
@@ -381,7 +383,7 @@ class ChatSockets:
             raise unavailable("Redis (rate limiting)") from None
         check_allowed(decision, "too many messages")
 
-    async def _publish(self, actor: str, command: commands.Command) -> None:
+    async def _publish(self, actor: str, command: Command) -> None:
         bind_command(command)
         try:
             await self.publisher.publish(queues.CHAT_QUEUE, actor, command)
@@ -404,7 +406,7 @@ class ChatSockets:
         command_id, message_id = commands.send_command_ids(who.user_id, payload.clientMessageId)
         now_ms = int(time.time() * 1000)
         if tenant:  # a human handoff: the operator's reply goes out to the contact, published alone
-            command: commands.Command = commands.OperatorReply(
+            command: Command = commands.OperatorReply(
                 command_id=command_id,
                 message_id=message_id,
                 tenant_id=tenant,

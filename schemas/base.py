@@ -1,4 +1,4 @@
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, model_validator
 
@@ -30,3 +30,8 @@ class Command(BaseModel):
     """A command on a queue: versioned, frozen, strict about its fields."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
+
+    if TYPE_CHECKING:
+        # Every command declares its ``command_id`` (the idempotency key), each with its own limits and
+        # in its own place among its fields (the order they are serialized in), so the base only types it.
+        command_id: str

@@ -7,6 +7,7 @@ from typing import Any, Literal
 from pydantic import Field, field_validator, model_validator
 
 from domain.rooms import RoomType
+from domain.spending import QuotaKind
 from schemas.base import Inbound, Outbound
 
 MAX_MESSAGE_CHARS = 4000
@@ -70,12 +71,12 @@ class CreditInfo(Outbound):
 
 class NewMessage(Outbound):
     messageId: str
-    id: str  # alias of messageId kept for the original server's clients
+    id: str = ""  # alias of messageId kept for the original server's clients; _legacy_aliases fills it in
     roomId: str
     userId: str
     username: str
     message: str
-    content: str  # alias of message kept for the original server's clients
+    content: str = ""  # alias of message kept for the original server's clients; _legacy_aliases fills it in
     words: int
     timestamp: int  # epoch milliseconds
     kind: Literal["user", "inbound", "outbound", "ai", "tip"] = "user"
@@ -112,7 +113,7 @@ class QuotaExceeded(Outbound):
     """
 
     code: Literal["quota_exceeded"] = "quota_exceeded"
-    kind: Literal["messages", "ai_tokens"]
+    kind: QuotaKind
     limit: int
     used: int
     plan: str

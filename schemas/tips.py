@@ -12,6 +12,7 @@ from schemas.socket_events import NewMessage
 from schemas.storable import EpochMs
 
 MAX_TIP_CREDITS = 1_000_000_000  # the wire's hard ceiling; TIP_MAX_CREDITS sets the real one
+TipCreditCode = Literal["insufficient_credits", "spending_blocked"]
 _TIP_NS = uuid.UUID("0c5e1f6a-2b7d-4f8e-9a31-5d6c7e8f9012")
 
 
@@ -85,7 +86,7 @@ class TipSent(Outbound):
 class TipCreditError(Outbound):
     """``creditError`` for a tip the sender cannot pay; nothing moved."""
 
-    code: Literal["insufficient_credits", "spending_blocked"] = "insufficient_credits"
+    code: TipCreditCode = "insufficient_credits"
     kind: Literal["tip"] = "tip"
     message: str
     tipId: str

@@ -23,6 +23,8 @@ import statistics
 import sys
 import time
 
+from pydantic import SecretStr
+
 from infra.settings import Settings
 from tests.support.fake_openai import FakeOpenAI
 from workers.providers.model import ModelClient, ModelError
@@ -47,10 +49,10 @@ async def run(calls: int, concurrency: int, delay_s: float, timeout_s: float, wo
     fake = FakeOpenAI(api_key=api_key, delay_s=delay_s, chunk_delay_s=0.005, chunks=chunks, reply_text=reply)
     await fake.start()
     settings = Settings(
-        jwt_secret=secrets.token_hex(16),
-        admin_token=secrets.token_hex(16),
+        jwt_secret=SecretStr(secrets.token_hex(16)),
+        admin_token=SecretStr(secrets.token_hex(16)),
         openai_base_url=fake.url,
-        openai_api_key=api_key,
+        openai_api_key=SecretStr(api_key),
         ai_model="fake-model",
         ai_timeout_s=timeout_s,
         ai_max_attempts=1,  # a failure must show, not hide behind a retry

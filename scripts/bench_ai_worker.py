@@ -165,6 +165,7 @@ async def run(args: argparse.Namespace) -> int:
                 " (SELECT count(DISTINCT command_id) FROM ai_usage) AS usage_commands,"
                 " (SELECT count(*) FROM messages WHERE user_id = 'agent') AS agent_messages"
             )
+            assert rows is not None  # a SELECT without FROM returns one row
         finally:
             await pool.close()
         requests = fake.requests

@@ -144,6 +144,7 @@ async def run(args: argparse.Namespace) -> int:
                     " count(DISTINCT provider_message_id) AS ids, max(attempts) AS max_attempts"
                     " FROM outbound_messages"
                 )
+                assert rows is not None  # an aggregate returns one row
             finally:
                 await pool.close()
             first_request = min(r.started for r in fake.requests)

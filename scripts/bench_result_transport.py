@@ -32,6 +32,7 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
+from typing import Any, cast
 
 import redis.asyncio
 
@@ -140,7 +141,8 @@ async def read_stream(
     try:
         while True:
             try:
-                found = await client.xread({STREAM: last_id}, count=512, block=1000)
+                # RESP2 (the client's protocol) answers [[stream, [(id, fields), ...]], ...]
+                found = cast("list[list[Any]]", await client.xread({STREAM: last_id}, count=512, block=1000))
             except (redis.ConnectionError, OSError):
                 await asyncio.sleep(0.01)
                 continue

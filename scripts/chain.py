@@ -28,6 +28,7 @@ from eth_account.messages import encode_defunct
 from eth_utils import to_checksum_address
 from web3 import AsyncWeb3
 from web3.exceptions import Web3Exception
+from web3.types import TxParams, Wei
 
 from domain.chain import format_units, parse_units
 from infra import chain
@@ -43,7 +44,7 @@ class ChainScriptError(Exception):
     pass
 
 
-async def _send(w3: AsyncWeb3, tx: dict[str, Any], key: str | None) -> dict[str, Any]:
+async def _send(w3: AsyncWeb3, tx: TxParams, key: str | None) -> dict[str, Any]:
     """Send (signing locally when ``key`` is given) and wait for a successful receipt."""
     if key is None:
         tx_hash = await w3.eth.send_transaction(tx)  # an unlocked account of the embedded chain
@@ -65,7 +66,7 @@ async def _send(w3: AsyncWeb3, tx: dict[str, Any], key: str | None) -> dict[str,
 async def fund_gas(w3: AsyncWeb3, info: ChainInfo, address: str) -> None:
     """Embedded chain only: give a fresh wallet gas money from the token owner."""
     if info.minter and await w3.eth.get_balance(to_checksum_address(address)) < GAS_TOP_UP_WEI // 10:
-        await _send(w3, {"from": info.minter, "to": to_checksum_address(address), "value": GAS_TOP_UP_WEI}, None)
+        await _send(w3, {"from": info.minter, "to": to_checksum_address(address), "value": Wei(GAS_TOP_UP_WEI)}, None)
 
 
 async def mint(w3: AsyncWeb3, info: ChainInfo, to: str, units: int, key: str | None = None) -> dict[str, Any]:

@@ -279,7 +279,9 @@ class Member:
             try:
                 ack = await sio.call("sendMessage", payload, timeout=args.ack_timeout)
             except socketio.exceptions.TimeoutError:
-                if sio is self.sio and sio.connected:
+                # Apart: in the condition, mypy would narrow sio to self.sio's type, None included.
+                still_current = sio is self.sio
+                if still_current and sio.connected:
                     phase.unanswered += 1
                 else:  # its node went away with it: the app saw the disconnect, and sends again
                     phase.cut_off += 1

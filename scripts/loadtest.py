@@ -598,9 +598,11 @@ class LoadTest:
         prefix = f"lt-{self.args.run_id}-%"
         conn = await asyncpg.connect(url, timeout=10)
         try:
-            total, distinct = await conn.fetchrow(
+            counts = await conn.fetchrow(
                 "SELECT count(*), count(DISTINCT message_id) FROM messages WHERE room_id LIKE $1", prefix
             )
+            assert counts is not None  # an aggregate returns one row
+            total, distinct = counts
             ids = {str(r[0]) for r in await conn.fetch("SELECT message_id FROM messages WHERE room_id LIKE $1", prefix)}
             charged = await conn.fetchval(
                 "SELECT coalesce(sum(-p.amount), 0) FROM ledger_postings p"
@@ -609,9 +611,12 @@ class LoadTest:
                 f"user:{prefix}",
             )
             lost = self.lost_command_ids()
-            statuses = dict(
-                await conn.fetch("SELECT command_id, status FROM inbox WHERE command_id = ANY($1::text[])", lost)
-            )
+            statuses: dict[str, str] = {
+                r["command_id"]: r["status"]
+                for r in await conn.fetch(
+                    "SELECT command_id, status FROM inbox WHERE command_id = ANY($1::text[])", lost
+                )
+            }
         finally:
             await conn.close()
         lost_by_inbox = Counter(statuses.get(command_id, "absent") for command_id in lost)

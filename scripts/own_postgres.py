@@ -56,7 +56,9 @@ class OwnPostgres:
         why_not = available()
         if why_not:
             raise RuntimeError(f"cannot run a PostgreSQL server of our own: {why_not}")
-        self.bin = _binary_dir()
+        bin_dir = _binary_dir()
+        assert bin_dir is not None  # available() just found it
+        self.bin = bin_dir
         self.port = _free_port()
         self.dir = Path(tempfile.mkdtemp(prefix="gk-own-pg-"))
         self.data = self.dir / "data"

@@ -303,7 +303,7 @@ async def main_async(args: argparse.Namespace, file_jobs: list[Job], report: Rep
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     configure_logging("WARNING", "console")
-    report, file_jobs = Report(), []
+    report, file_jobs = Report(), list[Job]()
     if args.from_file:
         with open(args.from_file, encoding="utf-8") as handle:
             file_jobs, report.bad_lines = read_lines(handle)

@@ -27,7 +27,7 @@ def _channel(value: str) -> tuple[str, str]:
     if not sep:
         raise argparse.ArgumentTypeError("expected CHANNEL:ADDRESS, e.g. twilio_whatsapp:+14155238886")
     try:
-        ref = ChannelRef(channel=channel, address=address)
+        ref = ChannelRef.model_validate({"channel": channel, "address": address})
     except ValidationError as exc:
         raise argparse.ArgumentTypeError(exc.errors()[0]["msg"]) from None
     return ref.channel.value, ref.address
@@ -60,6 +60,7 @@ def _parser() -> argparse.ArgumentParser:
 async def run(args: argparse.Namespace, settings: Settings) -> int:
     await db.migrate(settings.database_url)
     pool = await db.create_pool(settings.database_url, max_size=2)
+    tenant: tenants.Tenant | None
     try:
         if args.command == "add":
             CreateTenant(tenantId=args.tenant_id, name=args.name)  # validates the id and name

@@ -49,8 +49,7 @@ def build_actor(broker: dramatiq.Broker, spec: ActorSpec, handler: Handler, hold
         return outcome.log_status  # for the event log (workers/middleware/event_log.py)
 
     run.__name__ = run.__qualname__ = spec.name
-    return dramatiq.actor(
-        run,
+    declare = dramatiq.actor(
         broker=broker,
         actor_name=spec.name,
         queue_name=spec.queue,
@@ -59,6 +58,7 @@ def build_actor(broker: dramatiq.Broker, spec: ActorSpec, handler: Handler, hold
         on_give_up=handler.on_give_up,
         batch_of=spec.batch_of,
     )
+    return declare(run)
 
 
 def declare_actors(broker: dramatiq.Broker, holder: ResourceHolder) -> dict[str, dramatiq.Actor]:

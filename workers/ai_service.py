@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 import asyncpg
 
@@ -18,6 +19,7 @@ from domain.sanitize import sanitize_text
 from domain.spending import InDebt, NeedsCredits, OverQuota, Quota, agent_call_gate, debt_message
 from domain.words import count_words
 from infra import ai_usage, conversations, inbox, ledger, messages, receivables, tenants
+from infra.db import Conn, ConnOrPool
 from schemas.ai import AgentError, Classification
 from schemas.channels import room_channel, tenant_channel, user_channel
 from schemas.commands import AgentReply, ClassifyMessage, SendOutbound
@@ -38,7 +40,7 @@ def _key(cmd: AgentReply | ClassifyMessage) -> inbox.Key:
     return inbox.Key(cmd.command_id, cmd.type, cmd.asker_user_id if isinstance(cmd, AgentReply) else None)
 
 
-async def stored_outcome(conn: asyncpg.Connection | asyncpg.Pool, command_id: str) -> Outcome | None:
+async def stored_outcome(conn: ConnOrPool, command_id: str) -> Outcome | None:
     """The stored answer of a command already applied or rejected, if any."""
     stored = await inbox.stored(conn, command_id)
     return replay(stored) if stored is not None else None
@@ -68,7 +70,7 @@ async def reply_inputs(
         history = await messages.context(conn, cmd.room_id, cmd.trigger_message_id, limit)
         prompt = await tenants.system_prompt(conn, cmd.tenant_id)
         quota = await quotas.ai_token_block(conn, plans, cmd.asker_user_id, time.time()) if cmd.asker_user_id else None
-        taken_over = bool(cmd.conversation_id) and await conversations.is_taken_over(conn, cmd.conversation_id)
+        taken_over = await conversations.is_taken_over(conn, cmd.conversation_id) if cmd.conversation_id else False
         balance = stats.balance if stats is not None else Balance()
         return ReplyInputs(None, balance, history, prompt, owed, quota, taken_over)
 
@@ -101,7 +103,7 @@ def refusal_before_call(
 
 
 async def close_with(
-    pool: asyncpg.Pool, cmd: AgentReply | ClassifyMessage, emits: list[Emit], **result: object
+    pool: asyncpg.Pool, cmd: AgentReply | ClassifyMessage, emits: list[Emit], **result: Any
 ) -> Outcome:
     """Record a command that ends without a reply (not configured, no credit, model failed)."""
     async with command_tx(pool, _key(cmd)) as tx:
@@ -136,7 +138,7 @@ def credit_error(cmd: AgentReply, required: int, credits: int, words_left: int, 
 
 
 async def record_call(
-    conn: asyncpg.Connection, command_id: str, purpose: str, asker: str, tenant_id: str | None, completion: Completion
+    conn: Conn, command_id: str, purpose: str, asker: str, tenant_id: str | None, completion: Completion
 ) -> None:
     """Tokens and latency of one model call, for quotas and billing."""
     tokens = (completion.prompt_tokens, completion.completion_tokens)

@@ -21,6 +21,7 @@ import structlog
 from domain.credit_packs import CreditPacks, credits_to_reverse, split_reversal
 from domain.credits import top_up
 from infra import inbox, ledger, purchases, receivables
+from infra.db import Conn
 from infra.purchases import Payment
 from schemas.billing import StripeEvent
 from schemas.channels import user_channel
@@ -169,7 +170,7 @@ def _skip(tx: CommandTx, reason: str, **extra: Any) -> Outcome:
 # --- the money --------------------------------------------------------------------------------
 
 
-async def record_payment(conn: asyncpg.Connection, p: Payment) -> list[Emit]:
+async def record_payment(conn: Conn, p: Payment) -> list[Emit]:
     """Grant a paid pack once; settle receivables from it; apply a refund that came first."""
     await purchases.lock_payment(conn, p.payment_ref)
     if not await purchases.record(conn, p):
@@ -193,7 +194,7 @@ async def record_payment(conn: asyncpg.Connection, p: Payment) -> list[Emit]:
     return emits
 
 
-async def record_refund(conn: asyncpg.Connection, r: Refund) -> list[Emit]:
+async def record_refund(conn: Conn, r: Refund) -> list[Emit]:
     await purchases.lock_payment(conn, r.payment_ref)
     if not await purchases.known(conn, r.payment_ref):
         # Webhooks are not ordered: keep the largest refunded total until the purchase lands.
@@ -203,7 +204,7 @@ async def record_refund(conn: asyncpg.Connection, r: Refund) -> list[Emit]:
     return await _reverse(conn, r.payment_ref, r.amount, r.amount_refunded)
 
 
-async def _reverse(conn: asyncpg.Connection, payment_ref: str, amount_paid: int, amount_refunded: int) -> list[Emit]:
+async def _reverse(conn: Conn, payment_ref: str, amount_paid: int, amount_refunded: int) -> list[Emit]:
     """Take back what the refunded total says, minus what earlier refunds already took."""
     purchase = await purchases.lock(conn, payment_ref)
     target = credits_to_reverse(purchase.credits, amount_paid or purchase.amount, amount_refunded)

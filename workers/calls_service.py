@@ -38,6 +38,7 @@ from infra.calls import ActiveCall as ActiveCall
 from infra.calls import Call
 from infra.calls import active_calls as active_calls
 from infra.calls import stale_calls as stale_calls
+from infra.db import Conn
 from schemas.calls import CallEnded, CallMeter, CallStarted, EndReason
 from schemas.channels import user_channel
 from workers.effects import Outcome
@@ -126,7 +127,7 @@ def _reject(tx: CommandTx, cmd: CallMeter, exc: DomainError) -> Outcome:
 
 
 async def _advance(
-    conn: asyncpg.Connection,
+    conn: Conn,
     call: Call,
     at_ms: int,
     end_reason: EndReason | None,
@@ -144,6 +145,8 @@ async def _advance(
     minutes = Minutes(call.minutes_charged, due, call.price_per_minute)
     spend = decide_spend(balances[caller], await receivables.open_debts(conn, caller), minutes)
     await receivables.store_settlements(conn, caller, spend.settlements)
+    charge: tuple[int, ...]
+    reason: EndReason
     match spend.verdict:
         case InDebt():
             charge, short, reason = (), True, "spending_blocked"
@@ -160,7 +163,7 @@ async def _advance(
             await ledger.transfer(conn, caller, ledger.REVENUE, split.fee, FEE_KIND, reference, memo)
     charged = call.minutes_charged + len(charge)
     ended_ms: int | None = None
-    final_reason: str | None = None
+    final_reason: EndReason | None = None
     if short:
         ended_ms, final_reason = min(at_ms, paid_until_ms(call.started_ms, charged, call.minute_ms)), reason
     elif end_reason is not None:
@@ -240,6 +243,8 @@ def _started(call: Call) -> dict[str, Any]:
 
 
 def _ended(call: Call) -> dict[str, Any]:
+    """``callEnded`` of a call that has ended (its end time and reason are stored)."""
+    assert call.ended_ms is not None and call.end_reason is not None, f"call {call.call_id} has not ended"
     return CallEnded(
         callId=call.call_id,
         reason=call.end_reason,

@@ -8,6 +8,7 @@ import asyncpg
 
 from domain.chain import format_units, split_deposit
 from infra import deposits, inbox, ledger
+from infra.db import Conn
 from schemas.chain import ChainDeposit, deposit_reference
 from schemas.chain import WalletDeposit as WalletDepositEvent
 from schemas.channels import user_channel
@@ -33,7 +34,7 @@ async def apply_deposit(pool: asyncpg.Pool, cmd: ChainDeposit, signup_credits: i
 
 
 async def _credit(
-    conn: asyncpg.Connection, cmd: ChainDeposit, deposit: deposits.Recorded, user_id: str, signup_credits: int
+    conn: Conn, cmd: ChainDeposit, deposit: deposits.Recorded, user_id: str, signup_credits: int
 ) -> list[Emit]:
     account = ledger.user_account(user_id)
     await ledger.lock_or_open(conn, account, signup_credits)  # a first movement opens the account, as chat does

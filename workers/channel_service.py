@@ -18,6 +18,7 @@ from domain.sanitize import sanitize_text
 from domain.spending import InDebt, Spend, debt_message
 from domain.words import count_words
 from infra import conversations, inbox, ledger, messages, tenants
+from infra.db import Conn
 from schemas.channel_events import ConversationUpdated, MessageStatus
 from schemas.channels import room_channel, tenant_channel, user_channel
 from schemas.commands import (
@@ -42,7 +43,7 @@ class UnknownProviderMessage(Exception):
 
 
 async def _charge_tenant(
-    conn: asyncpg.Connection, tenant_id: str, words: int, now: float, policy: CreditPolicy, reference: str
+    conn: Conn, tenant_id: str, words: int, now: float, policy: CreditPolicy, reference: str
 ) -> Spend:
     """Charge the tenant for a channel message's words under the spending policy; its verdict is
     ``Charged``, ``Blocked`` (out of credit) or ``InDebt``."""

@@ -5,15 +5,14 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 
-import asyncpg
-
 from domain.credits import Charged, CreditPolicy
 from domain.spending import Quota, Spend, Words, decide_spend
 from infra import ledger, receivables
+from infra.db import Conn
 
 
 async def spend_words(
-    conn: asyncpg.Connection,
+    conn: Conn,
     account: str,
     words: int,
     *,

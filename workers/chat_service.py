@@ -15,6 +15,7 @@ from domain.sanitize import sanitize_text
 from domain.spending import Debt, InDebt, OverQuota, Quota, Settlement, Words, debt_message, decide_spend
 from domain.words import count_words
 from infra import inbox, ledger, messages, plan_usage, receivables
+from infra.db import Conn
 from schemas.channels import room_channel, user_channel
 from schemas.commands import AgentReply, MarkMessageRead, SendChatMessage, agent_reply_ids
 from schemas.queues import AGENT_REPLY_ACTOR, AI_QUEUE
@@ -57,9 +58,7 @@ async def send_message(
         return tx.outcome
 
 
-async def apply_sends(
-    conn: asyncpg.Connection, claimed: Sequence[tuple[SendChatMessage, CommandTx]], terms: ChatTerms
-) -> None:
+async def apply_sends(conn: Conn, claimed: Sequence[tuple[SendChatMessage, CommandTx]], terms: ChatTerms) -> None:
     """Charge and store every claimed chat message, in order, with a fixed number of statements.
 
     One message alone, or a whole batch: the senders' accounts are locked in one statement (in
@@ -169,7 +168,7 @@ class _Book:
         stored = {"message_id": cmd.message_id, "words": words, "charged": charged.credits_charged}
         return tx.apply(emits, follow_ups, **stored, free=charged.free_words)
 
-    async def write(self, conn: asyncpg.Connection) -> None:
+    async def write(self, conn: Conn) -> None:
         for account in sorted({a for a, _ in self.settlements}):  # rare: only users a refund left in debt
             await receivables.store_settlements(conn, account, [s for a, s in self.settlements if a == account])
         await ledger.transfer_many(conn, self.transfers)

@@ -20,6 +20,8 @@ import aiohttp
 import asyncpg
 import stripe
 import structlog
+from stripe import AIOHTTPClient, StripeClient
+from stripe.params.billing import MeterEventCreateParams
 
 from infra import usage_reports
 from infra.settings import Settings
@@ -41,8 +43,8 @@ class ReportResult:
 class MeterClient:
     """The real ``stripe`` client (async, over aiohttp) and the meter it reports to."""
 
-    stripe: stripe.StripeClient
-    http: stripe.AIOHTTPClient
+    stripe: StripeClient  # the field's name hides the module in this class body
+    http: AIOHTTPClient
     event_name: str
 
     async def close(self) -> None:
@@ -71,7 +73,7 @@ def meter_client(settings: Settings) -> MeterClient | None:
 
 
 async def _send(client: MeterClient, row: UsageRow) -> bool:
-    params = {
+    params: MeterEventCreateParams = {
         "event_name": client.event_name,
         "identifier": str(row.call_id),
         "timestamp": row.timestamp,

@@ -21,6 +21,7 @@ import structlog
 from domain.credits import top_up
 from domain.plans import ACTIVE_STATUSES, EVENT_RANK, FREE, Plan, PlanCatalog, is_newer
 from infra import inbox, ledger, subscriptions
+from infra.db import Conn
 from schemas.billing import StripeEvent
 from schemas.channels import user_channel
 from schemas.socket_events import PlanUpdated
@@ -85,7 +86,7 @@ def invoice_prices(inv: dict[str, Any]) -> list[str]:
 
 
 async def _store_plan(
-    conn: asyncpg.Connection,
+    conn: Conn,
     user_id: str,
     cmd: StripeEvent,
     *,
@@ -130,7 +131,7 @@ async def apply_event(pool: asyncpg.Pool, cmd: StripeEvent, catalog: PlanCatalog
         return tx.reject(**result)
 
 
-async def _plan_updated(conn: asyncpg.Connection, catalog: PlanCatalog, user_id: str, result: dict[str, Any]) -> Emit:
+async def _plan_updated(conn: Conn, catalog: PlanCatalog, user_id: str, result: dict[str, Any]) -> Emit:
     """What the user's sockets learn: the plan and status as stored now, and any credits granted."""
     plan, status = await subscriptions.plan_and_status(conn, user_id)
     credits = await ledger.credits_of(conn, ledger.user_account(user_id))
@@ -145,7 +146,7 @@ async def _plan_updated(conn: asyncpg.Connection, catalog: PlanCatalog, user_id:
 
 
 async def _subscription_event(
-    conn: asyncpg.Connection, cmd: StripeEvent, catalog: PlanCatalog
+    conn: Conn, cmd: StripeEvent, catalog: PlanCatalog
 ) -> tuple[inbox.Status, dict[str, Any]]:
     sub = cmd.data_object
     sub_id, customer = _id(sub.get("id")), _id(sub.get("customer"))
@@ -179,7 +180,7 @@ async def _subscription_event(
 
 
 async def _invoice_event(
-    conn: asyncpg.Connection, cmd: StripeEvent, catalog: PlanCatalog, signup_credits: int
+    conn: Conn, cmd: StripeEvent, catalog: PlanCatalog, signup_credits: int
 ) -> tuple[inbox.Status, dict[str, Any]]:
     inv = cmd.data_object
     invoice_id, customer, sub_id = _id(inv.get("id")), _id(inv.get("customer")), invoice_subscription(inv)
@@ -207,9 +208,7 @@ async def _invoice_event(
     return "applied", {**base, "granted": granted}
 
 
-async def _grant_allowance(
-    conn: asyncpg.Connection, user_id: str, plan: Plan | None, invoice_id: str, signup_credits: int
-) -> int:
+async def _grant_allowance(conn: Conn, user_id: str, plan: Plan | None, invoice_id: str, signup_credits: int) -> int:
     """The plan's monthly credits to the user, once per invoice; the credits granted now."""
     if plan is None or plan.monthly_credits <= 0:
         return 0

@@ -9,11 +9,10 @@ refused.
 
 from __future__ import annotations
 
-import asyncpg
-
 from domain.plans import PlanCatalog, over_quota, quota_day, resets_at
 from domain.spending import Quota
 from infra import plan_usage
+from infra.db import Conn, ConnOrPool
 from schemas.socket_events import QuotaExceeded
 
 
@@ -36,7 +35,7 @@ def quota_exceeded(
     ).model_dump(mode="json")
 
 
-async def message_quota(conn: asyncpg.Connection, catalog: PlanCatalog, user_id: str, at: float) -> Quota | None:
+async def message_quota(conn: Conn, catalog: PlanCatalog, user_id: str, at: float) -> Quota | None:
     """Today's message quota of the user's plan (None: unlimited); call with the account locked."""
     plan = await plan_usage.plan_of(conn, catalog, user_id)
     if plan.daily_messages is None:
@@ -45,9 +44,7 @@ async def message_quota(conn: asyncpg.Connection, catalog: PlanCatalog, user_id:
     return Quota("messages", plan.name, plan.daily_messages, await plan_usage.messages_used(conn, user_id, day), day)
 
 
-async def ai_token_block(
-    conn: asyncpg.Connection | asyncpg.Pool, catalog: PlanCatalog, user_id: str, at: float
-) -> Quota | None:
+async def ai_token_block(conn: ConnOrPool, catalog: PlanCatalog, user_id: str, at: float) -> Quota | None:
     """Today's AI-token quota if the user's tokens already reached it (None: the plan allows more)."""
     plan = await plan_usage.plan_of(conn, catalog, user_id)
     if plan.daily_ai_tokens is None:

@@ -16,7 +16,16 @@ from domain.spending import Credits, CreditsPaid, InDebt, debt_message, decide_s
 from domain.tips import TipBlocked, check_tip
 from infra import inbox, ledger, messages, receivables
 from schemas.channels import room_channel, user_channel
-from schemas.tips import SendTipCommand, TipCreditError, TipFailed, TipInfo, TipMessage, TipReceived, TipSent
+from schemas.tips import (
+    SendTipCommand,
+    TipCreditCode,
+    TipCreditError,
+    TipFailed,
+    TipInfo,
+    TipMessage,
+    TipReceived,
+    TipSent,
+)
 from workers.effects import Outcome
 from workers.emits import Emit, emit
 from workers.unit_of_work import CommandTx, command_tx
@@ -65,9 +74,9 @@ async def send_tip(
         emits = _applied_emits(cmd, spend.balance.credits, received.credits)
         stored_message_id = None
         if cmd.room_id is not None:
-            message = _tip_message(cmd)
-            await messages.store(conn, cmd.tip_id, cmd.room_id, cmd.user_id, 0, message, cmd.accepted_at_ms)
-            emits.append(emit("newMessage", room_channel(cmd.room_id), message))
+            tip_message = _tip_message(cmd)
+            await messages.store(conn, cmd.tip_id, cmd.room_id, cmd.user_id, 0, tip_message, cmd.accepted_at_ms)
+            emits.append(emit("newMessage", room_channel(cmd.room_id), tip_message))
             stored_message_id = cmd.tip_id
         return tx.apply(emits, message_id=stored_message_id, tip=_terms(cmd))
 
@@ -93,7 +102,7 @@ def _replay_or_conflict(cmd: SendTipCommand, stored: inbox.Stored | None, replay
 def _credit_error(
     tx: CommandTx,
     cmd: SendTipCommand,
-    code: str,
+    code: TipCreditCode,
     message: str,
     credits: int,
     recharge_url: str,

@@ -27,6 +27,7 @@ from typing import Any
 import asyncpg
 
 from infra import inbox
+from infra.db import Conn
 from workers.effects import FollowUp, Outcome, replay
 from workers.emits import Emit
 
@@ -40,9 +41,7 @@ class CommandTx:
 
     __slots__ = ("_outcome", "_result", "_twin", "_user_id", "conn", "key", "stored")
 
-    def __init__(
-        self, conn: asyncpg.Connection, key: inbox.Key, stored: inbox.Stored | None, twin: CommandTx | None = None
-    ) -> None:
+    def __init__(self, conn: Conn, key: inbox.Key, stored: inbox.Stored | None, twin: CommandTx | None = None) -> None:
         self.conn = conn
         self.key = key
         self.stored = stored  # the earlier outcome, for a command applied before
@@ -112,7 +111,7 @@ class CommandTx:
 
 
 @asynccontextmanager
-async def commands_tx(conn: asyncpg.Connection, keys: Sequence[inbox.Key]) -> AsyncIterator[list[CommandTx]]:
+async def commands_tx(conn: Conn, keys: Sequence[inbox.Key]) -> AsyncIterator[list[CommandTx]]:
     """Claim ``keys`` in the caller's transaction, one :class:`CommandTx` each, in order; at the end
     of the block record every fresh command's outcome in one statement."""
     stored = await inbox.claim_many(conn, keys)

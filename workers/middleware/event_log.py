@@ -11,19 +11,23 @@ fails or retries the command.
 from __future__ import annotations
 
 import logging
-from typing import Any, ClassVar, get_args
+from typing import Any, ClassVar, TypeGuard, get_args
 
 import structlog
 from dramatiq import Middleware
-from dramatiq.asyncio import get_event_loop_thread
 from dramatiq.common import q_name
 
 from infra import event_log
+from workers.middleware import running_loop_thread
 from workers.resources import ResourceHolder
 
 log = structlog.get_logger(__name__)
 
 _STATUSES = frozenset(get_args(event_log.Status))
+
+
+def _is_status(result: object) -> TypeGuard[event_log.Status]:
+    return isinstance(result, str) and result in _STATUSES
 
 
 class _DropDiscardedResultWarning(logging.Filter):
@@ -54,7 +58,7 @@ class EventLog(Middleware):
             if message.failed:  # retries exhausted, or an exception the actor never retries
                 self._log(message, "failed", repr(exception))
             return
-        if isinstance(result, str) and result in _STATUSES:
+        if _is_status(result):
             self._log(message, result)
         else:
             log.warning(
@@ -85,7 +89,7 @@ class EventLog(Middleware):
 
     def _write(self, message: Any, entry: event_log.Entry, status: event_log.Status) -> None:
         try:
-            get_event_loop_thread().run_coroutine(self._record(entry))
+            running_loop_thread().run_coroutine(self._record(entry))
         except Exception as exc:
             log.error(
                 "event_log.write_failed",

@@ -11,11 +11,11 @@ from typing import Any, ClassVar
 
 import structlog
 from dramatiq import Middleware
-from dramatiq.asyncio import get_event_loop_thread
 
 from infra import inbox
 from schemas.actors import ACTORS
 from workers.emits import publish
+from workers.middleware import running_loop_thread
 from workers.resources import ResourceHolder
 
 log = structlog.get_logger(__name__)
@@ -49,14 +49,14 @@ class FailClosed(Middleware):
         options = broker.get_actor(message.actor_name).options
         batch_of = options.get("batch_of")
         if batch_of is not None:
-            inner = command.get("commands") if isinstance(command.get("commands"), list) else []
+            inner = commands if isinstance(commands := command.get("commands"), list) else []
             reports = [(batch_of, broker.get_actor(batch_of).options, c) for c in inner if isinstance(c, dict)]
         else:
             reports = [(message.actor_name, options, command)]
         try:
             for actor, actor_options, one in reports:
                 if isinstance(one.get("command_id"), str):
-                    get_event_loop_thread().run_coroutine(self._report(actor, actor_options, one, exception))
+                    running_loop_thread().run_coroutine(self._report(actor, actor_options, one, exception))
         except Exception:
             log.exception("command.failure_report_failed", actor=message.actor_name)
 

@@ -245,7 +245,7 @@ def serve_metrics() -> int:
     settings = Settings()
     registry = CollectorRegistry()
     MultiProcessCollector(registry, os.environ[MULTIPROC_ENV])
-    registry.register(QueueDepthCollector(settings.amqp_url))  # type: ignore[arg-type]
+    registry.register(QueueDepthCollector(settings.amqp_url))
     handler = type("MetricsHandler", (_MetricsHandler,), {"registry": registry})
     server = ThreadingHTTPServer((settings.worker_metrics_host, settings.worker_metrics_port), handler)
     log.info("worker.metrics_serving", host=settings.worker_metrics_host, port=settings.worker_metrics_port)

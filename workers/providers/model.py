@@ -61,6 +61,7 @@ from typing import Any
 
 import openai
 import structlog
+from openai.types.shared_params import ResponseFormatJSONSchema
 from pydantic import ValidationError
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt
 from tenacity.wait import wait_base
@@ -154,7 +155,7 @@ def strict_schema(model: type[Classification]) -> dict[str, Any]:
     return walk(model.model_json_schema())
 
 
-CLASSIFICATION_FORMAT: dict[str, Any] = {
+CLASSIFICATION_FORMAT: ResponseFormatJSONSchema = {
     "type": "json_schema",
     "json_schema": {"name": "classification", "schema": strict_schema(Classification), "strict": True},
 }
@@ -406,7 +407,7 @@ class ModelClient:
                         extra_body=_untransformed(messages),
                         max_tokens=self._max_tokens,
                         temperature=0,
-                        response_format=CLASSIFICATION_FORMAT,  # type: ignore[arg-type]
+                        response_format=CLASSIFICATION_FORMAT,
                     )
             except TimeoutError:
                 raise ModelError("timeout", f"no answer within {self._timeout_s} s", retryable=True) from None

@@ -48,7 +48,7 @@ class _HttpClient(AsyncTwilioHttpClient):
         super().__init__(pool_connections=False, max_retries=None, logger=_library_log)
         self.session = session
 
-    async def request(self, method: str, url: str, **kwargs: Any) -> Response:  # type: ignore[override]
+    async def request(self, method: str, url: str, **kwargs: Any) -> Response:
         auth = kwargs.pop("auth", None)
         if auth is not None:  # as a header: aiohttp deprecates the BasicAuth object the library would make
             token = base64.b64encode(f"{auth[0]}:{auth[1]}".encode()).decode("ascii")
