@@ -132,8 +132,6 @@ def init_app(settings: Settings) -> web.Application:
 
     app.cleanup_ctx.append(resources)
     app.cleanup_ctx.append(metrics_listener_context(settings, metrics))  # METRICS_HOST:METRICS_PORT
-    # ingress/http annotates these two as returning a Coroutine, not an AsyncIterator (issue 16: its
-    # rewrite fixes that, and these ignores go then).
-    app.cleanup_ctx.append(stripe_client_context(settings))  # type: ignore[arg-type]
-    app.cleanup_ctx.append(chain_client_context(settings))  # type: ignore[arg-type]
+    app.cleanup_ctx.append(stripe_client_context(settings))
+    app.cleanup_ctx.append(chain_client_context(settings))
     return app

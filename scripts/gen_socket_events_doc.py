@@ -397,7 +397,7 @@ def _field_comments(cls: type[BaseModel]) -> dict[str, str]:
         body = ast.parse(source).body[0]
         for stmt in getattr(body, "body", []):
             if isinstance(stmt, ast.AnnAssign) and isinstance(stmt.target, ast.Name):
-                above = []
+                above: list[str] = []
                 line = stmt.lineno - 1
                 while line in full_line:
                     above.insert(0, comments[line])

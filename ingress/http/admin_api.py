@@ -21,7 +21,7 @@ import asyncio
 import datetime as dt
 import time
 from collections.abc import Mapping
-from typing import Any, cast
+from typing import Any
 
 import aio_pika
 import asyncpg
@@ -254,7 +254,7 @@ async def series(request: web.Request) -> web.Response:
     if minutes * 60 // step > MAX_BUCKETS:
         raise BadRequest(f"step: at most {MAX_BUCKETS} buckets per window")
     until = _until(q.get("until"))
-    metric = cast(admin_series.Metric, name)
+    metric = name
     async with request.app[APP_STATE].reads.acquire() as conn:  # a replica when DATABASE_READ_URL is set
         result = await admin_series.series(conn, metric, until, minutes, step)
     return web.json_response(

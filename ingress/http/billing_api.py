@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import aiohttp
@@ -27,7 +27,7 @@ STRIPE_CLIENT = web.AppKey("stripe_client", stripe.StripeClient)
 
 def stripe_client_context(
     settings: Settings,
-) -> Callable[[web.Application], Coroutine[Any, Any, AsyncIterator[None]]]:
+) -> Callable[[web.Application], AsyncIterator[None]]:
     """A cleanup context owning the node's Stripe client (async, over aiohttp); none without a key."""
 
     async def context(app: web.Application) -> AsyncIterator[None]:

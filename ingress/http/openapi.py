@@ -85,7 +85,7 @@ def _version() -> str:
 
 def _model_schemas(
     operations: Iterable[Operation],
-) -> tuple[dict[tuple[type[BaseModel], JsonSchemaMode], Any], dict[str, Any]]:
+) -> tuple[dict[tuple[Any, JsonSchemaMode], dict[str, Any]], dict[str, Any]]:
     """Every model's schema under components/schemas, and the reference to each (model, mode)."""
     wanted: set[tuple[type[BaseModel], JsonSchemaMode]] = {(ErrorResponse, "serialization")}
     for operation in operations:

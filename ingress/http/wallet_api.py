@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import secrets
 import time
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -61,7 +61,7 @@ CHAIN_CLIENT = web.AppKey("chain_client", ChainClient)
 
 def chain_client_context(
     settings: Settings,
-) -> Callable[[web.Application], Coroutine[Any, Any, AsyncIterator[None]]]:
+) -> Callable[[web.Application], AsyncIterator[None]]:
     """A cleanup context owning the node's JSON-RPC client; it connects on first use."""
 
     async def context(app: web.Application) -> AsyncIterator[None]:
@@ -179,8 +179,8 @@ async def wallet(request: web.Request) -> web.Response:
         {
             "address": to_checksum_address(link.address),
             "linkedAt": link.linked_at.isoformat(),
-            "balance": None if balances[link.address] is None else format_units(balances[link.address], decimals),
-            "balanceBaseUnits": None if balances[link.address] is None else str(balances[link.address]),
+            "balance": None if (balance := balances[link.address]) is None else format_units(balance, decimals),
+            "balanceBaseUnits": None if balance is None else str(balance),
         }
         for link in links
     ]

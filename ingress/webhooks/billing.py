@@ -90,10 +90,13 @@ def stripe_command(payload: Any) -> StripeEvent:
     event_id, created = payload.get("id"), payload.get("created")
     if not isinstance(event_id, str):
         raise ValueError("the event has no id")
+    event_type = payload.get("type")
+    if not isinstance(event_type, str):
+        raise ValueError("the event has no type")
     return StripeEvent(
         command_id=f"stripe:{event_id}",
         event_id=event_id,
-        event_type=payload.get("type"),
+        event_type=event_type,
         created=0 if created is None else created,
         livemode=payload.get("livemode") is True,
         data_object=data_object,

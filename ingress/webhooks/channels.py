@@ -62,7 +62,7 @@ def chat_routed(commands: list[WebhookCommand]) -> list[Routed]:
 
 @dataclass(frozen=True, slots=True)
 class TwilioForm:
-    form: MultiDictProxy[str | bytes | web.FileField]  # what Twilio signed
+    form: MultiDictProxy[str | bytes | bytearray | web.FileField]  # what Twilio signed
     fields: dict[str, str]
 
 
