@@ -67,6 +67,19 @@ async def outage(proxy: TcpBalancer) -> list[int]:
     return backends
 
 
+async def node_sees_the_loss(http, stack: Stack, service: str) -> None:
+    """Wait until the node's /health reports ``service`` down. A send racing the cut itself may go out
+    on the dying connection and be answered ``unconfirmed`` (it may have reached the broker), which
+    is right; the outage's answer is what comes once the node knows."""
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        async with http.get(stack.url("/health")) as resp:
+            if service in (await resp.json()).get("causes", {}):
+                return
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"the node did not notice {service} was gone within 5 s")
+
+
 async def answer_timed(client: ChatClient, room: str, text: str) -> tuple[dict, float]:
     started = time.monotonic()
     answer = await client.send(room, text)
@@ -121,6 +134,7 @@ async def test_a_broker_outage_is_answered_unavailable_and_the_node_and_pool_com
         await watcher.wait_count("newMessage", 1)
 
         backends = await outage(amqp_proxy)
+        await node_sees_the_loss(http, stack, "rabbitmq")
         answers = [await answer_timed(sender, room, f"durante {n}") for n in range(5)]
         for answer, took in answers:
             assert_refused_unavailable(answer, took, "RabbitMQ")

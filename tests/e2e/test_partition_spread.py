@@ -40,7 +40,10 @@ def active_pid(vhost: str, queue: str) -> int | None:
     active = [d for d in details if d.get("active")]
     if len(details) != 2 or len(active) != 1:
         return None
-    connection = management(f"/api/connections/{quote(active[0]['channel_details']['connection_name'], safe='')}")
+    channel = active[0].get("channel_details")
+    if not isinstance(channel, dict) or "connection_name" not in channel:  # the API can list it empty a moment
+        return None
+    connection = management(f"/api/connections/{quote(channel['connection_name'], safe='')}")
     named = re.fullmatch(r"gatekeeper-workers pid=(\d+)", connection["client_properties"].get("connection_name", ""))
     return int(named.group(1)) if named else None
 
