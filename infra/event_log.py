@@ -86,9 +86,9 @@ ON CONFLICT (command_id) DO UPDATE SET
 """
 
 
-async def record(pool: asyncpg.Pool, e: Entry) -> None:
-    await pool.execute(
-        _UPSERT,
+def _row(e: Entry) -> tuple[Any, ...]:
+    """The entry as ``_UPSERT``'s arguments, in their order."""
+    return (
         e.command_id,
         e.queue_name,
         e.actor_name,
@@ -101,24 +101,15 @@ async def record(pool: asyncpg.Pool, e: Entry) -> None:
     )
 
 
+async def record(pool: asyncpg.Pool, e: Entry) -> None:
+    await pool.execute(_UPSERT, *_row(e))
+
+
 async def record_many(conn: Conn, entries: Iterable[Entry]) -> None:
     """Log many processed commands at once, inside the transaction that applied them (a batch)."""
     await conn.executemany(
         _UPSERT,
-        [
-            (
-                e.command_id,
-                e.queue_name,
-                e.actor_name,
-                e.command_type,
-                e.user_id,
-                e.tenant_id,
-                e.payload,
-                e.status,
-                e.error,
-            )
-            for e in sorted(entries, key=lambda e: e.command_id)
-        ],
+        [_row(e) for e in sorted(entries, key=lambda e: e.command_id)],
     )
 
 
